@@ -1,0 +1,412 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/pushd/pushd/dispatcher"
+)
+
+// Config configures a Broker. Zero fields take the defaults given.
+type Config struct {
+	// URL is the AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/.
+	URL string
+	// Topology names exchanges and queues.
+	Topology Topology
+	// Prefetch and HighPrefetch bound the unacknowledged batches per lane
+	// (defaults 8 and 4). They are what absorbs bursts, not memory.
+	Prefetch     int
+	HighPrefetch int
+	// Heartbeat is the AMQP heartbeat (default 10s); a silent connection
+	// is declared dead after three missed heartbeats.
+	Heartbeat time.Duration
+	// ReconnectMin and ReconnectMax bound the exponential backoff between
+	// connection attempts (defaults 500ms and 30s).
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
+	// Name is shown as the connection name in the broker (default "pushd").
+	Name string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Prefetch <= 0 {
+		c.Prefetch = 8
+	}
+	if c.HighPrefetch <= 0 {
+		c.HighPrefetch = 4
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 10 * time.Second
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = 500 * time.Millisecond
+	}
+	if c.ReconnectMax <= 0 {
+		c.ReconnectMax = 30 * time.Second
+	}
+	if c.ReconnectMax < c.ReconnectMin {
+		c.ReconnectMax = c.ReconnectMin
+	}
+	if c.Name == "" {
+		c.Name = "pushd"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Metrics receives the broker's state changes and publish results.
+type Metrics interface {
+	// Connected reports the connection going up or down.
+	Connected(up bool)
+	// ConnectFailed counts a failed connection attempt.
+	ConnectFailed()
+	// Consuming reports a lane's consumer starting or stopping.
+	Consuming(l dispatcher.Lane, up bool)
+	// Published counts a confirmed publish of kind (hold, dead_letter,
+	// event) or a failed one.
+	Published(kind string, ok bool)
+}
+
+// Header names pushd reads and writes.
+const (
+	HeaderAttempt   = "x-pushd-attempt"    // send passes already made
+	HeaderHoldUntil = "x-pushd-hold-until" // unix milliseconds
+	HeaderReason    = "x-pushd-reason"     // dead letters: short reason code
+	HeaderDetail    = "x-pushd-detail"     // dead letters: explanation
+	HeaderAttempts  = "x-pushd-attempts"   // dead letters: attempts made
+	HeaderProvider  = "x-pushd-provider"   // dead letters: last provider
+	HeaderStatus    = "x-pushd-provider-status"
+	HeaderPReason   = "x-pushd-provider-reason"
+	headerPublishID = "x-pushd-publish-id" // matches basic.return to its publish
+)
+
+// Broker keeps one AMQP connection to RabbitMQ, reconnecting with backoff,
+// declares the topology on each connection, consumes the lanes and
+// publishes with confirms. Its methods are safe for concurrent use.
+type Broker struct {
+	cfg Config
+	log *slog.Logger
+	met Metrics
+
+	mu      sync.Mutex
+	sess    *session
+	changed chan struct{} // closed and replaced whenever sess changes
+
+	consuming [2]atomic.Bool
+	pubSeq    atomic.Uint64
+	watchers  sync.WaitGroup // goroutines watching channels close
+}
+
+// New returns a Broker; Run connects it.
+func New(cfg Config, logger *slog.Logger, met Metrics) *Broker {
+	cfg.setDefaults()
+	return &Broker{cfg: cfg, log: logger, met: met, changed: make(chan struct{})}
+}
+
+// session is one live connection with its publishing channel.
+type session struct {
+	conn   *amqp.Connection
+	closed chan struct{} // closed when conn is gone
+
+	pubMu   sync.Mutex // guards pub and serialises mandatory publishes
+	pub     *amqp.Channel
+	returns chan amqp.Return
+}
+
+// Run connects and keeps the connection up until ctx ends, then closes it.
+// Close the connection last: acks of in-flight deliveries need it.
+func (b *Broker) Run(ctx context.Context) error {
+	delay := b.cfg.ReconnectMin
+	for {
+		s, err := b.connect()
+		if err != nil {
+			b.met.ConnectFailed()
+			wait := delay/2 + rand.N(delay/2+1)
+			b.log.Warn("cannot connect to RabbitMQ; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				b.watchers.Wait()
+				return nil
+			}
+			delay = min(delay*2, b.cfg.ReconnectMax)
+			continue
+		}
+		delay = b.cfg.ReconnectMin
+		b.log.Info("connected to RabbitMQ", "url", redactURL(b.cfg.URL))
+		b.met.Connected(true)
+		b.setSession(s)
+		select {
+		case <-s.closed:
+			b.setSession(nil)
+			b.met.Connected(false)
+			b.log.Warn("lost connection to RabbitMQ; reconnecting")
+		case <-ctx.Done():
+			b.setSession(nil)
+			b.met.Connected(false)
+			if err := s.conn.CloseDeadline(time.Now().Add(5 * time.Second)); err != nil && !errors.Is(err, amqp.ErrClosed) {
+				b.log.Debug("close connection", "err", err)
+			}
+			<-s.closed
+			b.watchers.Wait()
+			return nil
+		}
+	}
+}
+
+// Ready reports whether the broker is connected and both lanes consume.
+func (b *Broker) Ready() bool {
+	b.mu.Lock()
+	up := b.sess != nil
+	b.mu.Unlock()
+	return up && b.consuming[dispatcher.Normal].Load() && b.consuming[dispatcher.High].Load()
+}
+
+func (b *Broker) connect() (*session, error) {
+	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
+		Heartbeat:  b.cfg.Heartbeat,
+		Locale:     "en_US",
+		Properties: amqp.Table{"connection_name": b.cfg.Name},
+		Dial: func(network, addr string) (net.Conn, error) {
+			return net.DialTimeout(network, addr, 10*time.Second)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", redactURL(b.cfg.URL), err)
+	}
+	if err := b.cfg.Topology.Declare(conn, func(msg string, args ...any) { b.log.Warn(msg, args...) }); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("declare topology: %w", err)
+	}
+	s := &session{conn: conn, closed: make(chan struct{})}
+	if err := s.openPublisher(); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	notify := conn.NotifyClose(make(chan *amqp.Error, 1))
+	b.watchers.Go(func() {
+		if err := <-notify; err != nil {
+			b.log.Debug("connection closed", "err", err)
+		}
+		close(s.closed)
+	})
+	return s, nil
+}
+
+// openPublisher opens the confirm-mode publishing channel; callers hold
+// pubMu or own s exclusively.
+func (s *session) openPublisher() error {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open publish channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return fmt.Errorf("enable publisher confirms: %w", err)
+	}
+	s.returns = ch.NotifyReturn(make(chan amqp.Return, 16))
+	s.pub = ch
+	return nil
+}
+
+func (b *Broker) setSession(s *session) {
+	b.mu.Lock()
+	b.sess = s
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// waitSession returns the live session, waiting for one until ctx ends.
+func (b *Broker) waitSession(ctx context.Context) (*session, error) {
+	for {
+		b.mu.Lock()
+		s, changed := b.sess, b.changed
+		b.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// errReturned means the broker could not route a mandatory message.
+var errReturned = errors.New("message returned as unroutable")
+
+// publish sends msg and waits for the broker's confirm, retrying on a new
+// connection when the current one fails. It gives up only when ctx ends or
+// the message is unroutable.
+func (b *Broker) publish(ctx context.Context, kind, exchange, key string, mandatory bool, msg amqp.Publishing) error {
+	for {
+		s, err := b.waitSession(ctx)
+		if err != nil {
+			b.met.Published(kind, false)
+			return fmt.Errorf("publish %s: no broker connection: %w", kind, err)
+		}
+		err = s.publish(ctx, b.pubSeq.Add(1), exchange, key, mandatory, msg)
+		if err == nil {
+			b.met.Published(kind, true)
+			return nil
+		}
+		if errors.Is(err, errReturned) || ctx.Err() != nil {
+			b.met.Published(kind, false)
+			return fmt.Errorf("publish %s to %q/%q: %w", kind, exchange, key, err)
+		}
+		b.log.Debug("publish failed; retrying", "kind", kind, "err", err)
+		select {
+		case <-s.closed:
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (s *session) publish(ctx context.Context, id uint64, exchange, key string, mandatory bool, msg amqp.Publishing) error {
+	s.pubMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			s.pubMu.Unlock()
+		}
+	}()
+	if s.pub.IsClosed() {
+		if err := s.openPublisher(); err != nil {
+			return err
+		}
+	}
+	var pid string
+	if mandatory {
+		pid = strconv.FormatUint(id, 10)
+		msg.Headers = withHeader(msg.Headers, headerPublishID, pid)
+		drain(s.returns)
+	}
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, mandatory, false, msg)
+	if err != nil {
+		return err
+	}
+	if !mandatory {
+		// Other publishes may go out while this one waits for its confirm.
+		s.pubMu.Unlock()
+		locked = false
+	}
+	ok, err := dc.WaitContext(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("broker refused the message (nack)")
+	}
+	if mandatory {
+		// basic.return precedes the confirm on the wire, and the client
+		// delivers it before it processes the ack.
+		if r, ok := returned(s.returns, pid); ok {
+			return fmt.Errorf("%w: %s", errReturned, r.ReplyText)
+		}
+	}
+	return nil
+}
+
+// returned looks among the returns received so far for the one of publish
+// pid, discarding others (left over from publishes that gave up waiting).
+func returned(c <-chan amqp.Return, pid string) (amqp.Return, bool) {
+	for {
+		select {
+		case r := <-c:
+			if r.Headers[headerPublishID] == pid {
+				return r, true
+			}
+		default:
+			return amqp.Return{}, false
+		}
+	}
+}
+
+func drain(c <-chan amqp.Return) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+func withHeader(h amqp.Table, k string, v any) amqp.Table {
+	out := make(amqp.Table, len(h)+1)
+	for hk, hv := range h {
+		out[hk] = hv
+	}
+	out[k] = v
+	return out
+}
+
+// Hold publishes body to lane so that it is delivered again no earlier than
+// at: directly when at is due, else through the delay queue of the longest
+// level that fits. It implements dispatcher.Outbox.
+func (b *Broker) Hold(ctx context.Context, lane dispatcher.Lane, body []byte, attempt int, at time.Time) error {
+	laneQueue, key := b.cfg.Topology.lane(lane)
+	headers := amqp.Table{HeaderAttempt: int32(attempt)}
+	exchange := b.cfg.Topology.Exchange
+	if !at.IsZero() {
+		headers[HeaderHoldUntil] = at.UnixMilli()
+		if wait := at.Sub(b.cfg.Now()); wait > 200*time.Millisecond {
+			exchange, key = "", delayQueue(laneQueue, max(delayLevel(wait), 0))
+		}
+	}
+	return b.publish(ctx, "hold", exchange, key, true, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    b.cfg.Now(),
+		Headers:      headers,
+		Body:         body,
+	})
+}
+
+// DeadLetter publishes body to the dead-letter exchange with headers naming
+// the reason. It implements dispatcher.Outbox.
+func (b *Broker) DeadLetter(ctx context.Context, body []byte, why dispatcher.DeadLetter) error {
+	h := amqp.Table{HeaderReason: why.Reason, HeaderDetail: why.Detail}
+	if why.Attempts > 0 {
+		h[HeaderAttempts] = int32(why.Attempts)
+	}
+	if why.Provider != "" {
+		h[HeaderProvider] = why.Provider
+		h[HeaderStatus] = int32(why.Status)
+		h[HeaderPReason] = why.ProviderReason
+	}
+	return b.publish(ctx, "dead_letter", b.cfg.Topology.DeadExchange, deadRoutingKey, true, amqp.Publishing{
+		MessageId:    why.MessageID,
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    b.cfg.Now(),
+		Headers:      h,
+		Body:         body,
+	})
+}
+
+// redactURL hides the password of an AMQP URL for logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,360 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
+
+	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/queue"
+	"github.com/pushd/pushd/queue/queuetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+type nopMetrics struct{ connects atomic.Int32 }
+
+func (m *nopMetrics) Connected(up bool) {
+	if up {
+		m.connects.Add(1)
+	}
+}
+func (*nopMetrics) ConnectFailed()                  {}
+func (*nopMetrics) Consuming(dispatcher.Lane, bool) {}
+func (*nopMetrics) Published(string, bool)          {}
+
+type bundle struct {
+	broker *queue.Broker
+	top    queue.Topology
+	ch     *amqp.Channel // a separate test connection
+	met    *nopMetrics
+	stop   func()
+}
+
+// setup starts a Broker on a test topology, through url (the broker's, or a
+// proxy's).
+func setup(t *testing.T, url string, cfg queue.Config) *bundle {
+	t.Helper()
+	direct := queuetest.URL(t)
+	if url == "" {
+		url = direct
+	}
+	b := &bundle{top: queuetest.Topology(t, direct), met: &nopMetrics{}}
+	cfg.URL = url
+	cfg.Topology = b.top
+	if cfg.ReconnectMin == 0 {
+		cfg.ReconnectMin = 50 * time.Millisecond
+		cfg.ReconnectMax = 200 * time.Millisecond
+	}
+	b.broker = queue.New(cfg, logger(t), b.met)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.broker.Run(ctx) }()
+	b.stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(b.stop)
+	b.ch = queuetest.Conn(t, direct)
+	// Connected is reported once the whole topology, bindings included, is
+	// declared.
+	waitFor(t, "connected and topology declared", func() bool { return b.met.connects.Load() >= 1 })
+	return b
+}
+
+func logger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// consume runs Consume with h until the returned stop is called.
+func consume(t *testing.T, b *queue.Broker, h queue.Handler) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.Consume(ctx, h) }()
+	stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
+	return stop
+}
+
+func TestConsumeBothLanesAndAck(t *testing.T) {
+	b := setup(t, "", queue.Config{})
+	got := make(chan string, 10)
+	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) {
+		got <- fmt.Sprintf("%s:%s:%d:%v", d.Lane(), d.Body(), d.Attempt(), d.Republished())
+		if err := d.Ack(); err != nil {
+			t.Errorf("ack: %v", err)
+		}
+	})
+	waitFor(t, "ready", b.broker.Ready)
+	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("n1"))
+	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.HighRoutingKey, []byte("h1"))
+	seen := map[string]bool{}
+	for range 2 {
+		select {
+		case s := <-got:
+			seen[s] = true
+		case <-time.After(10 * time.Second):
+			t.Fatal("deliveries missing")
+		}
+	}
+	if !seen["normal:n1:0:false"] || !seen["high:h1:0:false"] {
+		t.Errorf("got %v", seen)
+	}
+	waitFor(t, "queues empty", func() bool {
+		r1, u1 := queuetest.Counts(t, b.top.Queue)
+		r2, u2 := queuetest.Counts(t, b.top.HighQueue)
+		return r1+u1+r2+u2 == 0
+	})
+}
+
+func TestDeclareIsIdempotentAndToleratesAProducersDeclaration(t *testing.T) {
+	direct := queuetest.URL(t)
+	top := queuetest.Topology(t, direct)
+	// A producer declared the normal queue first, as a plain quorum queue
+	// without pushd's arguments.
+	ch := queuetest.Conn(t, direct)
+	if _, err := ch.QueueDeclare(top.Queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		br := queue.New(queue.Config{URL: direct, Topology: top, ReconnectMin: 50 * time.Millisecond}, logger(t), &nopMetrics{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = br.Run(ctx) }()
+		stopConsume := consume(t, br, func(_ context.Context, d *queue.Delivery) { _ = d.Ack() })
+		waitFor(t, fmt.Sprintf("ready (start %d)", i+1), br.Ready)
+		stopConsume()
+		cancel()
+		<-done
+	}
+	// The dead-letter binding works even though the producer's queue lacks
+	// pushd's arguments: pushd publishes dead letters itself.
+	ch = queuetest.Conn(t, direct)
+	if n := queuetest.Ready(t, ch, top.DeadQueue); n != 0 {
+		t.Errorf("dead queue has %d messages", n)
+	}
+}
+
+func TestHoldDelaysAndReturnsToTheLane(t *testing.T) {
+	b := setup(t, "", queue.Config{})
+	type arrival struct {
+		at      time.Time
+		attempt int
+		hold    time.Time
+		lane    dispatcher.Lane
+		body    string
+	}
+	got := make(chan arrival, 4)
+	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) {
+		got <- arrival{time.Now(), d.Attempt(), d.HoldUntil(), d.Lane(), string(d.Body())}
+		_ = d.Ack()
+	})
+	waitFor(t, "ready", b.broker.Ready)
+	ctx := context.Background()
+	start := time.Now()
+	until := start.Add(2500 * time.Millisecond)
+	if err := b.broker.Hold(ctx, dispatcher.High, []byte("later"), 2, until); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.broker.Hold(ctx, dispatcher.Normal, []byte("now"), 0, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	first := <-got
+	if first.body != "now" || first.lane != dispatcher.Normal || first.attempt != 0 || !first.hold.IsZero() {
+		t.Errorf("immediate hold: %+v", first)
+	}
+	select {
+	case a := <-got:
+		if a.body != "later" || a.lane != dispatcher.High || a.attempt != 2 || a.hold.UnixMilli() != until.UnixMilli() {
+			t.Errorf("delayed hold: %+v", a)
+		}
+		// Delay levels are powers of two seconds: 2.5s goes to the 2s
+		// level, and the dispatcher holds the rest again.
+		if wait := a.at.Sub(start); wait < 1900*time.Millisecond || wait > 5*time.Second {
+			t.Errorf("came back after %v, want about 2s", wait)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("held message did not come back")
+	}
+}
+
+func TestDeadLetterCarriesTheReason(t *testing.T) {
+	b := setup(t, "", queue.Config{})
+	err := b.broker.DeadLetter(context.Background(), []byte("{bad"), dispatcher.DeadLetter{
+		Reason: "retries_exhausted", Detail: "no success after 5 attempts", Attempts: 5,
+		Provider: "apns", Status: 503, ProviderReason: "ServiceUnavailable",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := queuetest.Get(t, b.ch, b.top.DeadQueue, 5*time.Second)
+	if string(d.Body) != "{bad" {
+		t.Errorf("body %q", d.Body)
+	}
+	h := d.Headers
+	if h[queue.HeaderReason] != "retries_exhausted" || h[queue.HeaderDetail] != "no success after 5 attempts" ||
+		h[queue.HeaderAttempts] != int32(5) || h[queue.HeaderProvider] != "apns" ||
+		h[queue.HeaderStatus] != int32(503) || h[queue.HeaderPReason] != "ServiceUnavailable" {
+		t.Errorf("headers %v", h)
+	}
+}
+
+func TestUnroutablePublishFails(t *testing.T) {
+	b := setup(t, "", queue.Config{})
+	// Remove the dead queue's bindings by deleting the queue: the dead
+	// letter has nowhere to go and must not be reported as published.
+	if _, err := b.ch.QueueDelete(b.top.DeadQueue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := b.broker.DeadLetter(ctx, []byte("x"), dispatcher.DeadLetter{Reason: "schema"})
+	if err == nil {
+		t.Fatal("publishing to nowhere succeeded")
+	}
+}
+
+func TestStopConsumingRequeuesUnhandledAndKeepsInFlightAckable(t *testing.T) {
+	b := setup(t, "", queue.Config{Prefetch: 5})
+	for i := range 5 {
+		queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, fmt.Appendf(nil, "m%d", i))
+	}
+	held := make(chan *queue.Delivery, 5)
+	release := make(chan struct{})
+	stop := consume(t, b.broker, func(ctx context.Context, d *queue.Delivery) {
+		held <- d
+		<-release // the handler is busy with the first delivery
+	})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // runs before consume's cleanup
+	var first *queue.Delivery
+	select {
+	case first = <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no delivery reached the handler")
+	}
+	waitFor(t, "prefetch filled", func() bool {
+		_, unacked := queuetest.Counts(t, b.top.Queue)
+		return unacked == 5
+	})
+	go func() { time.Sleep(100 * time.Millisecond); unblock() }()
+	stop()
+	// Deliveries prefetched but never handed over went back to the queue;
+	// the one in the handler is still unacked.
+	// rabbitmqctl's counts of quorum queues lag by a few seconds.
+	waitFor(t, "unhandled deliveries requeued", func() bool {
+		ready, unacked := queuetest.Counts(t, b.top.Queue)
+		return ready == 4 && unacked == 1
+	})
+	// The delivery in flight can still be acked after Consume returned.
+	if err := first.Ack(); err != nil {
+		t.Errorf("ack after stop: %v", err)
+	}
+	select {
+	case <-first.Lost():
+		t.Error("channel reported lost while the connection lives")
+	default:
+	}
+}
+
+func TestReconnectsAfterConnectionReset(t *testing.T) {
+	proxy, url := queuetest.ProxyURL(t, queuetest.URL(t))
+	b := setup(t, url, queue.Config{})
+	got := make(chan *queue.Delivery, 10)
+	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) { got <- d })
+	waitFor(t, "ready", b.broker.Ready)
+
+	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("before"))
+	old := <-got
+	proxy.Reset()
+	select {
+	case <-old.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivery of the dead channel not reported lost")
+	}
+	if err := old.Ack(); err == nil {
+		t.Error("ack of a delivery from the dead channel succeeded")
+	}
+	waitFor(t, "reconnected", func() bool { return b.met.connects.Load() >= 2 && b.broker.Ready() })
+	// The unacked message comes back on the new connection, with the new one.
+	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("after"))
+	bodies := map[string]bool{}
+	for range 2 {
+		select {
+		case d := <-got:
+			bodies[string(d.Body())] = true
+			if err := d.Ack(); err != nil {
+				t.Errorf("ack on new connection: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after reconnect got only %v", bodies)
+		}
+	}
+	if !bodies["before"] || !bodies["after"] {
+		t.Errorf("got %v", bodies)
+	}
+}
+
+func TestDetectsASilentConnectionByHeartbeat(t *testing.T) {
+	proxy, url := queuetest.ProxyURL(t, queuetest.URL(t))
+	b := setup(t, url, queue.Config{Heartbeat: time.Second})
+	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) { _ = d.Ack() })
+	waitFor(t, "ready", b.broker.Ready)
+	proxy.Freeze()
+	frozen := time.Now()
+	waitFor(t, "connection declared dead", func() bool { return !b.broker.Ready() })
+	if took := time.Since(frozen); took > 5*time.Second {
+		t.Errorf("silent link detected after %v; heartbeat 1s allows 3 missed beats", took)
+	}
+	proxy.Thaw()
+	waitFor(t, "reconnected", b.broker.Ready)
+}
+
+func TestPublishWaitsForTheConnection(t *testing.T) {
+	proxy, url := queuetest.ProxyURL(t, queuetest.URL(t))
+	b := setup(t, url, queue.Config{})
+	waitFor(t, "connected", func() bool { return b.met.connects.Load() >= 1 })
+	proxy.Refuse(true)
+	proxy.Reset()
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		errc <- b.broker.DeadLetter(ctx, []byte("x"), dispatcher.DeadLetter{Reason: "schema"})
+	}()
+	time.Sleep(500 * time.Millisecond) // the publish is waiting now
+	proxy.Refuse(false)
+	if err := <-errc; err != nil {
+		t.Fatalf("publish across reconnect: %v", err)
+	}
+	d := queuetest.Get(t, b.ch, b.top.DeadQueue, 5*time.Second)
+	if string(d.Body) != "x" {
+		t.Errorf("body %q", d.Body)
+	}
+}
