@@ -1,0 +1,198 @@
+package apns
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/sideshow/apns2"
+
+	"github.com/pushd/pushd/dispatcher"
+)
+
+// maxCollapseID is the longest apns-collapse-id APNs accepts, in bytes.
+const maxCollapseID = 64
+
+// message is a notification rendered for APNs, shared by every recipient of
+// a batch.
+type message struct {
+	s *Sender
+	// tmpl is copied by value for each push; its Payload is the payload
+	// rendered once, as []byte, already in the form apns2's json.Marshal
+	// gives it, so it goes out byte for byte.
+	tmpl apns2.Notification
+	// ttl is the notification's time to live, or -1 for none. The
+	// apns-expiration header is computed from it at each push, so a batch
+	// sent slowly by a throttled campaign does not expire early.
+	ttl time.Duration
+}
+
+// Prepare renders n into an APNs payload:
+//
+//	{"aps":{"alert":{"title":..,"body":..},"sound":..,"badge":..}, <data keys>}
+//
+// with each key of n.Data at the top level, its JSON value compacted. A
+// "background" push carries {"aps":{"content-available":1}} and priority 5
+// instead, as Apple requires. Prepare fails with an error wrapping
+// dispatcher.ErrPayloadTooLarge when the payload exceeds
+// dispatcher.MaxPayloadBytes.
+func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error) {
+	pushType := n.APNs.PushType
+	if pushType == "" {
+		pushType = string(apns2.PushTypeAlert)
+	}
+	topic := n.APNs.Topic
+	if topic == "" {
+		topic = s.topic
+	}
+	if topic == "" && s.needTopic {
+		return nil, errors.New("apns: no topic: set notification.apns.topic or the apns topic setting (token authentication requires one)")
+	}
+	if len(n.CollapseKey) > maxCollapseID {
+		return nil, fmt.Errorf("apns: collapse_key is %d bytes, APNs allows %d", len(n.CollapseKey), maxCollapseID)
+	}
+	payload, err := renderPayload(n, pushType == string(apns2.PushTypeBackground))
+	if err != nil {
+		return nil, err
+	}
+	if len(payload) > dispatcher.MaxPayloadBytes {
+		return nil, fmt.Errorf("%w: apns payload is %d bytes, limit %d", dispatcher.ErrPayloadTooLarge, len(payload), dispatcher.MaxPayloadBytes)
+	}
+	m := &message{
+		s: s,
+		tmpl: apns2.Notification{
+			CollapseID: n.CollapseKey,
+			Topic:      topic,
+			Priority:   priority(n.Priority, pushType),
+			PushType:   apns2.EPushType(pushType),
+			Payload:    payload,
+		},
+		ttl: -1,
+	}
+	if n.TTLSeconds != nil {
+		m.ttl = time.Duration(*n.TTLSeconds) * time.Second
+	}
+	return m, nil
+}
+
+// priority maps a pushd priority to apns-priority. Apple requires 5 for
+// background pushes.
+func priority(p, pushType string) int {
+	if p == "normal" || pushType == string(apns2.PushTypeBackground) {
+		return apns2.PriorityLow
+	}
+	return apns2.PriorityHigh
+}
+
+// renderPayload builds the APNs JSON payload, byte for byte as it goes on
+// the wire. apns2 passes the payload through json.Marshal, which compacts it
+// and escapes <, >, &, U+2028 and U+2029 as \u003c and so on; the payload is
+// put through the same transformation here, so that the size checked is the
+// size sent. Strings are encoded by encoding/json (quotes, control
+// characters, invalid UTF-8), data values compacted, keys sorted so the
+// payload is stable.
+func renderPayload(n *dispatcher.Notification, background bool) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(256)
+	enc := json.NewEncoder(&buf)
+	str := func(s string) {
+		_ = enc.Encode(s)           // a string always encodes
+		buf.Truncate(buf.Len() - 1) // Encode appends a newline
+	}
+
+	buf.WriteString(`{"aps":{`)
+	if background {
+		buf.WriteString(`"content-available":1`)
+	} else {
+		sep := false
+		comma := func() {
+			if sep {
+				buf.WriteByte(',')
+			}
+			sep = true
+		}
+		if n.Title != "" || n.Body != "" {
+			comma()
+			buf.WriteString(`"alert":{`)
+			if n.Title != "" {
+				buf.WriteString(`"title":`)
+				str(n.Title)
+			}
+			if n.Body != "" {
+				if n.Title != "" {
+					buf.WriteByte(',')
+				}
+				buf.WriteString(`"body":`)
+				str(n.Body)
+			}
+			buf.WriteByte('}')
+		}
+		if n.Sound != "" {
+			comma()
+			buf.WriteString(`"sound":`)
+			str(n.Sound)
+		}
+		if n.Badge != nil {
+			comma()
+			fmt.Fprintf(&buf, `"badge":%d`, *n.Badge)
+		}
+	}
+	buf.WriteByte('}')
+
+	keys := make([]string, 0, len(n.Data))
+	for k := range n.Data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if k == "aps" {
+			return nil, errors.New("apns: data key \"aps\" is reserved")
+		}
+		buf.WriteByte(',')
+		str(k)
+		buf.WriteByte(':')
+		if err := json.Compact(&buf, n.Data[k]); err != nil {
+			return nil, fmt.Errorf("apns: data key %q: invalid JSON value: %w", k, err)
+		}
+	}
+	buf.WriteByte('}')
+	wire, err := json.Marshal(json.RawMessage(buf.Bytes()))
+	if err != nil {
+		return nil, fmt.Errorf("apns: render payload: %w", err)
+	}
+	return wire, nil
+}
+
+// Send pushes the message to one device and classifies Apple's answer. It is
+// called concurrently; per push it copies the template, picks a connection
+// and waits at most the configured timeout.
+func (m *message) Send(ctx context.Context, to *dispatcher.Recipient) dispatcher.Result {
+	n := m.tmpl
+	n.DeviceToken = to.Token
+	if m.ttl >= 0 {
+		n.Expiration = time.Now().Add(m.ttl)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.s.timeout)
+	defer cancel()
+	c := &capture{Context: ctx}
+	resp, err := m.s.client().PushWithContext(c, &n)
+	if err != nil {
+		err = hideToken(err, to.Token)
+	}
+	return classify(resp, err, c)
+}
+
+// hideToken strips the request URL, which holds the full device token, from
+// a transport error so it can be logged.
+func hideToken(err error, tok string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("apns: push to %s: %w", dispatcher.ShortToken(tok), ue.Err)
+	}
+	return fmt.Errorf("apns: push to %s: %w", dispatcher.ShortToken(tok), err)
+}
