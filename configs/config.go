@@ -1,0 +1,301 @@
+// Package configs loads and checks pushd's configuration: built-in defaults
+// (the documented example file, embedded), an optional YAML file, and
+// PUSHD_<SECTION>_<KEY> environment variables, in rising precedence.
+//
+// It is the only package besides cmd that knows viper. It hands out typed
+// values; it does not build clients or read secrets beyond checking that
+// the files named exist.
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// Example is the documented example configuration; its values are the
+// defaults.
+//
+//go:embed pushd.example.yaml
+var Example []byte
+
+// Config is the whole configuration. Each field's default is in
+// pushd.example.yaml, next to its documentation.
+type Config struct {
+	Log        Log        `mapstructure:"log"`
+	AMQP       AMQP       `mapstructure:"amqp"`
+	APNs       APNs       `mapstructure:"apns"`
+	FCM        FCM        `mapstructure:"fcm"`
+	Sim        Sim        `mapstructure:"sim"`
+	Dispatcher Dispatcher `mapstructure:"dispatcher"`
+	Metrics    Metrics    `mapstructure:"metrics"`
+	Admin      Admin      `mapstructure:"admin"`
+	Store      Store      `mapstructure:"store"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// AMQP configures the RabbitMQ connection and topology.
+type AMQP struct {
+	URL            string        `mapstructure:"url"`
+	Exchange       string        `mapstructure:"exchange"`
+	RoutingKey     string        `mapstructure:"routing_key"`
+	HighRoutingKey string        `mapstructure:"high_routing_key"`
+	Queue          string        `mapstructure:"queue"`
+	HighQueue      string        `mapstructure:"high_queue"`
+	DeadExchange   string        `mapstructure:"dead_exchange"`
+	DeadQueue      string        `mapstructure:"dead_queue"`
+	EventsExchange string        `mapstructure:"events_exchange"`
+	DeliveryLimit  int           `mapstructure:"delivery_limit"`
+	Prefetch       int           `mapstructure:"prefetch"`
+	HighPrefetch   int           `mapstructure:"high_prefetch"`
+	Heartbeat      time.Duration `mapstructure:"heartbeat"`
+	ReconnectMin   time.Duration `mapstructure:"reconnect_min"`
+	ReconnectMax   time.Duration `mapstructure:"reconnect_max"`
+}
+
+// APNs configures Apple's push service.
+type APNs struct {
+	Host             string        `mapstructure:"host"`
+	KeyFile          string        `mapstructure:"key_file"`
+	KeyID            string        `mapstructure:"key_id"`
+	TeamID           string        `mapstructure:"team_id"`
+	CertFile         string        `mapstructure:"cert_file"`
+	CertPasswordFile string        `mapstructure:"cert_password_file"`
+	Topic            string        `mapstructure:"topic"`
+	CAFile           string        `mapstructure:"ca_file"`
+	Connections      int           `mapstructure:"connections"`
+	Workers          int           `mapstructure:"workers"`
+	Timeout          time.Duration `mapstructure:"timeout"`
+}
+
+// HasCredentials reports whether token or certificate auth is configured.
+func (a APNs) HasCredentials() bool { return a.KeyFile != "" || a.CertFile != "" }
+
+// FCM configures Firebase Cloud Messaging.
+type FCM struct {
+	Endpoint        string        `mapstructure:"endpoint"`
+	CredentialsFile string        `mapstructure:"credentials_file"`
+	ProjectID       string        `mapstructure:"project_id"`
+	CAFile          string        `mapstructure:"ca_file"`
+	Workers         int           `mapstructure:"workers"`
+	Timeout         time.Duration `mapstructure:"timeout"`
+}
+
+// Sim configures the built-in simulator.
+type Sim struct {
+	Latency time.Duration `mapstructure:"latency"`
+}
+
+// Dispatcher configures retries and shutdown.
+type Dispatcher struct {
+	MaxAttempts     int           `mapstructure:"max_attempts"`
+	RetryBase       time.Duration `mapstructure:"retry_base"`
+	RetryMax        time.Duration `mapstructure:"retry_max"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+}
+
+// Metrics configures the metrics and health endpoint.
+type Metrics struct {
+	Addr string `mapstructure:"addr"`
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	Addr       string `mapstructure:"addr"`
+	TokensFile string `mapstructure:"tokens_file"`
+}
+
+// Store configures persistence.
+type Store struct {
+	DSN string `mapstructure:"dsn"`
+}
+
+// EnvPrefix prefixes every environment variable pushd reads.
+const EnvPrefix = "PUSHD_"
+
+// EnvName returns the environment variable of a key: "apns.key_file" is
+// PUSHD_APNS_KEY_FILE.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Load reads the defaults, then file (if not empty), then the environment
+// through getenv, and validates the result.
+func Load(file string, getenv func(string) string) (*Config, error) {
+	defaults := viper.New()
+	defaults.SetConfigType("yaml")
+	if err := defaults.ReadConfig(bytes.NewReader(Example)); err != nil {
+		return nil, fmt.Errorf("built-in defaults: %w", err)
+	}
+	v := viper.New()
+	keys := defaults.AllKeys()
+	for _, k := range keys {
+		v.SetDefault(k, defaults.Get(k))
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+		for _, k := range v.AllKeys() {
+			if !slices.Contains(keys, k) {
+				return nil, fmt.Errorf("config file %s: unknown key %q", file, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		if val, ok := lookup(getenv, EnvName(k)); ok {
+			v.Set(k, val)
+		}
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+// Validate checks every value and names the first bad key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config key %s (%s): %s", key, EnvName(key), fmt.Sprintf(format, args...)))
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		if !slices.Contains(allowed, v) {
+			bad(key, "got %q, want one of %s", v, strings.Join(allowed, ", "))
+		}
+	}
+	positive := func(key string, n int) {
+		if n < 1 {
+			bad(key, "must be at least 1, got %d", n)
+		}
+	}
+	duration := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration such as 10s, got %s", d)
+		}
+	}
+	file := func(key, path string) {
+		if path == "" {
+			return
+		}
+		if _, err := os.Stat(path); err != nil {
+			bad(key, "cannot read %s: %v", path, errors.Unwrap(err))
+		}
+	}
+	addr := func(key, a string) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(key, "want host:port, got %q", a)
+		}
+	}
+	httpURL := func(key, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(key, "want an http(s) URL, got %q", raw)
+		}
+	}
+
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "json", "text")
+
+	if u, err := url.Parse(c.AMQP.URL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+		bad("amqp.url", "want amqp://user:pass@host:port/vhost or amqps://...")
+	}
+	for key, v := range map[string]string{
+		"amqp.exchange": c.AMQP.Exchange, "amqp.routing_key": c.AMQP.RoutingKey,
+		"amqp.high_routing_key": c.AMQP.HighRoutingKey, "amqp.queue": c.AMQP.Queue,
+		"amqp.high_queue": c.AMQP.HighQueue, "amqp.dead_exchange": c.AMQP.DeadExchange,
+		"amqp.dead_queue": c.AMQP.DeadQueue, "amqp.events_exchange": c.AMQP.EventsExchange,
+	} {
+		if v == "" {
+			bad(key, "must not be empty")
+		}
+	}
+	if c.AMQP.Queue == c.AMQP.HighQueue {
+		bad("amqp.high_queue", "must differ from amqp.queue")
+	}
+	if c.AMQP.RoutingKey == c.AMQP.HighRoutingKey {
+		bad("amqp.high_routing_key", "must differ from amqp.routing_key")
+	}
+	positive("amqp.delivery_limit", c.AMQP.DeliveryLimit)
+	positive("amqp.prefetch", c.AMQP.Prefetch)
+	positive("amqp.high_prefetch", c.AMQP.HighPrefetch)
+	if c.AMQP.Heartbeat < time.Second {
+		bad("amqp.heartbeat", "must be at least 1s, got %s", c.AMQP.Heartbeat)
+	}
+	duration("amqp.reconnect_min", c.AMQP.ReconnectMin)
+	if c.AMQP.ReconnectMax < c.AMQP.ReconnectMin {
+		bad("amqp.reconnect_max", "must be at least amqp.reconnect_min")
+	}
+
+	switch h := c.APNs.Host; h {
+	case "", "production", "sandbox", "development":
+	default:
+		httpURL("apns.host", h)
+	}
+	tokenAuth := []string{c.APNs.KeyFile, c.APNs.KeyID, c.APNs.TeamID}
+	if slices.Contains(tokenAuth, "") && slices.ContainsFunc(tokenAuth, func(s string) bool { return s != "" }) {
+		bad("apns.key_file", "token auth needs apns.key_file, apns.key_id and apns.team_id together")
+	}
+	if c.APNs.KeyFile != "" && c.APNs.CertFile != "" {
+		bad("apns.cert_file", "choose token auth (apns.key_file) or certificate auth, not both")
+	}
+	file("apns.key_file", c.APNs.KeyFile)
+	file("apns.cert_file", c.APNs.CertFile)
+	file("apns.cert_password_file", c.APNs.CertPasswordFile)
+	file("apns.ca_file", c.APNs.CAFile)
+	positive("apns.connections", c.APNs.Connections)
+	positive("apns.workers", c.APNs.Workers)
+	duration("apns.timeout", c.APNs.Timeout)
+
+	if c.FCM.Endpoint != "" {
+		httpURL("fcm.endpoint", c.FCM.Endpoint)
+	}
+	file("fcm.credentials_file", c.FCM.CredentialsFile)
+	file("fcm.ca_file", c.FCM.CAFile)
+	positive("fcm.workers", c.FCM.Workers)
+	duration("fcm.timeout", c.FCM.Timeout)
+
+	if c.Sim.Latency < 0 {
+		bad("sim.latency", "must not be negative")
+	}
+
+	positive("dispatcher.max_attempts", c.Dispatcher.MaxAttempts)
+	duration("dispatcher.retry_base", c.Dispatcher.RetryBase)
+	if c.Dispatcher.RetryMax < c.Dispatcher.RetryBase {
+		bad("dispatcher.retry_max", "must be at least dispatcher.retry_base")
+	}
+	duration("dispatcher.shutdown_timeout", c.Dispatcher.ShutdownTimeout)
+
+	addr("metrics.addr", c.Metrics.Addr)
+	addr("admin.addr", c.Admin.Addr)
+	file("admin.tokens_file", c.Admin.TokensFile)
+	if c.Store.DSN == "" {
+		bad("store.dsn", "must not be empty")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,113 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadExampleFile(t *testing.T) {
+	// The example is both documentation and the defaults: loading it as a
+	// file must give exactly the defaults.
+	fromFile, err := Load("pushd.example.yaml", env(nil))
+	if err != nil {
+		t.Fatalf("load example: %v", err)
+	}
+	defaults, err := Load("", env(nil))
+	if err != nil {
+		t.Fatalf("load defaults: %v", err)
+	}
+	if *fromFile != *defaults {
+		t.Errorf("example file differs from defaults:\n%+v\n%+v", fromFile, defaults)
+	}
+	if defaults.AMQP.URL != "amqp://guest:guest@127.0.0.1:5672/" || defaults.AMQP.Heartbeat != 10*time.Second || defaults.APNs.Workers != 256 {
+		t.Errorf("unexpected defaults: %+v", defaults)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	c, err := Load("", env(map[string]string{
+		"PUSHD_AMQP_URL":                "amqp://u:p@rabbit:5672/v",
+		"PUSHD_APNS_HOST":               "https://127.0.0.1:8443",
+		"PUSHD_FCM_ENDPOINT":            "http://127.0.0.1:9000/v1",
+		"PUSHD_AMQP_PREFETCH":           "3",
+		"PUSHD_AMQP_HEARTBEAT":          "2s",
+		"PUSHD_METRICS_ADDR":            "127.0.0.1:0",
+		"PUSHD_STORE_DSN":               "postgres://db/pushd",
+		"PUSHD_APNS_TOPIC":              "com.example.app",
+		"PUSHD_DISPATCHER_MAX_ATTEMPTS": "7",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AMQP.URL != "amqp://u:p@rabbit:5672/v" || c.APNs.Host != "https://127.0.0.1:8443" ||
+		c.FCM.Endpoint != "http://127.0.0.1:9000/v1" || c.AMQP.Prefetch != 3 || c.AMQP.Heartbeat != 2*time.Second ||
+		c.Metrics.Addr != "127.0.0.1:0" || c.Store.DSN != "postgres://db/pushd" || c.APNs.Topic != "com.example.app" ||
+		c.Dispatcher.MaxAttempts != 7 {
+		t.Errorf("overrides not applied: %+v", c)
+	}
+}
+
+func TestFileThenEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pushd.yaml")
+	if err := os.WriteFile(path, []byte("amqp:\n  prefetch: 5\n  high_prefetch: 2\napns:\n  topic: from.file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, env(map[string]string{"PUSHD_AMQP_PREFETCH": "9"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AMQP.Prefetch != 9 || c.AMQP.HighPrefetch != 2 || c.APNs.Topic != "from.file" {
+		t.Errorf("got prefetch %d high %d topic %q", c.AMQP.Prefetch, c.AMQP.HighPrefetch, c.APNs.Topic)
+	}
+}
+
+func TestBadValuesNameTheKey(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		file string
+		want string
+	}{
+		{env: map[string]string{"PUSHD_AMQP_URL": "http://nope"}, want: "amqp.url"},
+		{env: map[string]string{"PUSHD_AMQP_PREFETCH": "0"}, want: "amqp.prefetch"},
+		{env: map[string]string{"PUSHD_AMQP_PREFETCH": "many"}, want: "prefetch"},
+		{env: map[string]string{"PUSHD_AMQP_HEARTBEAT": "soon"}, want: "heartbeat"},
+		{env: map[string]string{"PUSHD_APNS_HOST": "ftp://x"}, want: "apns.host"},
+		{env: map[string]string{"PUSHD_APNS_KEY_FILE": "/nonexistent.p8", "PUSHD_APNS_KEY_ID": "K", "PUSHD_APNS_TEAM_ID": "T"}, want: "apns.key_file"},
+		{env: map[string]string{"PUSHD_APNS_KEY_ID": "K"}, want: "apns.key_file"},
+		{env: map[string]string{"PUSHD_FCM_ENDPOINT": "not a url"}, want: "fcm.endpoint"},
+		{env: map[string]string{"PUSHD_FCM_CREDENTIALS_FILE": "/nonexistent.json"}, want: "fcm.credentials_file"},
+		{env: map[string]string{"PUSHD_METRICS_ADDR": "9090"}, want: "metrics.addr"},
+		{env: map[string]string{"PUSHD_LOG_LEVEL": "loud"}, want: "log.level"},
+		{env: map[string]string{"PUSHD_DISPATCHER_RETRY_MAX": "1ms"}, want: "dispatcher.retry_max"},
+		{file: "apns:\n  keyfile: x\n", want: `unknown key "apns.keyfile"`},
+		{file: "amqp: [\n", want: "config file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			path := ""
+			if tt.file != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := Load(path, env(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got error %v, want one naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	if got := EnvName("apns.key_file"); got != "PUSHD_APNS_KEY_FILE" {
+		t.Errorf("EnvName = %q", got)
+	}
+}

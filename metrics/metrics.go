@@ -1,0 +1,172 @@
+// Package metrics defines every Prometheus metric pushd exports, on a
+// registry injected by the caller, and serves them with the health and
+// readiness endpoints.
+//
+// It implements the metric interfaces that the dispatcher and queue packages
+// declare; it holds no state of its own beyond the collectors and takes no
+// decisions.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/pushd/pushd/dispatcher"
+)
+
+// Metrics holds pushd's collectors. Per-recipient series are resolved once
+// at construction so that recording does not allocate.
+type Metrics struct {
+	batchesReceived    *prometheus.CounterVec
+	recipientsReceived *prometheus.CounterVec
+	batchesDead        *prometheus.CounterVec
+	recipientsDropped  *prometheus.CounterVec
+	recipientsDead     *prometheus.CounterVec
+	credentialFaults   *prometheus.CounterVec
+	inFlight           prometheus.Gauge
+
+	sends    [3][4]prometheus.Counter // [platform][outcome]
+	duration [3]prometheus.Observer   // [platform]
+	lanes    [2][2]prometheus.Counter // [lane]{batches, recipients}
+
+	amqpConnected    prometheus.Gauge
+	amqpConnectFails prometheus.Counter
+	amqpConsuming    *prometheus.GaugeVec
+	amqpPublished    *prometheus.CounterVec
+}
+
+// New creates and registers the collectors on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		batchesReceived: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushd_batches_received_total",
+			Help: "Batches received from producers, by lane.",
+		}, []string{"lane"}),
+		recipientsReceived: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushd_recipients_received_total",
+			Help: "Recipients in batches received from producers, by lane.",
+		}, []string{"lane"}),
+		batchesDead: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushd_batches_dead_lettered_total",
+			Help: "Batches sent to the dead-letter queue, by reason (malformed, schema, too_large, payload_too_large, render_failed).",
+		}, []string{"reason"}),
+		recipientsDropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushd_recipients_dropped_total",
+			Help: "Recipients not sent, by reason (malformed_token, unknown_platform, expired).",
+		}, []string{"reason"}),
+		recipientsDead: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushd_recipients_dead_lettered_total",
+			Help: "Recipients dead-lettered after their last attempt, by provider.",
+		}, []string{"provider"}),
+		credentialFaults: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushd_credential_faults_total",
+			Help: "Sends refused because of pushd's own provider credentials (expired APNs token, bad service account), by provider.",
+		}, []string{"provider"}),
+		inFlight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "pushd_inflight_recipients",
+			Help: "Recipients submitted to senders and not yet resolved.",
+		}),
+		amqpConnected: f.NewGauge(prometheus.GaugeOpts{
+			Name: "pushd_amqp_connected",
+			Help: "1 while connected to RabbitMQ.",
+		}),
+		amqpConnectFails: f.NewCounter(prometheus.CounterOpts{
+			Name: "pushd_amqp_connect_failures_total",
+			Help: "Failed attempts to connect to RabbitMQ.",
+		}),
+		amqpConsuming: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pushd_amqp_consumer_up",
+			Help: "1 while the lane's consumer is active.",
+		}, []string{"lane"}),
+		amqpPublished: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushd_amqp_published_total",
+			Help: "Messages pushd published itself (hold, dead_letter, event), by result (ok, failed).",
+		}, []string{"kind", "result"}),
+	}
+	sends := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushd_sends_total",
+		Help: "Send attempts by provider and result (sent, retry, invalid_token, failed).",
+	}, []string{"provider", "result"})
+	duration := f.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pushd_send_duration_seconds",
+		Help:    "Time from handing a notification to the provider client to its classified answer.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"provider"})
+	for _, p := range dispatcher.Platforms {
+		for _, o := range dispatcher.Outcomes {
+			m.sends[p][o] = sends.WithLabelValues(p.Provider(), o.String())
+		}
+		m.duration[p] = duration.WithLabelValues(p.Provider())
+		m.credentialFaults.WithLabelValues(p.Provider())
+		m.recipientsDead.WithLabelValues(p.Provider())
+	}
+	for _, l := range []dispatcher.Lane{dispatcher.Normal, dispatcher.High} {
+		m.lanes[l][0] = m.batchesReceived.WithLabelValues(l.String())
+		m.lanes[l][1] = m.recipientsReceived.WithLabelValues(l.String())
+		m.amqpConsuming.WithLabelValues(l.String())
+	}
+	return m
+}
+
+// BatchReceived implements dispatcher.Metrics.
+func (m *Metrics) BatchReceived(l dispatcher.Lane, recipients int) {
+	m.lanes[l][0].Inc()
+	m.lanes[l][1].Add(float64(recipients))
+}
+
+// BatchDeadLettered implements dispatcher.Metrics.
+func (m *Metrics) BatchDeadLettered(reason string) { m.batchesDead.WithLabelValues(reason).Inc() }
+
+// RecipientsDropped implements dispatcher.Metrics.
+func (m *Metrics) RecipientsDropped(reason string, n int) {
+	m.recipientsDropped.WithLabelValues(reason).Add(float64(n))
+}
+
+// RecipientsDeadLettered implements dispatcher.Metrics.
+func (m *Metrics) RecipientsDeadLettered(p dispatcher.Platform, n int) {
+	m.recipientsDead.WithLabelValues(p.Provider()).Add(float64(n))
+}
+
+// SendDone implements dispatcher.Metrics.
+func (m *Metrics) SendDone(p dispatcher.Platform, o dispatcher.Outcome, d time.Duration) {
+	m.sends[p][o].Inc()
+	m.duration[p].Observe(d.Seconds())
+}
+
+// CredentialFault implements dispatcher.Metrics.
+func (m *Metrics) CredentialFault(p dispatcher.Platform) {
+	m.credentialFaults.WithLabelValues(p.Provider()).Inc()
+}
+
+// InFlight implements dispatcher.Metrics.
+func (m *Metrics) InFlight(delta int) { m.inFlight.Add(float64(delta)) }
+
+// Connected implements queue.Metrics.
+func (m *Metrics) Connected(up bool) { m.amqpConnected.Set(b2f(up)) }
+
+// ConnectFailed implements queue.Metrics.
+func (m *Metrics) ConnectFailed() { m.amqpConnectFails.Inc() }
+
+// Consuming implements queue.Metrics.
+func (m *Metrics) Consuming(l dispatcher.Lane, up bool) {
+	m.amqpConsuming.WithLabelValues(l.String()).Set(b2f(up))
+}
+
+// Published implements queue.Metrics.
+func (m *Metrics) Published(kind string, ok bool) {
+	result := "ok"
+	if !ok {
+		result = "failed"
+	}
+	m.amqpPublished.WithLabelValues(kind, result).Inc()
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
