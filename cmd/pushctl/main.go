@@ -1,0 +1,54 @@
+// Command pushctl is the command-line tool for producers and operators of
+// pushd.
+//
+//	pushctl enqueue -file batch.json          publish batches from a file
+//	pushctl enqueue -campaign demo -n 10000   publish a synthetic campaign
+//
+// Connection settings come from flags or the same environment variables as
+// pushd (PUSHD_AMQP_URL, PUSHD_AMQP_EXCHANGE, ...).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "pushctl:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: pushctl <command> [flags]
+
+commands:
+  enqueue   publish batches (from a file, or a synthetic campaign) with publisher confirms
+
+Run "pushctl <command> -h" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return errors.New("no command")
+	}
+	switch args[0] {
+	case "enqueue":
+		return enqueue(ctx, args[1:], getenv, stdin, stdout)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}

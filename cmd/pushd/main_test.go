@@ -1,0 +1,532 @@
+package main
+
+// End-to-end tests: pushd (in-process through run, or as a built binary when
+// signals matter) against the real RabbitMQ and the simulator speaking APNs
+// and FCM over TLS. RabbitMQ must be running (scripts/services.sh).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/pushd/pushd/cmd/internal/synth"
+	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/push/sim"
+	"github.com/pushd/pushd/queue"
+	"github.com/pushd/pushd/queue/queuetest"
+)
+
+// binary is the pushd executable built by TestMain for the tests that send
+// it signals.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pushd-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "pushd")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building pushd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// harness is one test's world: a topology of its own on the real broker, a
+// simulator, and the environment that points pushd at both.
+type harness struct {
+	t   *testing.T
+	url string
+	top queue.Topology
+	sim *sim.Server
+	env map[string]string
+	ch  *amqp.Channel
+}
+
+func newHarness(t *testing.T, sc sim.Config) *harness {
+	t.Helper()
+	url := queuetest.URL(t)
+	top := queuetest.Topology(t, url)
+	sc.TrackTokens = true
+	s, err := sim.New(sc, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	ca := filepath.Join(t.TempDir(), "sim-ca.pem")
+	if err := os.WriteFile(ca, s.CACertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, url: url, top: top, sim: s, ch: queuetest.Conn(t, url)}
+	h.env = map[string]string{
+		"PUSHD_AMQP_URL":              url,
+		"PUSHD_AMQP_EXCHANGE":         top.Exchange,
+		"PUSHD_AMQP_QUEUE":            top.Queue,
+		"PUSHD_AMQP_HIGH_QUEUE":       top.HighQueue,
+		"PUSHD_AMQP_DEAD_EXCHANGE":    top.DeadExchange,
+		"PUSHD_AMQP_DEAD_QUEUE":       top.DeadQueue,
+		"PUSHD_AMQP_EVENTS_EXCHANGE":  top.EventsExchange,
+		"PUSHD_AMQP_RECONNECT_MIN":    "100ms",
+		"PUSHD_AMQP_RECONNECT_MAX":    "1s",
+		"PUSHD_APNS_HOST":             s.URL(),
+		"PUSHD_APNS_CA_FILE":          ca,
+		"PUSHD_FCM_ENDPOINT":          s.URL() + "/v1",
+		"PUSHD_FCM_CA_FILE":           ca,
+		"PUSHD_FCM_PROJECT_ID":        "pushd-test",
+		"PUSHD_LOG_FORMAT":            "text",
+		"PUSHD_STORE_DSN":             filepath.Join(t.TempDir(), "pushd.db"),
+		"PUSHD_DISPATCHER_RETRY_BASE": "100ms",
+	}
+	return h
+}
+
+// daemon is a running pushd.
+type daemon struct {
+	metrics string
+	stop    func() error // graceful stop; returns run's error or the exit status
+	cmd     *exec.Cmd
+}
+
+// start runs pushd in-process with the harness environment plus extra.
+func (h *harness) start(extra map[string]string) *daemon {
+	h.t.Helper()
+	env := h.daemonEnv(extra)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, func(k string) string { return env[k] }, &testWriter{t: h.t, prefix: "pushd: "})
+	}()
+	d := &daemon{metrics: env["PUSHD_METRICS_ADDR"]}
+	d.stop = sync.OnceValue(func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(60 * time.Second):
+			return fmt.Errorf("pushd did not stop within 60s")
+		}
+	})
+	h.t.Cleanup(func() { _ = d.stop() })
+	h.waitReady(d)
+	return d
+}
+
+// spawn runs the pushd binary with the harness environment plus extra.
+func (h *harness) spawn(extra map[string]string) *daemon {
+	h.t.Helper()
+	env := h.daemonEnv(extra)
+	cmd := exec.Command(binary)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	w := &testWriter{t: h.t, prefix: "pushd[bin]: "}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	d := &daemon{metrics: env["PUSHD_METRICS_ADDR"], cmd: cmd}
+	d.stop = sync.OnceValue(func() error {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-waited:
+			return err
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("pushd did not exit within 60s of SIGTERM")
+		}
+	})
+	h.t.Cleanup(func() { _ = d.stop() })
+	h.waitReady(d)
+	return d
+}
+
+func (h *harness) daemonEnv(extra map[string]string) map[string]string {
+	env := map[string]string{"PUSHD_METRICS_ADDR": freeAddr(h.t), "PUSHD_ADMIN_ADDR": freeAddr(h.t)}
+	for k, v := range h.env {
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+func (h *harness) waitReady(d *daemon) {
+	h.t.Helper()
+	waitFor(h.t, 30*time.Second, "pushd ready", func() bool {
+		resp, err := http.Get("http://" + d.metrics + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// publish publishes a synthetic campaign and returns its options.
+func (h *harness) publish(o synth.Options, lane dispatcher.Lane) synth.Options {
+	h.t.Helper()
+	p, err := queue.DialProducer(h.url, h.top)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	for b := range o.Batches() {
+		body, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if err := p.Publish(ctx, lane, b.BatchID, body); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	if err := p.Wait(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	return o
+}
+
+// delivered checks that the simulator accepted every recipient of o: exactly
+// once when exact, at least once otherwise. It returns the duplicates.
+func (h *harness) delivered(o synth.Options, exact bool) (duplicates int) {
+	h.t.Helper()
+	tokens := h.sim.Tokens()
+	missing := 0
+	for i := range o.Recipients {
+		n := tokens[o.Recipient(i).Token]
+		switch {
+		case n == 0:
+			missing++
+		case n > 1:
+			duplicates += n - 1
+		}
+	}
+	if missing > 0 {
+		h.t.Errorf("%d of %d recipients never delivered", missing, o.Recipients)
+	}
+	if exact && duplicates > 0 {
+		h.t.Errorf("%d duplicate deliveries", duplicates)
+	}
+	return duplicates
+}
+
+// lanesEmpty checks that nothing is left in the lane queues. Call it after
+// pushd stopped: a delivery left unacked is back in the queue by then.
+func (h *harness) lanesEmpty() {
+	h.t.Helper()
+	for _, q := range []string{h.top.Queue, h.top.HighQueue} {
+		if n := queuetest.Ready(h.t, h.ch, q); n != 0 {
+			h.t.Errorf("queue %s holds %d messages", q, n)
+		}
+	}
+}
+
+func (h *harness) waitAccepted(n int, within time.Duration) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	if err := h.sim.WaitAccepted(ctx, n); err != nil {
+		st := h.sim.Stats()
+		h.t.Fatalf("simulator accepted %d+%d, want %d: %v", st.APNs.Accepted, st.FCM.Accepted, n, err)
+	}
+}
+
+func accepted(s *sim.Server) int {
+	st := s.Stats()
+	return int(st.APNs.Accepted + st.FCM.Accepted)
+}
+
+func TestTenThousandRecipientsEachDeliveredOnce(t *testing.T) {
+	h := newHarness(t, sim.Config{RecordLast: 10})
+	d := h.start(nil)
+	o := synth.Options{Campaign: "e2e-10k", Recipients: 10000, BatchSize: 500, IOSPercent: 50,
+		Notification: dispatcher.Notification{
+			Title: "Spring sale", Body: "50% off",
+			Data: map[string]json.RawMessage{"deeplink": json.RawMessage(`"app://sale"`), "n": json.RawMessage(`3`)},
+		}}
+	h.publish(o, dispatcher.Normal)
+	h.waitAccepted(10000, 2*time.Minute)
+
+	st := h.sim.Stats()
+	if st.APNs.Accepted != 5000 || st.FCM.Accepted != 5000 {
+		t.Errorf("accepted %d APNs and %d FCM, want 5000 each", st.APNs.Accepted, st.FCM.Accepted)
+	}
+	h.delivered(o, true)
+
+	// Custom data reaches the device: top-level APNs keys, FCM message.data.
+	for _, r := range h.sim.Recorded(sim.APNs)[:1] {
+		var p map[string]any
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p["deeplink"] != "app://sale" || p["n"] != 3.0 || p["aps"] == nil {
+			t.Errorf("APNs payload %s", r.Body)
+		}
+	}
+	for _, r := range h.sim.Recorded(sim.FCM)[:1] {
+		var p struct {
+			Message struct {
+				Data map[string]string `json:"data"`
+			} `json:"message"`
+		}
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Message.Data["deeplink"] != "app://sale" || p.Message.Data["n"] != "3" {
+			t.Errorf("FCM message.data %v", p.Message.Data)
+		}
+	}
+
+	// Metrics agree.
+	m := scrape(t, d.metrics)
+	if m[`pushd_sends_total{provider="apns",result="sent"}`] != 5000 || m[`pushd_sends_total{provider="fcm",result="sent"}`] != 5000 {
+		t.Errorf("send metrics: apns %v fcm %v", m[`pushd_sends_total{provider="apns",result="sent"}`], m[`pushd_sends_total{provider="fcm",result="sent"}`])
+	}
+	if m[`pushd_recipients_received_total{lane="normal"}`] != 10000 {
+		t.Errorf("received metric %v", m[`pushd_recipients_received_total{lane="normal"}`])
+	}
+	// Acks happen just after the last send.
+	waitFor(t, 10*time.Second, "in-flight back to 0", func() bool {
+		return scrape(t, d.metrics)["pushd_inflight_recipients"] == 0
+	})
+	if err := d.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	h.lanesEmpty()
+	if n := queuetest.Ready(t, h.ch, h.top.DeadQueue); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+}
+
+func TestBadMessagesAreDeadLetteredAndDeliveryGoesOn(t *testing.T) {
+	h := newHarness(t, sim.Config{})
+	h.start(nil)
+	p, err := queue.DialProducer(h.url, h.top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	bad := map[string][]byte{
+		"undecodable":     []byte(`{"schema": "pushd.batch/v1", "batch_id": `),
+		"schema-breaking": []byte(`{"schema": "pushd.batch/v1", "batch_id": "b1", "campaign": {"id": "c"}, "notification": {"title": "x"}, "recipients": []}`),
+	}
+	for id, body := range bad {
+		if err := p.PublishRaw(ctx, h.top.RoutingKey, amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: id, Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A malformed token in an otherwise good batch is dropped alone.
+	o := synth.Options{Campaign: "after-bad", Recipients: 20, IOSPercent: 50}
+	good := o.Batches()
+	for b := range good {
+		b.Recipients = append(b.Recipients, dispatcher.Recipient{Platform: dispatcher.IOS, Token: "not-a-token"})
+		body, _ := json.Marshal(b)
+		if err := p.Publish(ctx, dispatcher.Normal, b.BatchID, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.waitAccepted(20, time.Minute)
+	h.delivered(o, true)
+
+	reasons := map[string]string{}
+	for range 2 {
+		d := queuetest.Get(t, h.ch, h.top.DeadQueue, 20*time.Second)
+		reason, _ := d.Headers[queue.HeaderReason].(string)
+		detail, _ := d.Headers[queue.HeaderDetail].(string)
+		if reason == "" || detail == "" {
+			t.Errorf("dead letter %s without reason: %v", d.MessageId, d.Headers)
+		}
+		if string(d.Body) != string(bad[d.MessageId]) {
+			t.Errorf("dead letter body changed: %q", d.Body)
+		}
+		reasons[d.MessageId] = reason + ": " + detail
+	}
+	t.Logf("dead-letter reasons: %v", reasons)
+	if !strings.HasPrefix(reasons["undecodable"], "malformed") || !strings.Contains(reasons["schema-breaking"], "recipients") {
+		t.Errorf("reasons %v", reasons)
+	}
+}
+
+func TestSIGTERMMidCampaignThenRestartDeliversEveryone(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deadline string
+		exact    bool
+	}{
+		// In-flight batches finish within the deadline: no duplicates.
+		{"graceful", "20s", true},
+		// The deadline cuts sends short: unsent recipients are handed
+		// back; only sends cut mid-flight may be repeated.
+		{"deadline", "10ms", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, sim.Config{Latency: 5 * time.Millisecond})
+			extra := map[string]string{"PUSHD_DISPATCHER_SHUTDOWN_TIMEOUT": tc.deadline}
+			d := h.spawn(extra)
+			o := h.publish(synth.Options{Campaign: "sigterm-" + tc.name, Recipients: 20000, IOSPercent: 50}, dispatcher.Normal)
+			h.waitAccepted(4000, 2*time.Minute)
+			if err := d.stop(); err != nil {
+				t.Fatalf("pushd did not exit 0 on SIGTERM: %v", err)
+			}
+			got := accepted(h.sim)
+			t.Logf("at SIGTERM exit: %d of 20000 accepted", got)
+			if got >= 20000 {
+				t.Fatal("campaign finished before SIGTERM; the test proves nothing")
+			}
+			h.spawn(extra)
+			waitFor(t, 2*time.Minute, "every recipient delivered", func() bool {
+				return len(h.sim.Tokens()) >= 20000
+			})
+			dups := h.delivered(o, tc.exact)
+			workers := 256 + 128
+			if dups > workers {
+				t.Errorf("%d duplicates, more than the %d sends that can be in flight", dups, workers)
+			}
+			t.Logf("duplicates: %d", dups)
+		})
+	}
+}
+
+func TestReconnectsMidCampaign(t *testing.T) {
+	h := newHarness(t, sim.Config{Latency: 2 * time.Millisecond})
+	proxy, url := queuetest.ProxyURL(t, h.url)
+	d := h.start(map[string]string{"PUSHD_AMQP_URL": url})
+	o := h.publish(synth.Options{Campaign: "reconnect", Recipients: 10000, IOSPercent: 50}, dispatcher.Normal)
+	h.waitAccepted(2000, time.Minute)
+	proxy.Reset()
+	waitFor(t, 2*time.Minute, "every recipient delivered", func() bool { return len(h.sim.Tokens()) >= 10000 })
+	dups := h.delivered(o, false)
+	t.Logf("duplicates after a connection reset: %d (redelivered batches that were in flight)", dups)
+	if err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.lanesEmpty()
+}
+
+func TestZeroConfigUsesTheBuiltInSimulator(t *testing.T) {
+	h := newHarness(t, sim.Config{})
+	env := map[string]string{}
+	for k, v := range h.env {
+		if strings.HasPrefix(k, "PUSHD_AMQP_") || k == "PUSHD_LOG_FORMAT" || k == "PUSHD_STORE_DSN" {
+			env[k] = v
+		}
+	}
+	h.env = env
+	d := h.start(nil)
+	h.publish(synth.Options{Campaign: "zero-config", Recipients: 100, IOSPercent: 50}, dispatcher.Normal)
+	waitFor(t, time.Minute, "100 sends", func() bool {
+		m := scrape(t, d.metrics)
+		return m[`pushd_sends_total{provider="apns",result="sent"}`]+m[`pushd_sends_total{provider="fcm",result="sent"}`] == 100
+	})
+	m := scrape(t, d.metrics)
+	if accepted := m[`pushsim_requests_total{code="200",provider="apns",result="ok"}`] + m[`pushsim_requests_total{code="200",provider="fcm",result="ok"}`]; accepted != 100 {
+		t.Errorf("built-in simulator accepted %v, want 100", accepted)
+	}
+	if accepted(h.sim) != 0 {
+		t.Error("the external simulator was used")
+	}
+}
+
+func TestBadConfigFailsNamingTheKey(t *testing.T) {
+	err := run(context.Background(), nil, func(k string) string {
+		return map[string]string{"PUSHD_APNS_HOST": "ftp://nope"}[k]
+	}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "apns.host") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// scrape returns the samples of a /metrics page by series.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	line := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$`)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if m := line.FindStringSubmatch(sc.Text()); m != nil {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			out[m[1]] = v
+		}
+	}
+	return out
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testWriter sends a daemon's log lines to t.Log while the test runs.
+type testWriter struct {
+	t      *testing.T
+	prefix string
+	mu     sync.Mutex
+	done   bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done && testing.Verbose() {
+		w.t.Log(w.prefix + strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
