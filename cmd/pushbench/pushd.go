@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/pushd/pushd/cmd/internal/synth"
+	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/queue"
+)
+
+// benchNotification is the notification of the benchmark campaign.
+func benchNotification() dispatcher.Notification {
+	badge := 1
+	return dispatcher.Notification{
+		Title: "Spring sale",
+		Body:  "50% off today",
+		Sound: "default",
+		Badge: &badge,
+		Data:  map[string]json.RawMessage{"deeplink": json.RawMessage(`"app://sale"`)},
+	}
+}
+
+// benchTopology returns the default topology with every name prefixed by a
+// random prefix, so that a round never meets another's (or production's)
+// queues. The prefix also names the campaign.
+func benchTopology() (queue.Topology, string) {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := "pushbench-" + hex.EncodeToString(b[:])
+	p := id + "."
+	top := queue.DefaultTopology()
+	top.Exchange = p + top.Exchange
+	top.Queue = p + top.Queue
+	top.HighQueue = p + top.HighQueue
+	top.DeadExchange = p + top.DeadExchange
+	top.DeadQueue = p + top.DeadQueue
+	top.EventsExchange = p + top.EventsExchange
+	return top, id
+}
+
+// deleteTopology deletes the queues and exchanges of top. It runs at the
+// end of a round whatever happened, so it does not depend on the round's
+// context.
+func deleteTopology(url string, top queue.Topology) error {
+	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+	if err != nil {
+		return fmt.Errorf("delete topology %s: %w", top.Exchange, err)
+	}
+	defer conn.Close()
+	var (
+		ch   *amqp.Channel
+		errs []error
+	)
+	do := func(what string, f func(*amqp.Channel) error) {
+		if ch == nil || ch.IsClosed() {
+			if ch, err = conn.Channel(); err != nil {
+				errs = append(errs, fmt.Errorf("delete %s: %w", what, err))
+				return
+			}
+		}
+		if err := f(ch); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", what, err))
+		}
+	}
+	for _, q := range top.Queues() {
+		do("queue "+q, func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
+	}
+	for _, x := range top.Exchanges() {
+		do("exchange "+x, func(ch *amqp.Channel) error { return ch.ExchangeDelete(x, false, false) })
+	}
+	return errors.Join(errs...)
+}
+
+// publishCampaign publishes n iOS recipients of the benchmark notification
+// with p to the normal lane, in batches of 1000, and waits for the broker's
+// confirms.
+func publishCampaign(ctx context.Context, p *queue.Producer, campaign string, n int) error {
+	o := synth.Options{
+		Campaign:     campaign,
+		Recipients:   n,
+		BatchSize:    dispatcher.MaxRecipients,
+		IOSPercent:   100,
+		Notification: benchNotification(),
+	}
+	for b := range o.Batches() {
+		body, err := json.Marshal(b)
+		if err != nil {
+			return err
+		}
+		if err := p.Publish(ctx, dispatcher.Normal, b.BatchID, body); err != nil {
+			return fmt.Errorf("publish %s: %w", b.BatchID, err)
+		}
+	}
+	if err := p.Wait(ctx); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	return nil
+}
+
+// queueCounts returns the messages left in the lane queues and in the dead
+// queue of top.
+func queueCounts(url string, top queue.Topology) (lanes, dead int, err error) {
+	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, q := range []string{top.Queue, top.HighQueue, top.DeadQueue} {
+		st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		if err != nil {
+			return 0, 0, fmt.Errorf("inspect %s: %w", q, err)
+		}
+		if q == top.DeadQueue {
+			dead = st.Messages
+		} else {
+			lanes += st.Messages
+		}
+	}
+	return lanes, dead, nil
+}
+
+// pushdEnv is the environment that points pushd at the round's topology and
+// at the simulator, on free ports, with its store in dir.
+func (b *bench) pushdEnv(top queue.Topology, dir string) ([]string, error) {
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	return []string{
+		"PUSHD_AMQP_URL=" + b.cfg.amqpURL,
+		"PUSHD_AMQP_EXCHANGE=" + top.Exchange,
+		"PUSHD_AMQP_QUEUE=" + top.Queue,
+		"PUSHD_AMQP_HIGH_QUEUE=" + top.HighQueue,
+		"PUSHD_AMQP_DEAD_EXCHANGE=" + top.DeadExchange,
+		"PUSHD_AMQP_DEAD_QUEUE=" + top.DeadQueue,
+		"PUSHD_AMQP_EVENTS_EXCHANGE=" + top.EventsExchange,
+		"PUSHD_APNS_HOST=" + b.sim.url,
+		"PUSHD_APNS_CA_FILE=" + b.sim.caFile,
+		"PUSHD_FCM_ENDPOINT=" + b.sim.url + "/v1",
+		"PUSHD_FCM_CA_FILE=" + b.sim.caFile,
+		"PUSHD_METRICS_ADDR=" + metricsAddr,
+		"PUSHD_ADMIN_ADDR=" + adminAddr,
+		"PUSHD_STORE_DSN=" + filepath.Join(dir, "pushd.db"),
+		"PUSHD_LOG_LEVEL=warn",
+	}, nil
+}
+
+// pushdSetKeys are the variables pushdEnv sets; the same names in
+// pushbench's environment are overridden.
+var pushdSetKeys = []string{
+	"PUSHD_AMQP_URL", "PUSHD_AMQP_EXCHANGE", "PUSHD_AMQP_QUEUE", "PUSHD_AMQP_HIGH_QUEUE",
+	"PUSHD_AMQP_DEAD_EXCHANGE", "PUSHD_AMQP_DEAD_QUEUE", "PUSHD_AMQP_EVENTS_EXCHANGE",
+	"PUSHD_APNS_HOST", "PUSHD_APNS_CA_FILE", "PUSHD_FCM_ENDPOINT", "PUSHD_FCM_CA_FILE",
+	"PUSHD_METRICS_ADDR", "PUSHD_ADMIN_ADDR", "PUSHD_STORE_DSN", "PUSHD_LOG_LEVEL",
+}
+
+// freeAddr returns a loopback address with a port free at the time of the
+// call.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// runPushd is the pushd contender: publish the campaign to a fresh
+// topology, start pushd, time its drain, stop it with SIGTERM and check it
+// left nothing behind.
+func (b *bench) runPushd(ctx context.Context, round int) (s *sample, err error) {
+	top, campaign := benchTopology()
+	p, err := queue.DialProducer(b.cfg.amqpURL, top) // declares the topology
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if derr := deleteTopology(b.cfg.amqpURL, top); derr != nil {
+			err = errors.Join(err, derr)
+		}
+	}()
+	err = publishCampaign(ctx, p, campaign, b.cfg.n)
+	_ = p.Close()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(b.dir, fmt.Sprintf("pushd-round%d", round))
+	env, err := b.pushdEnv(top, dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := mkdir(dir); err != nil {
+		return nil, err
+	}
+	base, err := b.poll.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	d, err := startChild("pushd", b.cfg.pushd, nil, env, nil)
+	if err != nil {
+		return nil, err
+	}
+	if s, err = b.drain(ctx, d, base); err != nil {
+		return nil, err
+	}
+	// pushd acks each batch once all its recipients are sent: after a clean
+	// exit nothing is left in the lanes and nothing was dead-lettered.
+	lanes, dead, err := queueCounts(b.cfg.amqpURL, top)
+	if err != nil {
+		return nil, err
+	}
+	if lanes != 0 || dead != 0 {
+		return nil, fmt.Errorf("after pushd exited, %d batches were left in the lane queues and %d dead-lettered", lanes, dead)
+	}
+	return s, nil
+}

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pushd/pushd/push/sim"
+)
+
+// Contender names, as -only takes them.
+const (
+	bare  = "bare"
+	pushd = "pushd"
+)
+
+// config is the parsed command line.
+type config struct {
+	n, rounds, concurrency int
+	pushd, pushsim         string
+	amqpURL                string
+	latency, timeout       time.Duration
+	only                   string
+	json                   bool
+}
+
+// parseFlags reads args; -amqp-url defaults to $PUSHD_AMQP_URL when set.
+func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*config, error) {
+	var c config
+	fs := flag.NewFlagSet("pushbench", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	defURL := getenv("PUSHD_AMQP_URL")
+	if defURL == "" {
+		defURL = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	fs.IntVar(&c.n, "n", 100000, "iOS notifications per contender and round")
+	fs.IntVar(&c.rounds, "rounds", 3, "rounds; each runs both contenders, in alternating order")
+	fs.IntVar(&c.concurrency, "concurrency", 256, "goroutines of the bare client (pushd's default apns.workers is 256)")
+	fs.StringVar(&c.pushd, "pushd", "./bin/pushd", "pushd `binary` (go build -o bin/ ./cmd/...)")
+	fs.StringVar(&c.pushsim, "pushsim", "./bin/pushsim", "pushsim `binary`")
+	fs.StringVar(&c.amqpURL, "amqp-url", defURL, "RabbitMQ `URL` ($PUSHD_AMQP_URL when set)")
+	fs.DurationVar(&c.latency, "latency", 0, "latency the simulator adds to every answer")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "time limit of one contender's run in one round")
+	fs.StringVar(&c.only, "only", "", "run only one contender: bare or pushd")
+	fs.BoolVar(&c.json, "json", false, "also print the results as JSON")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case c.n < 1:
+		return nil, fmt.Errorf("-n %d: must be at least 1", c.n)
+	case c.rounds < 1:
+		return nil, fmt.Errorf("-rounds %d: must be at least 1", c.rounds)
+	case c.concurrency < 1:
+		return nil, fmt.Errorf("-concurrency %d: must be at least 1", c.concurrency)
+	case c.latency < 0:
+		return nil, fmt.Errorf("-latency %v: must be 0 or more", c.latency)
+	case c.timeout <= 0:
+		return nil, fmt.Errorf("-timeout %v: must be positive", c.timeout)
+	case c.only != "" && c.only != bare && c.only != pushd:
+		return nil, fmt.Errorf("-only %q: want bare or pushd", c.only)
+	}
+	return &c, nil
+}
+
+// bench is one run of pushbench: the configuration and the simulator shared
+// by every round.
+type bench struct {
+	cfg   *config
+	dir   string
+	sim   *simulator
+	roots *x509.CertPool
+	poll  *poller
+	tck   int64 // clock ticks per second of /proc/<pid>/stat
+}
+
+// run parses args, starts the simulator, runs the rounds and prints the
+// report to stdout. It fails when a contender fails, not when pushd misses
+// the bar.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (err error) {
+	if getenv("PUSHBENCH_ROLE") == bareRole {
+		return runBareChild(ctx, args)
+	}
+	cfg, err := parseFlags(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, bin := range []struct{ flag, path string }{{"-pushsim", cfg.pushsim}, {"-pushd", cfg.pushd}} {
+		if bin.flag == "-pushd" && cfg.only == bare {
+			continue
+		}
+		if _, err := os.Stat(bin.path); err != nil {
+			return fmt.Errorf("%s: %w (build the binaries with: go build -o bin/ ./cmd/...)", bin.flag, err)
+		}
+	}
+
+	dir, err := os.MkdirTemp("", "pushbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	s, err := startSimulator(ctx, cfg.pushsim, dir, cfg.latency)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := s.stop(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+	pem, err := os.ReadFile(s.caFile)
+	if err != nil {
+		return fmt.Errorf("simulator CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("simulator CA: no certificate in %s", s.caFile)
+	}
+	b := &bench{cfg: cfg, dir: dir, sim: s, roots: roots, poll: newPoller(s.url, roots), tck: clockTicks()}
+	defer b.poll.close()
+
+	rep := &report{
+		Command:  "pushbench " + shellJoin(args),
+		Settings: settings(cfg),
+		N:        cfg.n,
+		Machine:  thisMachine(),
+		Started:  time.Now().UTC(),
+		ClockTck: b.tck,
+		PushdEnv: inheritedPushdEnv(os.Environ()),
+	}
+	fmt.Fprintf(stdout, "pushbench: %d rounds of %d iOS notifications per contender; simulator %s (latency %v)\n", cfg.rounds, cfg.n, s.url, cfg.latency)
+	defer func() {
+		// Whatever happened, show what was measured.
+		rep.summarize()
+		rep.printTable(stdout)
+		if cfg.json {
+			rep.printJSON(stdout)
+		}
+	}()
+	for i := 1; i <= cfg.rounds; i++ {
+		r := roundResult{Round: i, Order: order(i, cfg.only)}
+		for _, who := range r.Order {
+			fmt.Fprintf(stdout, "round %d: %s ...\n", i, who)
+			var (
+				smp *sample
+				err error
+			)
+			if who == bare {
+				smp, err = b.runBare(ctx)
+				r.Bare = smp
+			} else {
+				smp, err = b.runPushd(ctx, i)
+				r.Pushd = smp
+			}
+			if err != nil {
+				rep.Rounds = append(rep.Rounds, r)
+				return fmt.Errorf("round %d, %s: %w", i, who, err)
+			}
+			fmt.Fprintf(stdout, "round %d: %s %s\n", i, who, smp)
+		}
+		rep.Rounds = append(rep.Rounds, r)
+	}
+	return nil
+}
+
+// order returns the contenders of round i (from 1): bare first in odd
+// rounds, pushd first in even ones, so that warm-up favours neither.
+func order(i int, only string) []string {
+	if only != "" {
+		return []string{only}
+	}
+	if i%2 == 1 {
+		return []string{bare, pushd}
+	}
+	return []string{pushd, bare}
+}
+
+// runBare is the bare contender: pushbench itself, started again in the
+// bare client's role, pushing n notifications to random tokens.
+func (b *bench) runBare(ctx context.Context) (*sample, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	base, err := b.poll.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := startChild("bare client", exe, []string{
+		"-sim", b.sim.url,
+		"-ca", b.sim.caFile,
+		"-n", strconv.Itoa(b.cfg.n),
+		"-concurrency", strconv.Itoa(b.cfg.concurrency),
+	}, []string{"PUSHBENCH_ROLE=" + bareRole}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b.drain(ctx, c, base)
+}
+
+// drain times child c (the bare client or pushd) while the simulator
+// accepts n pushes more than base counted, then stops it with SIGTERM,
+// which must make it exit 0. It checks that the simulator received no
+// more requests than n: any refusal or duplicate is noted.
+func (b *bench) drain(ctx context.Context, c *child, base sim.Stats) (s *sample, err error) {
+	stopped := false
+	defer func() {
+		if !stopped {
+			err = errors.Join(err, c.stop())
+		}
+	}()
+	mctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	mctx, cancelTimeout := context.WithTimeoutCause(mctx, b.cfg.timeout, fmt.Errorf("%s did not get %d notifications accepted within -timeout %v", c.name, b.cfg.n, b.cfg.timeout))
+	defer cancelTimeout()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-c.exited:
+			cancel(fmt.Errorf("%s exited before the end", c.name))
+		case <-mctx.Done():
+		}
+	}()
+	w, err := b.poll.measure(mctx, base.APNs, int64(b.cfg.n), procCPU(c.pid(), b.tck))
+	cancel(nil)
+	<-watchDone
+	if err != nil {
+		return nil, err
+	}
+	rss, err := peakRSS(c.pid())
+	if err != nil {
+		return nil, fmt.Errorf("%s peak RSS: %w", c.name, err)
+	}
+	stopped = true
+	if err := c.stop(); err != nil {
+		return nil, fmt.Errorf("%s did not exit 0 on SIGTERM: %w", c.name, err)
+	}
+	s = newSample(w)
+	s.PeakRSS = rss
+	after, err := b.poll.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if got := after.APNs.Requests - base.APNs.Requests; got != int64(b.cfg.n) {
+		s.Notes = append(s.Notes, fmt.Sprintf("the simulator received %d APNs requests for %d notifications", got, b.cfg.n))
+	}
+	return s, nil
+}
+
+// sample is one contender's result in one round.
+type sample struct {
+	// PerSecond is the rate of accepted pushes between t0 and t1.
+	PerSecond float64 `json:"per_second"`
+	// CPUPer100k is the contender's CPU time between t0 and t1, in
+	// seconds, scaled to 100,000 pushes.
+	CPUPer100k float64 `json:"cpu_seconds_per_100k"`
+	// Elapsed is t1-t0 and Pushes what was accepted in between.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Pushes  int64         `json:"pushes"`
+	// CPU is the contender's CPU time between t0 and t1.
+	CPU time.Duration `json:"cpu_ns"`
+	// PeakRSS is the contender's VmHWM, in bytes.
+	PeakRSS int64    `json:"peak_rss_bytes"`
+	Notes   []string `json:"notes,omitempty"`
+}
+
+// newSample turns a measured window into a sample.
+func newSample(w window) *sample {
+	s := &sample{
+		PerSecond: w.rate(),
+		Elapsed:   w.elapsed(),
+		Pushes:    w.pushes(),
+		CPU:       w.cpu(),
+	}
+	if s.Pushes > 0 {
+		s.CPUPer100k = s.CPU.Seconds() * 100000 / float64(s.Pushes)
+	}
+	return s
+}
+
+func (s *sample) String() string {
+	msg := fmt.Sprintf("%.0f/s (%d pushes in %v), %.2f CPU s per 100k", s.PerSecond, s.Pushes, s.Elapsed.Round(time.Millisecond), s.CPUPer100k)
+	if s.PeakRSS > 0 {
+		msg += fmt.Sprintf(", peak RSS %.1f MB", float64(s.PeakRSS)/(1<<20))
+	}
+	for _, n := range s.Notes {
+		msg += "; NOTE: " + n
+	}
+	return msg
+}
+
+// settings lists every flag's effective value, for the report: enough to
+// run the same benchmark again.
+func settings(c *config) string {
+	u := redactValue(c.amqpURL)
+	s := fmt.Sprintf("-n %d -rounds %d -concurrency %d -latency %v -timeout %v -pushd %s -pushsim %s -amqp-url %s",
+		c.n, c.rounds, c.concurrency, c.latency, c.timeout, c.pushd, c.pushsim, u)
+	if c.only != "" {
+		s += " -only " + c.only
+	}
+	return s
+}
+
+// shellJoin quotes args for a shell where needed.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@,+%", r))
+		}) {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}
+
+// inheritedPushdEnv returns the PUSHD_* variables of environ that reach
+// pushd as they are (pushbench sets the others).
+func inheritedPushdEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "PUSHD_") && !slices.Contains(pushdSetKeys, k) {
+			out = append(out, k+"="+redactValue(v))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func mkdir(dir string) error { return os.MkdirAll(dir, 0o755) }
