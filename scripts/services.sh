@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Starts the services pushd's demo and tests need on this machine, installing
+# them with apt-get where they are missing. Safe to run any number of times.
+#
+#   scripts/services.sh            RabbitMQ
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+wait_port() { # port name seconds
+  for _ in $(seq 1 "$3"); do
+    if port_open "$1"; then return 0; fi
+    sleep 1
+  done
+  echo "services: $2 is not listening on 127.0.0.1:$1 after $3s" >&2
+  return 1
+}
+
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_rabbitmq() {
+  if port_open 5672; then
+    echo "services: RabbitMQ is running on 127.0.0.1:5672"
+    return 0
+  fi
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "services: installing rabbitmq-server with apt-get"
+    apt_install rabbitmq-server
+  fi
+  echo "services: starting RabbitMQ"
+  # The Debian package may have started it through its init script already.
+  if ! port_open 5672; then
+    as_root rabbitmq-server -detached || true
+  fi
+  wait_port 5672 RabbitMQ 120
+  as_root rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+  echo "services: RabbitMQ is running on 127.0.0.1:5672"
+}
+
+ensure_rabbitmq

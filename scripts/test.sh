@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs pushd's whole test suite the way CI does: starts the services the
+# integration tests need, checks formatting and static analysis, then runs
+# every test with the race detector against the real RabbitMQ and the
+# simulator. Integration tests fail (they do not skip) without RabbitMQ.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+
+echo "test: gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+
+echo "test: go vet"
+go vet ./...
+
+echo "test: staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+echo "test: go test -race"
+go test -race -count=1 -timeout 15m ./...
