@@ -68,7 +68,8 @@ const (
 
 // Config is the FCM part of the pushd configuration.
 type Config struct {
-	// Endpoint is the base URL of the FCM v1 API, /v1 included. Default
+	// Endpoint is the base URL of the FCM v1 API, /v1 included (added to a
+	// URL with no path). Default
 	// https://fcm.googleapis.com/v1; a stand-in may be
 	// https://127.0.0.1:8443/v1 or, in clear text (HTTP/1.1),
 	// http://127.0.0.1:9000/v1.
@@ -110,7 +111,9 @@ func (c *Config) Validate() error {
 }
 
 // parseEndpoint checks the endpoint and returns it without a trailing slash
-// (the client appends /projects/<id>/messages:send).
+// (the client appends /projects/<id>/messages:send). A bare host
+// ("http://127.0.0.1:9000") gets the API version path "/v1", as Google's
+// own base URL has it.
 func parseEndpoint(endpoint string) (string, error) {
 	if endpoint == "" {
 		return DefaultEndpoint, nil
@@ -126,6 +129,9 @@ func parseEndpoint(endpoint string) (string, error) {
 		return "", fmt.Errorf("fcm: endpoint %q: no host name", endpoint)
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 		return "", fmt.Errorf("fcm: endpoint %q: must be a plain base URL", endpoint)
+	}
+	if strings.Trim(u.Path, "/") == "" {
+		return strings.TrimRight(endpoint, "/") + "/v1", nil
 	}
 	return strings.TrimRight(endpoint, "/"), nil
 }

@@ -516,3 +516,24 @@ func TestCloseTwice(t *testing.T) {
 	s.Close()
 	s.Close()
 }
+
+func TestParseEndpoint(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                             DefaultEndpoint,
+		"http://127.0.0.1:9000":        "http://127.0.0.1:9000/v1",
+		"http://127.0.0.1:9000/":       "http://127.0.0.1:9000/v1",
+		"https://127.0.0.1:8443/v1":    "https://127.0.0.1:8443/v1",
+		"https://127.0.0.1:8443/v1/":   "https://127.0.0.1:8443/v1",
+		"https://proxy.example/fcm/v1": "https://proxy.example/fcm/v1",
+	} {
+		got, err := parseEndpoint(in)
+		if err != nil || got != want {
+			t.Errorf("parseEndpoint(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"ftp://x", "http://", "https://u:p@x/v1", "http://x/v1?q=1"} {
+		if _, err := parseEndpoint(bad); err == nil {
+			t.Errorf("parseEndpoint(%q) accepted", bad)
+		}
+	}
+}
