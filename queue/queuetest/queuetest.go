@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
@@ -160,4 +161,27 @@ func Get(t testing.TB, ch *amqp.Channel, queue string, wait time.Duration) amqp.
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Exists reports whether queue exists, on a connection of its own.
+func Exists(t testing.TB, url, queue string) bool {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("channel: %v", err)
+	}
+	_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	var aerr *amqp.Error
+	if errors.As(err, &aerr) && aerr.Code == amqp.NotFound {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("inspect %s: %v", queue, err)
+	}
+	return true
 }

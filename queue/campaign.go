@@ -1,0 +1,165 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/pushd/pushd/dispatcher"
+)
+
+// Each campaign has a queue of its own, fed from the lanes by the
+// dispatcher and consumed with a small prefetch: a throttled or paused
+// campaign holds only its own messages, never the lanes' prefetch.
+
+// campaignPrefetch is the prefetch of a campaign queue's consumer: one batch
+// being sent and the next one ready.
+const campaignPrefetch = 2
+
+var plainID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,120}$`)
+
+// CampaignQueue returns the name of a campaign's queue:
+// "<queue>.campaign.<id>", or with a hash of the id when the id has
+// characters unsafe in a queue name or is long.
+func (t Topology) CampaignQueue(id string) string {
+	if plainID.MatchString(id) {
+		return t.Queue + ".campaign." + id
+	}
+	h := sha256.Sum256([]byte(id))
+	return t.Queue + ".campaign.h-" + hex.EncodeToString(h[:16])
+}
+
+func (t Topology) declareCampaignQueue(ch *amqp.Channel, id string) error {
+	_, err := ch.QueueDeclare(t.CampaignQueue(id), true, false, false, false, amqp.Table{
+		amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
+		"x-delivery-limit":       int64(t.DeliveryLimit),
+		"x-dead-letter-exchange": t.DeadExchange,
+		"x-dead-letter-strategy": "at-least-once",
+		amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
+	})
+	if err != nil {
+		return fmt.Errorf("declare campaign queue %q: %w", t.CampaignQueue(id), err)
+	}
+	return nil
+}
+
+// withChannel runs f on a fresh channel of the live session (errors close
+// channels, so declarations and deletions get their own).
+func (b *Broker) withChannel(ctx context.Context, f func(*amqp.Channel) error) error {
+	s, err := b.waitSession(ctx)
+	if err != nil {
+		return fmt.Errorf("no broker connection: %w", err)
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer func() { _ = ch.Close() }()
+	return f(ch)
+}
+
+// Route publishes a batch body to a campaign's queue, declaring the queue
+// when it does not exist. It implements dispatcher.CampaignQueues.
+func (b *Broker) Route(ctx context.Context, campaign string, body []byte, attempt int) error {
+	msg := amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    b.cfg.Now(),
+		Headers:      amqp.Table{HeaderAttempt: int32(attempt)},
+		Body:         body,
+	}
+	name := b.cfg.Topology.CampaignQueue(campaign)
+	err := b.publish(ctx, "route", "", name, true, msg)
+	if !errors.Is(err, errReturned) {
+		return err
+	}
+	// The queue does not exist (first batch of the campaign, or deleted
+	// when the campaign finished): create it and publish again.
+	if err := b.withChannel(ctx, func(ch *amqp.Channel) error {
+		return b.cfg.Topology.declareCampaignQueue(ch, campaign)
+	}); err != nil {
+		return err
+	}
+	return b.publish(ctx, "route", "", name, true, msg)
+}
+
+// ConsumeCampaign consumes a campaign's queue (declaring it) until ctx
+// ends, across reconnects. Deliveries that arrive after ctx ended are
+// handed to h too, so that it can put them back without a redelivery. It
+// implements dispatcher.CampaignQueues.
+func (b *Broker) ConsumeCampaign(ctx context.Context, campaign string, h func(context.Context, dispatcher.Delivery)) error {
+	c := consumer{
+		queue:    b.cfg.Topology.CampaignQueue(campaign),
+		lane:     dispatcher.Normal,
+		prefetch: campaignPrefetch,
+		tag:      fmt.Sprintf("%s-campaign-%d", b.cfg.Name, b.pubSeq.Add(1)),
+		declare:  func(ch *amqp.Channel) error { return b.cfg.Topology.declareCampaignQueue(ch, campaign) },
+		handOver: true,
+	}
+	b.consumeLoop(ctx, c, func(ctx context.Context, d *Delivery) { h(ctx, d) })
+	return nil
+}
+
+// DeleteCampaignQueue deletes a campaign's queue if it holds no message
+// and has no consumer (no pushd instance is consuming it), and reports
+// whether the queue is gone (deleted now or already absent). Quorum queues
+// cannot delete "if empty" atomically, so the caller must stop routing to
+// the queue first. It implements dispatcher.CampaignQueues.
+func (b *Broker) DeleteCampaignQueue(ctx context.Context, campaign string) (bool, error) {
+	name := b.cfg.Topology.CampaignQueue(campaign)
+	var gone bool
+	err := b.withChannel(ctx, func(ch *amqp.Channel) error {
+		q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.NotFound {
+			gone = true
+			return nil
+		}
+		if err != nil || q.Messages > 0 || q.Consumers > 0 {
+			return err
+		}
+		if _, err := ch.QueueDelete(name, false, false, false); err != nil {
+			return err
+		}
+		gone = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("delete campaign queue %q: %w", name, err)
+	}
+	return gone, nil
+}
+
+// Instances returns the number of pushd instances consuming, as the
+// consumers of the normal lane's queue. It implements
+// dispatcher.CampaignQueues.
+func (b *Broker) Instances(ctx context.Context) (int, error) {
+	var n int
+	err := b.withChannel(ctx, func(ch *amqp.Channel) error {
+		q, err := ch.QueueDeclarePassive(b.cfg.Topology.Queue, true, false, false, false, nil)
+		n = q.Consumers
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inspect %q: %w", b.cfg.Topology.Queue, err)
+	}
+	return n, nil
+}
+
+// PublishEvent publishes an event (token.invalid, campaign.finished) to the
+// events exchange with the given routing key, persistent and confirmed. It
+// is not mandatory: events nobody subscribed to are dropped by the broker.
+func (b *Broker) PublishEvent(ctx context.Context, key string, body []byte) error {
+	return b.publish(ctx, "event", b.cfg.Topology.EventsExchange, key, false, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    b.cfg.Now(),
+		Type:         key,
+		Body:         body,
+	})
+}
