@@ -1,0 +1,233 @@
+// Package store persists pushd's shared state in SQL: campaigns (control
+// state and counters) and the admin audit log. It implements
+// dispatcher.CampaignStore.
+//
+// SQLite (pure Go, modernc.org/sqlite, no cgo) is the embedded default; a
+// PostgreSQL backend for several instances is planned, so every statement
+// is written to run unchanged on both: $n placeholders, standard types,
+// times as BIGINT unix milliseconds, ids and revisions from a seq table
+// bumped with UPDATE ... RETURNING. The schema is versioned by the embedded
+// files in migrations/, applied in order at Open.
+//
+// The package is not a cache and takes no decisions: it records what the
+// dispatcher and the admin module tell it and answers their queries. It
+// does not hold the blacklist and whitelist yet; they will come with a
+// later migration.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// ErrPostgresNotImplemented is returned by Open for a postgres:// or
+// postgresql:// dsn until the PostgreSQL backend exists.
+var ErrPostgresNotImplemented = errors.New("PostgreSQL store not implemented yet")
+
+// Store is a campaign store and audit log backed by SQL. It is safe for
+// concurrent use.
+//
+// Writes go through one connection (SQLite has a single writer; queueing
+// writers in the pool rather than in SQLite's busy handler means they never
+// fail with SQLITE_BUSY), each in an IMMEDIATE transaction so that a
+// transaction that reads before it writes holds the write lock from the
+// start. Reads use their own pool of read-only connections and run
+// concurrently with each other and with the writer (WAL).
+type Store struct {
+	w   *sql.DB // writes: exactly one connection
+	r   *sql.DB // reads: several read-only connections
+	now func() time.Time
+}
+
+// Open opens the store named by dsn, creating it if missing, and brings
+// its schema up to date.
+//
+// dsn is a SQLite database file: a path, "sqlite:PATH" or "file:PATH" (an
+// empty authority, as in "sqlite:///var/lib/pushd/pushd.db", is allowed).
+// The file and its parent directory are created if missing. Query
+// parameters are not accepted: the store sets its own (WAL journal,
+// busy_timeout 5000 ms, synchronous NORMAL, foreign keys on). A
+// "postgres://" or "postgresql://" dsn returns ErrPostgresNotImplemented.
+//
+// Open uses time.Now as its clock; see SetClock. A nil logger discards.
+func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	path, err := sqlitePath(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("open store: create directory: %w", err)
+	}
+
+	w, err := sql.Open("sqlite", sqliteURI(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+
+	s := &Store{w: w, now: time.Now}
+	applied, err := migrate(ctx, w, migrationFiles, s.now)
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	for _, v := range applied {
+		logger.Info("store migration applied", "version", v, "path", path)
+	}
+
+	// Opened after the migrations so that every read connection starts on
+	// a WAL database with the current schema.
+	r, err := sql.Open("sqlite", sqliteURI(path, true))
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	if err := r.PingContext(ctx); err != nil {
+		_ = w.Close()
+		_ = r.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.r = r
+	return s, nil
+}
+
+// SetClock replaces the clock that stamps created_at, updated_at and audit
+// times (time.Now by default). It is meant for tests and must be called
+// before the Store is shared with other goroutines.
+func (s *Store) SetClock(now func() time.Time) {
+	s.now = now
+}
+
+// Close closes the store. Calls after the first are harmless.
+func (s *Store) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// sqlitePath returns the absolute file path named by dsn.
+func sqlitePath(dsn string) (string, error) {
+	p := dsn
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return "", fmt.Errorf("open store: %w", ErrPostgresNotImplemented)
+	case strings.HasPrefix(dsn, "sqlite:"):
+		p = strings.TrimPrefix(dsn, "sqlite:")
+	case strings.HasPrefix(dsn, "file:"):
+		p = strings.TrimPrefix(dsn, "file:")
+	case strings.Contains(dsn, "://"):
+		scheme, _, _ := strings.Cut(dsn, "://")
+		return "", fmt.Errorf("open store: unsupported dsn scheme %q (want a SQLite path, sqlite:PATH, file:PATH or postgres://)", scheme)
+	}
+	// URL form with an empty authority: sqlite:///abs/path, file:///abs/path.
+	if rest, ok := strings.CutPrefix(p, "//"); ok {
+		p = rest
+		if !strings.HasPrefix(p, "/") {
+			return "", fmt.Errorf("open store: dsn %q: a host is not allowed in a SQLite dsn", dsn)
+		}
+	}
+	switch {
+	case p == "":
+		return "", errors.New("open store: empty dsn: want a SQLite file path")
+	case strings.ContainsAny(p, "?#"):
+		return "", fmt.Errorf("open store: dsn %q: query parameters are not supported", dsn)
+	case strings.HasPrefix(p, ":memory:"):
+		return "", errors.New("open store: in-memory SQLite is not supported: use a file (a temporary directory in tests)")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("open store: dsn %q: %w", dsn, err)
+	}
+	return abs, nil
+}
+
+// sqliteURI returns the modernc.org/sqlite data source for the file at path.
+func sqliteURI(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + (&url.URL{Path: filepath.ToSlash(path)}).EscapedPath() + "?" + q.Encode()
+}
+
+// errUnchanged, returned by a write function, rolls its transaction back
+// and makes write return nil.
+var errUnchanged = errors.New("unchanged")
+
+// write runs fn in a write transaction and commits it if fn returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		if errors.Is(err, errUnchanged) {
+			return nil
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Sequence names in the seq table.
+const (
+	seqCampaignRev = "campaign_rev"
+	seqAuditID     = "audit_id"
+)
+
+const sqlNextSeq = `UPDATE seq SET value = value + 1 WHERE name = $1 RETURNING value`
+
+// nextSeq takes the next value of the named sequence inside tx. In
+// PostgreSQL this locks the sequence row until tx ends, which serialises
+// the transactions that use it.
+func nextSeq(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	var v int64
+	if err := tx.QueryRowContext(ctx, sqlNextSeq, name).Scan(&v); err != nil {
+		return 0, fmt.Errorf("next %s: %w", name, err)
+	}
+	return v, nil
+}
+
+func toMillis(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }

@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// clock is a settable clock for tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock {
+	return &clock{t: time.Date(2026, 11, 26, 22, 0, 0, 0, time.UTC)}
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock on by d and returns the new time.
+func (c *clock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
+// testBundle is what setup returns beside the store.
+type testBundle struct {
+	path  string
+	clock *clock
+}
+
+// setup opens a store in a fresh temporary directory, closed at the end
+// of the test.
+func setup(t *testing.T) (*Store, *testBundle) {
+	t.Helper()
+	b := &testBundle{path: filepath.Join(t.TempDir(), "pushd.db"), clock: newClock()}
+	return reopen(t, b), b
+}
+
+// reopen opens the store of b again.
+func reopen(t *testing.T, b *testBundle) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), b.path, testLogger(t))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	s.SetClock(b.clock.Now)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestOpenDSN(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		dsn     string
+		file    string // created, when the dsn is good
+		wantErr string
+		is      error
+	}{
+		{name: "plain path", dsn: filepath.Join(dir, "a.db"), file: filepath.Join(dir, "a.db")},
+		{name: "sqlite prefix", dsn: "sqlite:" + filepath.Join(dir, "b.db"), file: filepath.Join(dir, "b.db")},
+		{name: "file prefix", dsn: "file:" + filepath.Join(dir, "c.db"), file: filepath.Join(dir, "c.db")},
+		{name: "url form", dsn: "sqlite://" + filepath.Join(dir, "d.db"), file: filepath.Join(dir, "d.db")},
+		{name: "missing parent directories", dsn: filepath.Join(dir, "x", "y", "e.db"), file: filepath.Join(dir, "x", "y", "e.db")},
+		{name: "space in path", dsn: filepath.Join(dir, "with space", "f.db"), file: filepath.Join(dir, "with space", "f.db")},
+		{name: "postgres", dsn: "postgres://pushd@localhost/pushd", wantErr: "PostgreSQL store not implemented yet", is: ErrPostgresNotImplemented},
+		{name: "postgresql", dsn: "postgresql://pushd@localhost/pushd", wantErr: "PostgreSQL store not implemented yet", is: ErrPostgresNotImplemented},
+		{name: "other scheme", dsn: "mysql://localhost/pushd", wantErr: `unsupported dsn scheme "mysql"`},
+		{name: "empty", dsn: "", wantErr: "empty dsn"},
+		{name: "empty after prefix", dsn: "sqlite:", wantErr: "empty dsn"},
+		{name: "query parameters", dsn: "file:" + filepath.Join(dir, "g.db") + "?mode=ro", wantErr: "query parameters are not supported"},
+		{name: "memory", dsn: ":memory:", wantErr: "in-memory"},
+		{name: "host", dsn: "sqlite://host/pushd.db", wantErr: "host is not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Open(context.Background(), tt.dsn, testLogger(t))
+			if tt.wantErr != "" {
+				if err == nil {
+					_ = s.Close()
+					t.Fatalf("Open(%q) succeeded, want error %q", tt.dsn, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("Open(%q) = %v, want error containing %q", tt.dsn, err, tt.wantErr)
+				}
+				if tt.is != nil && !errors.Is(err, tt.is) {
+					t.Errorf("Open(%q) = %v, want errors.Is %v", tt.dsn, err, tt.is)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open(%q): %v", tt.dsn, err)
+			}
+			defer s.Close()
+			if _, err := os.Stat(tt.file); err != nil {
+				t.Errorf("store file: %v", err)
+			}
+			if _, err := s.EnsureCampaign(context.Background(), "c", 1); err != nil {
+				t.Errorf("EnsureCampaign: %v", err)
+			}
+		})
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	s, _ := setup(t)
+	ctx := context.Background()
+	for _, pool := range []struct {
+		name string
+		q    querier
+	}{{"write", s.w}, {"read", s.r}} {
+		for _, p := range []struct {
+			pragma string
+			want   string
+		}{
+			{"journal_mode", "wal"},
+			{"busy_timeout", "5000"},
+			{"synchronous", "1"}, // NORMAL
+			{"foreign_keys", "1"},
+		} {
+			var got string
+			if err := pool.q.QueryRowContext(ctx, "PRAGMA "+p.pragma).Scan(&got); err != nil {
+				t.Fatalf("%s pool: PRAGMA %s: %v", pool.name, p.pragma, err)
+			}
+			if got != p.want {
+				t.Errorf("%s pool: PRAGMA %s = %q, want %q", pool.name, p.pragma, got, p.want)
+			}
+		}
+	}
+	if _, err := s.r.ExecContext(ctx, "DELETE FROM campaigns"); err == nil {
+		t.Error("read pool accepted a write")
+	}
+}
+
+func TestCloseTwice(t *testing.T) {
+	s, _ := setup(t)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.Campaign(context.Background(), "c"); err == nil {
+		t.Error("Campaign after Close succeeded")
+	}
+}
+
+func TestDataSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	s, b := setup(t)
+	if _, err := s.EnsureCampaign(ctx, "spring-sale", 500); err != nil {
+		t.Fatal(err)
+	}
+	rate := 5.0
+	if _, _, err := s.SetCampaignRate(ctx, "spring-sale", &rate); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.SetCampaignStatus(ctx, "spring-sale", "paused", "running"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddCampaignCounters(ctx, countersOf("spring-sale", 10, 7)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Audit(ctx, AuditEntry{Actor: "ops", Action: "campaign.pause", Target: "spring-sale"}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.Campaign(ctx, "spring-sale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := reopen(t, b)
+	got, err := s2.Campaign(ctx, "spring-sale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertRecord(t, got, want)
+	log, err := s2.AuditLog(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != 1 || log[0].Action != "campaign.pause" {
+		t.Errorf("audit log after reopen = %+v, want the one entry", log)
+	}
+	// Revs go on from where they were.
+	after, err := s2.EnsureCampaign(ctx, "other", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Rev <= want.Rev {
+		t.Errorf("rev after reopen = %d, want > %d", after.Rev, want.Rev)
+	}
+}
