@@ -1,0 +1,253 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/pushd/pushd/dispatcher"
+)
+
+// routes registers every route with the least role that may use it.
+// Viewers may only look (GET); operators and admins may also change
+// campaigns.
+func (s *Server) routes() {
+	s.handle("GET /api/campaigns", roleViewer, s.listCampaigns)
+	s.handle("GET /api/campaigns/{id}", roleViewer, s.getCampaign)
+	s.handle("PUT /api/campaigns/{id}/rate", roleOperator, s.setCampaignRate)
+	s.handle("POST /api/campaigns/{id}/pause", roleOperator, s.campaignChange("campaign.pause", s.ctl.PauseCampaign))
+	s.handle("POST /api/campaigns/{id}/resume", roleOperator, s.campaignChange("campaign.resume", s.ctl.ResumeCampaign))
+	s.handle("POST /api/campaigns/{id}/cancel", roleOperator, s.campaignChange("campaign.cancel", s.ctl.CancelCampaign))
+}
+
+// apiHandler handles an authenticated request allowed for p. It writes the
+// response on success; an error it returns is answered by writeError.
+type apiHandler func(w http.ResponseWriter, r *http.Request, p principal) error
+
+// handle registers h for pattern, for principals with role need or above.
+func (s *Server) handle(pattern string, need role, h apiHandler) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p := principalFrom(r.Context())
+		if p.role < need {
+			s.writeError(w, r, forbidden("role "+p.role.String()+" may not do this; it needs "+need.String()))
+			return
+		}
+		if r.ContentLength > s.maxBody {
+			// Refused before any work, whether the route reads a body or
+			// not; MaxBytesReader catches bodies of unknown length.
+			s.writeError(w, r, &http.MaxBytesError{Limit: s.maxBody})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		if err := h(w, r, p); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// serve authenticates every request, then routes it. Campaign ids may
+// contain "/" escaped as %2F: ServeMux matches the escaped path one segment
+// at a time and unescapes {id}, so no route needs to do anything for it.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	var actor string
+	defer func() {
+		// Debug only: request logs are for troubleshooting; changes are in
+		// the audit trail.
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "admin request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", sw.status), slog.String("actor", actor),
+			slog.Duration("duration", time.Since(start)))
+	}()
+	h := sw.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+
+	p, err := s.authenticate(r)
+	if err != nil {
+		s.writeError(sw, r, err)
+		return
+	}
+	actor = p.actor
+	r = r.WithContext(withPrincipal(r.Context(), p))
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.noRoute(sw, r)
+		return
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+// noRoute answers a request that no route matches. The mux knows whether
+// the path exists with other methods (405 and Allow) or not (404), but says
+// it in plain text: ask it, then answer in JSON.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	rec := &discardWriter{header: make(http.Header)}
+	s.mux.ServeHTTP(rec, r)
+	if rec.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", rec.header.Get("Allow"))
+		s.writeError(w, r, errMethod)
+		return
+	}
+	s.writeError(w, r, errNoRoute)
+}
+
+// campaignList is the answer of GET /api/campaigns.
+type campaignList struct {
+	Campaigns []dispatcher.CampaignInfo `json:"campaigns"`
+}
+
+func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ principal) error {
+	cs, err := s.ctl.Campaigns(r.Context())
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		cs = []dispatcher.CampaignInfo{} // [] rather than null
+	}
+	return writeJSON(w, http.StatusOK, campaignList{Campaigns: cs})
+}
+
+func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request, _ principal) error {
+	c, err := s.ctl.Campaign(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+// rateRequest is the body of PUT /api/campaigns/{id}/rate.
+type rateRequest struct {
+	// RatePerSecond is required: a number >= 0 (0: no campaign limit), or
+	// null to clear the operator's rate. Raw, to tell null from missing.
+	RatePerSecond json.RawMessage `json:"rate_per_second"`
+}
+
+func (s *Server) setCampaignRate(w http.ResponseWriter, r *http.Request, p principal) error {
+	var req rateRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	var rate *float64
+	switch string(req.RatePerSecond) {
+	case "":
+		return badRequest("rate_per_second is required: a number >= 0 (0: no campaign limit), or null to clear the operator's rate")
+	case "null":
+	default:
+		var v float64
+		if err := json.Unmarshal(req.RatePerSecond, &v); err != nil {
+			return badRequest("rate_per_second must be a number >= 0, or null to clear the operator's rate")
+		}
+		if v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			return badRequest("rate_per_second must be >= 0 and finite, got %v", v)
+		}
+		rate = &v
+	}
+	id := r.PathValue("id")
+	return s.change(w, r, p, "campaign.rate", id, func(ctx context.Context) (dispatcher.CampaignInfo, error) {
+		return s.ctl.SetCampaignRate(ctx, id, rate)
+	})
+}
+
+// campaignChange returns the handler of a POST that changes a campaign with
+// do and records it as action.
+func (s *Server) campaignChange(action string, do func(ctx context.Context, id string) (dispatcher.CampaignInfo, error)) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request, p principal) error {
+		id := r.PathValue("id")
+		return s.change(w, r, p, action, id, func(ctx context.Context) (dispatcher.CampaignInfo, error) {
+			return do(ctx, id)
+		})
+	}
+}
+
+// change makes a change to campaign id with do, audits it and answers with
+// the campaign after it. Before is read separately from the change: another
+// change may come between them, and the audit trail shows it.
+func (s *Server) change(w http.ResponseWriter, r *http.Request, p principal, action, id string, do func(context.Context) (dispatcher.CampaignInfo, error)) error {
+	before, err := s.ctl.Campaign(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	after, err := do(r.Context())
+	if err != nil {
+		return err
+	}
+	s.audit(r.Context(), AuditEntry{
+		At:     s.now(),
+		Actor:  p.actor,
+		Action: action,
+		Target: id,
+		Before: s.marshalAudit(before),
+		After:  s.marshalAudit(after),
+	})
+	return writeJSON(w, http.StatusOK, after)
+}
+
+// audit records a change. The change has already happened and can't be
+// undone, so a failed write is logged, with the entry so that it is not
+// lost, and the request still succeeds. It does not stop because the
+// client went away.
+func (s *Server) audit(ctx context.Context, e AuditEntry) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	if err := s.auditor.Audit(ctx, e); err != nil {
+		s.log.ErrorContext(ctx, "admin audit write failed; the change was made",
+			"err", err, "at", e.At, "actor", e.Actor, "action", e.Action, "target", e.Target,
+			"before", string(e.Before), "after", string(e.After))
+	}
+}
+
+func (s *Server) marshalAudit(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("admin audit: encode", "err", err)
+		return nil
+	}
+	return b
+}
+
+// statusWriter remembers the status written, for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// discardWriter keeps the status and headers of a response and drops its
+// body.
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+
+func (w *discardWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *discardWriter) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
