@@ -12,6 +12,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -35,6 +36,7 @@ type Config struct {
 	AMQP       AMQP       `mapstructure:"amqp"`
 	APNs       APNs       `mapstructure:"apns"`
 	FCM        FCM        `mapstructure:"fcm"`
+	RateLimit  RateLimit  `mapstructure:"ratelimit"`
 	Sim        Sim        `mapstructure:"sim"`
 	Dispatcher Dispatcher `mapstructure:"dispatcher"`
 	Metrics    Metrics    `mapstructure:"metrics"`
@@ -95,6 +97,16 @@ type FCM struct {
 	Timeout         time.Duration `mapstructure:"timeout"`
 }
 
+// RateLimit configures the global and provider token buckets.
+type RateLimit struct {
+	GlobalPerSecond float64 `mapstructure:"global_per_second"`
+	GlobalBurst     int     `mapstructure:"global_burst"`
+	APNsPerSecond   float64 `mapstructure:"apns_per_second"`
+	APNsBurst       int     `mapstructure:"apns_burst"`
+	FCMPerSecond    float64 `mapstructure:"fcm_per_second"`
+	FCMBurst        int     `mapstructure:"fcm_burst"`
+}
+
 // Sim configures the built-in simulator.
 type Sim struct {
 	Latency time.Duration `mapstructure:"latency"`
@@ -106,6 +118,8 @@ type Dispatcher struct {
 	RetryBase       time.Duration `mapstructure:"retry_base"`
 	RetryMax        time.Duration `mapstructure:"retry_max"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	MaxHold         time.Duration `mapstructure:"max_hold"`
+	CampaignIdle    time.Duration `mapstructure:"campaign_idle"`
 }
 
 // Metrics configures the metrics and health endpoint.
@@ -280,6 +294,24 @@ func (c *Config) Validate() error {
 	positive("fcm.workers", c.FCM.Workers)
 	duration("fcm.timeout", c.FCM.Timeout)
 
+	for key, v := range map[string]float64{
+		"ratelimit.global_per_second": c.RateLimit.GlobalPerSecond,
+		"ratelimit.apns_per_second":   c.RateLimit.APNsPerSecond,
+		"ratelimit.fcm_per_second":    c.RateLimit.FCMPerSecond,
+	} {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			bad(key, "must be a number, 0 (no limit) or more")
+		}
+	}
+	for key, v := range map[string]int{
+		"ratelimit.global_burst": c.RateLimit.GlobalBurst,
+		"ratelimit.apns_burst":   c.RateLimit.APNsBurst,
+		"ratelimit.fcm_burst":    c.RateLimit.FCMBurst,
+	} {
+		if v < 0 {
+			bad(key, "must be 0 (a tenth of a second's worth) or more")
+		}
+	}
 	if c.Sim.Latency < 0 {
 		bad("sim.latency", "must not be negative")
 	}
@@ -290,6 +322,8 @@ func (c *Config) Validate() error {
 		bad("dispatcher.retry_max", "must be at least dispatcher.retry_base")
 	}
 	duration("dispatcher.shutdown_timeout", c.Dispatcher.ShutdownTimeout)
+	duration("dispatcher.max_hold", c.Dispatcher.MaxHold)
+	duration("dispatcher.campaign_idle", c.Dispatcher.CampaignIdle)
 
 	addr("metrics.addr", c.Metrics.Addr)
 	addr("admin.addr", c.Admin.Addr)

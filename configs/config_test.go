@@ -33,15 +33,16 @@ func TestLoadExampleFile(t *testing.T) {
 
 func TestEnvironmentOverrides(t *testing.T) {
 	c, err := Load("", env(map[string]string{
-		"PUSHD_AMQP_URL":                "amqp://u:p@rabbit:5672/v",
-		"PUSHD_APNS_HOST":               "https://127.0.0.1:8443",
-		"PUSHD_FCM_ENDPOINT":            "http://127.0.0.1:9000/v1",
-		"PUSHD_AMQP_PREFETCH":           "3",
-		"PUSHD_AMQP_HEARTBEAT":          "2s",
-		"PUSHD_METRICS_ADDR":            "127.0.0.1:0",
-		"PUSHD_STORE_DSN":               "postgres://db/pushd",
-		"PUSHD_APNS_TOPIC":              "com.example.app",
-		"PUSHD_DISPATCHER_MAX_ATTEMPTS": "7",
+		"PUSHD_AMQP_URL":                  "amqp://u:p@rabbit:5672/v",
+		"PUSHD_APNS_HOST":                 "https://127.0.0.1:8443",
+		"PUSHD_FCM_ENDPOINT":              "http://127.0.0.1:9000/v1",
+		"PUSHD_AMQP_PREFETCH":             "3",
+		"PUSHD_AMQP_HEARTBEAT":            "2s",
+		"PUSHD_METRICS_ADDR":              "127.0.0.1:0",
+		"PUSHD_STORE_DSN":                 "postgres://db/pushd",
+		"PUSHD_APNS_TOPIC":                "com.example.app",
+		"PUSHD_DISPATCHER_MAX_ATTEMPTS":   "7",
+		"PUSHD_RATELIMIT_APNS_PER_SECOND": "1200.5",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 	if c.AMQP.URL != "amqp://u:p@rabbit:5672/v" || c.APNs.Host != "https://127.0.0.1:8443" ||
 		c.FCM.Endpoint != "http://127.0.0.1:9000/v1" || c.AMQP.Prefetch != 3 || c.AMQP.Heartbeat != 2*time.Second ||
 		c.Metrics.Addr != "127.0.0.1:0" || c.Store.DSN != "postgres://db/pushd" || c.APNs.Topic != "com.example.app" ||
-		c.Dispatcher.MaxAttempts != 7 {
+		c.Dispatcher.MaxAttempts != 7 || c.RateLimit.APNsPerSecond != 1200.5 || c.RateLimit.FCMPerSecond != 9500 {
 		t.Errorf("overrides not applied: %+v", c)
 	}
 }
@@ -86,6 +87,9 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_METRICS_ADDR": "9090"}, want: "metrics.addr"},
 		{env: map[string]string{"PUSHD_LOG_LEVEL": "loud"}, want: "log.level"},
 		{env: map[string]string{"PUSHD_DISPATCHER_RETRY_MAX": "1ms"}, want: "dispatcher.retry_max"},
+		{env: map[string]string{"PUSHD_RATELIMIT_FCM_PER_SECOND": "-1"}, want: "ratelimit.fcm_per_second"},
+		{env: map[string]string{"PUSHD_RATELIMIT_GLOBAL_BURST": "-2"}, want: "ratelimit.global_burst"},
+		{env: map[string]string{"PUSHD_DISPATCHER_MAX_HOLD": "0s"}, want: "dispatcher.max_hold"},
 		{file: "apns:\n  keyfile: x\n", want: `unknown key "apns.keyfile"`},
 		{file: "amqp: [\n", want: "config file"},
 	}

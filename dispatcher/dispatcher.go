@@ -1,21 +1,23 @@
 // Package dispatcher is the domain core of pushd: the batch contract
-// (pushd.batch/v1), the provider and queue interfaces it needs, and the
-// Dispatcher that turns deliveries into sends, retries and dead letters and
-// acknowledges each delivery once every recipient in it is resolved.
+// (pushd.batch/v1), campaigns and their control (rate, pause, resume,
+// cancel), throttling at three levels, and the Dispatcher that turns
+// deliveries into sends, retries and dead letters and acknowledges each
+// delivery once every recipient in it is resolved.
 //
-// It knows nothing of AMQP, HTTP or Prometheus: queue, push/* and metrics
-// adapt those to the small interfaces declared here, and cmd/pushd wires
-// them together.
+// It knows nothing of AMQP, HTTP, SQL or Prometheus: queue, push/*, store and
+// metrics adapt those to the small interfaces declared here, and cmd/pushd
+// wires them together.
 package dispatcher
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/pushd/pushd/ratelimit"
 )
 
 // Lane is the priority lane a batch travels on.
@@ -36,11 +38,12 @@ func (l Lane) String() string {
 	return "normal"
 }
 
-// Delivery is one message taken from the queue, as the dispatcher sees it.
+// Delivery is one message taken from a queue, as the dispatcher sees it.
 type Delivery interface {
 	// Body is the message body, a pushd.batch/v1 document.
 	Body() []byte
-	// Lane is the lane the message was consumed from.
+	// Lane is the lane the message was consumed from (campaign queues
+	// count as the normal lane).
 	Lane() Lane
 	// MessageID is the AMQP message id (the producer's batch id), if any.
 	MessageID() string
@@ -51,8 +54,8 @@ type Delivery interface {
 	// and not_before holds); zero for a producer's message.
 	HoldUntil() time.Time
 	// Republished reports whether pushd itself published this message (a
-	// retry, a hold or a handed-back remainder), so it is not counted as
-	// received again.
+	// retry, a hold, a batch routed to its campaign queue), so it is not
+	// counted as received again.
 	Republished() bool
 	// Ack acknowledges the message; the broker forgets it.
 	Ack() error
@@ -72,6 +75,31 @@ type Outbox interface {
 	Hold(ctx context.Context, lane Lane, body []byte, attempt int, at time.Time) error
 	// DeadLetter publishes a body to the dead-letter queue with the reason.
 	DeadLetter(ctx context.Context, body []byte, why DeadLetter) error
+}
+
+// CampaignQueues gives each campaign a queue of its own. The lanes feed
+// them; a campaign's queue is consumed only while the campaign runs (or is
+// being cancelled), with a small prefetch, so a slow or paused campaign
+// never holds the lanes.
+type CampaignQueues interface {
+	// Route publishes a batch body to the campaign's queue (creating it
+	// when needed), confirmed.
+	Route(ctx context.Context, campaign string, body []byte, attempt int) error
+	// ConsumeCampaign consumes the campaign's queue until ctx ends,
+	// calling h for each delivery. Deliveries that arrive after ctx ended
+	// are passed to h too, with ctx done, so that h can put them back.
+	ConsumeCampaign(ctx context.Context, campaign string, h func(context.Context, Delivery)) error
+	// DeleteCampaignQueue deletes the campaign's queue if it is empty and
+	// reports whether it is gone.
+	DeleteCampaignQueue(ctx context.Context, campaign string) (bool, error)
+	// Instances returns the number of pushd instances consuming.
+	Instances(ctx context.Context) (int, error)
+}
+
+// EventPublisher publishes events for producers (token.invalid,
+// campaign.finished).
+type EventPublisher interface {
+	PublishEvent(ctx context.Context, key string, body []byte) error
 }
 
 // DeadLetter says why a message or recipients were dead-lettered; the queue
@@ -94,6 +122,12 @@ type DeadLetter struct {
 	ProviderReason string
 }
 
+// Throttling levels, as metric labels.
+const (
+	LevelGlobal   = "global"
+	LevelCampaign = "campaign"
+)
+
 // Metrics receives what the dispatcher does. Implementations must be cheap
 // and allocation-free: methods are called per recipient.
 type Metrics interface {
@@ -104,6 +138,9 @@ type Metrics interface {
 	// RecipientsDropped counts recipients not sent for reason
 	// (malformed_token, unknown_platform, expired).
 	RecipientsDropped(reason string, n int)
+	// RecipientsCancelled counts recipients not sent because their
+	// campaign was cancelled.
+	RecipientsCancelled(n int)
 	// RecipientsDeadLettered counts recipients dead-lettered after their
 	// last attempt.
 	RecipientsDeadLettered(p Platform, n int)
@@ -114,6 +151,24 @@ type Metrics interface {
 	CredentialFault(p Platform)
 	// InFlight adds delta to the recipients being processed.
 	InFlight(delta int)
+	// ThrottleWait records the time a recipient waited for a token of a
+	// level: "global", "campaign", or a provider ("apns", "fcm").
+	ThrottleWait(level string, d time.Duration)
+	// RateLimit reports a level's current rate for this instance (0: no
+	// limit).
+	RateLimit(level string, perSecond float64)
+	// Campaigns reports how many campaigns this instance tracks by status.
+	Campaigns(byStatus map[Status]int)
+}
+
+// Limits are the rates of the global and provider token buckets, for the
+// whole cluster (each of n instances takes 1/n). 0 means no limit; a burst
+// of 0 takes ratelimit.DefaultBurst.
+type Limits struct {
+	GlobalPerSecond   float64
+	GlobalBurst       int
+	ProviderPerSecond [numPlatforms]float64
+	ProviderBurst     [numPlatforms]int
 }
 
 // Config tunes a Dispatcher. Zero fields take the defaults given.
@@ -129,11 +184,24 @@ type Config struct {
 	// longer.
 	RetryBase time.Duration
 	RetryMax  time.Duration
+	// Limits are the global and provider rates.
+	Limits Limits
+	// MaxHold is the longest a delivery is kept unacknowledged while its
+	// campaign's rate holds it back (default 10m, well under RabbitMQ's
+	// 30-minute consumer timeout); then its unsent recipients go back to
+	// the campaign's queue.
+	MaxHold time.Duration
+	// CampaignIdle is how long a campaign has nothing queued, held or in
+	// flight before it is finished and its queue deleted (default 30s).
+	CampaignIdle time.Duration
+	// SyncInterval is how often campaign changes made by other instances
+	// are read from the store and counters written to it (default 1s).
+	SyncInterval time.Duration
 	// HandBackTimeout bounds publishing the unsent remainders at hard stop
 	// (default 5s).
 	HandBackTimeout time.Duration
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock is the time source (default the system clock).
+	Clock ratelimit.Clock
 }
 
 func (c *Config) setDefaults() {
@@ -152,31 +220,68 @@ func (c *Config) setDefaults() {
 	if c.RetryMax <= 0 {
 		c.RetryMax = 5 * time.Minute
 	}
+	if c.MaxHold <= 0 {
+		c.MaxHold = 10 * time.Minute
+	}
+	if c.CampaignIdle <= 0 {
+		c.CampaignIdle = 30 * time.Second
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = time.Second
+	}
 	if c.HandBackTimeout <= 0 {
 		c.HandBackTimeout = 5 * time.Second
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = ratelimit.SystemClock()
 	}
 }
 
-// Dispatcher consumes deliveries (Handle), sends their recipients through a
-// bounded pool of workers per platform and resolves each delivery exactly
+// Deps are the collaborators of a Dispatcher.
+type Deps struct {
+	Logger  *slog.Logger
+	Metrics Metrics
+	Outbox  Outbox
+	Queues  CampaignQueues
+	Store   CampaignStore
+	Events  EventPublisher
+	// Providers send per platform; a platform without one has its
+	// recipients dropped as unknown_platform.
+	Providers map[Platform]Provider
+}
+
+// Dispatcher consumes deliveries, routes each batch through its campaign's
+// queue, sends recipients through bounded pools of workers per platform
+// under three levels of token buckets, and resolves each delivery exactly
 // once: ack, hand back, or leave to the broker when its channel is lost.
 type Dispatcher struct {
 	cfg       Config
 	log       *slog.Logger
 	met       Metrics
 	out       Outbox
+	queues    CampaignQueues
+	store     CampaignStore
+	events    EventPublisher
 	providers [numPlatforms]Provider
+
+	global    *ratelimit.Bucket
+	perPlat   [numPlatforms]*ratelimit.Bucket
+	instances atomic.Int64
 
 	// jobs[p][lane] feed the workers of platform p; workers take the high
 	// lane first.
 	jobs     [numPlatforms][2]chan job
 	finished chan *run
 
-	started chan struct{}   // closed by Run once runCtx is set
+	started chan struct{}   // closed by Run once the contexts are set
 	runCtx  context.Context // Run's context; it ends at the hard stop
+	// consumeCtx ends when consuming stops (StopConsuming or hard stop):
+	// campaign consumers end and runs stop submitting.
+	consumeCtx  context.Context
+	stopConsume context.CancelFunc
+	consumers   sync.WaitGroup // campaign queue consumers
+
+	campaigns registry
 
 	// handling is held shared by each Handle call and exclusively by the
 	// hand-back, so that the hand-back never races a submission.
@@ -193,41 +298,53 @@ type job struct {
 	i int32
 }
 
-// New returns a Dispatcher sending through providers (indexed by Platform;
-// a nil provider drops that platform's recipients as unknown_platform).
-func New(cfg Config, logger *slog.Logger, met Metrics, out Outbox, providers map[Platform]Provider) *Dispatcher {
+// New returns a Dispatcher. Run starts it.
+func New(cfg Config, deps Deps) *Dispatcher {
 	cfg.setDefaults()
 	d := &Dispatcher{
 		cfg:      cfg,
-		log:      logger,
-		met:      met,
-		out:      out,
+		log:      deps.Logger,
+		met:      deps.Metrics,
+		out:      deps.Outbox,
+		queues:   deps.Queues,
+		store:    deps.Store,
+		events:   deps.Events,
 		finished: make(chan *run, 64),
 		started:  make(chan struct{}),
 		active:   make(map[*run]struct{}),
 		idle:     make(chan struct{}),
 	}
-	for p, prov := range providers {
+	d.campaigns.byID = make(map[string]*campaign)
+	d.instances.Store(1)
+	for p, prov := range deps.Providers {
 		if p > PlatformUnknown && p < numPlatforms {
 			d.providers[p] = prov
 		}
 	}
+	lim := cfg.Limits
+	d.global = ratelimit.NewBucket(lim.GlobalPerSecond, lim.GlobalBurst, cfg.Clock)
 	for _, p := range Platforms {
+		d.perPlat[p] = ratelimit.NewBucket(lim.ProviderPerSecond[p], lim.ProviderBurst[p], cfg.Clock)
 		for l := range d.jobs[p] {
 			d.jobs[p][l] = make(chan job, cfg.Workers[p])
 		}
 	}
+	d.reportLimits()
 	return d
 }
+
+func (d *Dispatcher) now() time.Time { return d.cfg.Clock.Now() }
 
 // finishers is the number of goroutines that publish retries and ack
 // finished deliveries, so a slow broker round trip never holds a sender.
 const finishers = 4
 
-// Run runs the workers until ctx ends (the hard stop), then hands back every
-// delivery not yet resolved: its unsent recipients are republished to its
-// lane and it is acked, or, if that fails, it is requeued whole. Call Drain
-// first for a graceful stop.
+// Run runs the dispatcher until ctx ends (the hard stop): it loads the
+// campaigns from the store, starts the workers, the campaign consumers and
+// the bookkeeping loop. At the hard stop it hands back every delivery not
+// yet resolved: unsent recipients go back to their campaign's queue and the
+// delivery is acked (or, if that fails, requeued whole). Call StopConsuming
+// and Drain first for a graceful stop.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	select {
 	case <-d.started:
@@ -235,7 +352,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	default:
 	}
 	d.runCtx = ctx
+	d.consumeCtx, d.stopConsume = context.WithCancel(ctx)
 	close(d.started)
+
+	if err := d.loadCampaigns(ctx); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	for _, p := range Platforms {
 		for range d.cfg.Workers[p] {
@@ -246,17 +368,48 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	for range finishers {
 		fwg.Go(func() { d.finishLoop(ctx) })
 	}
+	var bwg sync.WaitGroup
+	bwg.Go(func() { d.bookkeeping(ctx) })
+
 	<-ctx.Done()
+	d.StopConsuming(context.Background())
 	wg.Wait()
 	fwg.Wait()
+	bwg.Wait()
 	d.handling.Lock()
 	d.handBack()
 	d.handling.Unlock()
+	d.flushCounters(context.Background())
 	return nil
 }
 
-// Drain waits until every delivery handed to Handle is resolved, or ctx ends.
-// It reports whether all were resolved.
+// StopConsuming stops the campaign consumers and makes runs stop submitting
+// (their unsent recipients go back to their campaign's queue once their
+// sends in flight are resolved). It waits for the consumers to return, or
+// for ctx. Stopping twice, or before Run, is harmless.
+func (d *Dispatcher) StopConsuming(ctx context.Context) {
+	select {
+	case <-d.started:
+	default:
+		return
+	}
+	d.campaigns.mu.Lock()
+	d.campaigns.stopping = true
+	d.campaigns.mu.Unlock()
+	d.stopConsume()
+	done := make(chan struct{})
+	go func() {
+		d.consumers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Drain waits until every delivery handed to the dispatcher is resolved, or
+// ctx ends. It reports whether all were resolved.
 func (d *Dispatcher) Drain(ctx context.Context) bool {
 	for {
 		d.mu.Lock()
@@ -273,140 +426,6 @@ func (d *Dispatcher) Drain(ctx context.Context) bool {
 	}
 }
 
-// Handle processes one delivery: it decodes and validates the batch,
-// dead-letters what breaks the contract, holds what is not due yet, and
-// submits each recipient to the workers. It returns once every recipient is
-// submitted (not sent); the delivery is resolved later. It blocks while the
-// workers are busy, which is how back-pressure reaches the broker's prefetch.
-func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
-	select {
-	case <-d.started:
-	case <-ctx.Done():
-		d.requeueDelivery(del)
-		return
-	}
-	d.handling.RLock()
-	defer d.handling.RUnlock()
-	if d.runCtx.Err() != nil {
-		// After the hard stop nothing is sent any more.
-		d.requeueDelivery(del)
-		return
-	}
-	now := d.cfg.Now()
-	if at := del.HoldUntil(); at.After(now.Add(holdSlack)) {
-		// Released early by a delay level: hold again for the rest.
-		d.settle(ctx, del, func(ctx context.Context) error {
-			return d.out.Hold(ctx, del.Lane(), del.Body(), del.Attempt(), at)
-		})
-		return
-	}
-	b, err := DecodeBatch(del.Body())
-	if err != nil {
-		reason := "schema"
-		switch {
-		case errors.Is(err, ErrMalformed):
-			reason = "malformed"
-		case errors.Is(err, ErrTooLarge):
-			reason = "too_large"
-		}
-		d.log.Warn("dead-lettering batch", "reason", reason, "err", err)
-		d.met.BatchDeadLettered(reason)
-		d.settle(ctx, del, func(ctx context.Context) error {
-			return d.out.DeadLetter(ctx, del.Body(), DeadLetter{MessageID: del.MessageID(), Reason: reason, Detail: err.Error()})
-		})
-		return
-	}
-	if !del.Republished() {
-		d.met.BatchReceived(del.Lane(), len(b.Recipients))
-	}
-	if b.Expired(now) {
-		d.log.Info("batch expired; not sent", "batch_id", b.BatchID, "campaign", b.Campaign.ID, "recipients", len(b.Recipients))
-		d.met.RecipientsDropped("expired", len(b.Recipients))
-		d.settle(ctx, del, nil)
-		return
-	}
-	if b.NotBefore != nil && b.NotBefore.After(now.Add(holdSlack)) {
-		at := *b.NotBefore
-		d.log.Debug("holding batch until not_before", "batch_id", b.BatchID, "not_before", at)
-		d.settle(ctx, del, func(ctx context.Context) error {
-			return d.out.Hold(ctx, del.Lane(), del.Body(), del.Attempt(), at)
-		})
-		return
-	}
-
-	r, err := d.newRun(del, b)
-	if err != nil {
-		reason := "render_failed"
-		if errors.Is(err, ErrPayloadTooLarge) {
-			reason = "payload_too_large"
-		}
-		d.log.Warn("dead-lettering batch", "reason", reason, "batch_id", b.BatchID, "err", err)
-		d.met.BatchDeadLettered(reason)
-		d.settle(ctx, del, func(ctx context.Context) error {
-			return d.out.DeadLetter(ctx, del.Body(), DeadLetter{MessageID: del.MessageID(), Reason: reason, Detail: err.Error()})
-		})
-		return
-	}
-	d.track(r)
-	lane := del.Lane()
-	var dropped [2]int // malformed token, unknown platform
-	for i := range b.Recipients {
-		rc := &b.Recipients[i]
-		if err := rc.Check(); err != nil || d.providers[rc.Platform] == nil {
-			if errors.Is(err, ErrBadToken) {
-				dropped[0]++
-			} else {
-				dropped[1]++
-			}
-			r.state[i] = stateDone
-			continue
-		}
-		r.pending.Add(1)
-		d.met.InFlight(1)
-		select {
-		case d.jobs[rc.Platform][lane] <- job{r: r, i: int32(i)}:
-		case <-d.runCtx.Done():
-			// Hard stop while submitting: the rest stays pending and is
-			// handed back by Run.
-			d.met.InFlight(-1)
-			r.pending.Add(-1)
-			r.release()
-			return
-		}
-	}
-	if dropped[0] > 0 {
-		d.met.RecipientsDropped("malformed_token", dropped[0])
-	}
-	if dropped[1] > 0 {
-		d.met.RecipientsDropped("unknown_platform", dropped[1])
-	}
-	if dropped[0]+dropped[1] > 0 {
-		d.log.Debug("dropped recipients", "batch_id", b.BatchID, "malformed_token", dropped[0], "unknown_platform", dropped[1])
-	}
-	r.release()
-}
-
-// holdSlack is how early a held message may be processed: delay levels
-// release with the broker's TTL precision, and a few milliseconds early is
-// on time.
-const holdSlack = 200 * time.Millisecond
-
-// settle finishes a delivery that needs no sending: it runs publish (may be
-// nil) and acks, or requeues the delivery if publishing failed. Publishing
-// waits for a broker connection until the hard stop.
-func (d *Dispatcher) settle(_ context.Context, del Delivery, publish func(context.Context) error) {
-	if publish != nil {
-		if err := publish(d.runCtx); err != nil {
-			d.log.Error("could not publish; requeueing delivery", "err", err)
-			d.requeueDelivery(del)
-			return
-		}
-	}
-	if err := del.Ack(); err != nil {
-		d.log.Debug("ack failed; the broker will redeliver", "err", err)
-	}
-}
-
 func (d *Dispatcher) track(r *run) {
 	d.mu.Lock()
 	d.active[r] = struct{}{}
@@ -414,6 +433,8 @@ func (d *Dispatcher) track(r *run) {
 }
 
 func (d *Dispatcher) untrack(r *run) {
+	r.c.active.Add(-1)
+	r.c.touch(d.now())
 	d.mu.Lock()
 	delete(d.active, r)
 	if len(d.active) == 0 {
@@ -423,184 +444,52 @@ func (d *Dispatcher) untrack(r *run) {
 	d.mu.Unlock()
 }
 
-// work is one sender: it takes jobs of platform p, high lane first.
-func (d *Dispatcher) work(ctx context.Context, p Platform) {
-	high, normal := d.jobs[p][High], d.jobs[p][Normal]
-	for {
-		var j job
-		select {
-		case j = <-high:
-		default:
-			select {
-			case j = <-high:
-			case j = <-normal:
-			case <-ctx.Done():
-				return
-			}
-		}
-		d.send(ctx, p, j)
-	}
-}
-
-func (d *Dispatcher) send(ctx context.Context, p Platform, j job) {
-	r := j.r
-	defer d.met.InFlight(-1)
-	if r.isLost() {
-		// The broker will redeliver the whole message; sending now would
-		// only add duplicates.
-		r.done()
-		return
-	}
-	rc := &r.batch.Recipients[j.i]
-	start := d.cfg.Now()
-	res := r.msgs[p].Send(ctx, rc)
-	d.met.SendDone(p, res.Outcome, d.cfg.Now().Sub(start))
-	switch res.Outcome {
-	case Sent:
-		r.state[j.i] = stateDone
-	case InvalidToken:
-		r.state[j.i] = stateDone
-		d.log.Debug("invalid token", "platform", p, "token", ShortToken(rc.Token), "reason", res.Reason)
-	case Failed:
-		r.state[j.i] = stateDone
-		d.log.Debug("permanent failure", "platform", p, "token", ShortToken(rc.Token), "status", res.Status, "reason", res.Reason, "err", res.Err)
-	case RetryLater:
-		if ctx.Err() != nil {
-			// Interrupted by the hard stop: still pending, handed back.
-			return
-		}
-		if res.Credential {
-			d.met.CredentialFault(p)
-			d.log.Warn("provider refused pushd's credentials", "provider", p.Provider(), "status", res.Status, "reason", res.Reason)
-		}
-		r.state[j.i] = stateRetry
-		r.noteRetry(p, res)
-	}
-	r.done()
-}
-
-// finishLoop resolves runs whose recipients have all been tried.
-func (d *Dispatcher) finishLoop(ctx context.Context) {
-	for {
-		select {
-		case r := <-d.finished:
-			d.finish(ctx, r)
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// finish resolves a run: failed recipients are held for their next attempt
-// (or dead-lettered after the last), then the delivery is acked.
-func (d *Dispatcher) finish(ctx context.Context, r *run) {
-	if r.isLost() {
-		d.untrack(r)
-		return
-	}
-	retry := r.subset(stateRetry)
-	if len(retry) > 0 {
-		attempt := r.del.Attempt() + 1
-		body, err := r.encode(retry)
-		if err != nil {
-			// Cannot happen for a batch that decoded; keep it safe anyway.
-			d.log.Error("encode retry batch", "err", err)
-			d.requeue(r)
-			return
-		}
-		var perr error
-		if attempt >= d.cfg.MaxAttempts {
-			last := r.lastRetry
-			d.met.RecipientsDeadLettered(r.lastRetryPlatform, len(retry))
-			d.log.Warn("recipients dead-lettered after last attempt", "batch_id", r.batch.BatchID, "recipients", len(retry), "attempts", attempt, "reason", last.Reason)
-			perr = d.out.DeadLetter(ctx, body, DeadLetter{
-				MessageID:      r.batch.BatchID,
-				Reason:         "retries_exhausted",
-				Detail:         fmt.Sprintf("no success after %d attempts", attempt),
-				Attempts:       attempt,
-				Provider:       r.lastRetryPlatform.Provider(),
-				Status:         last.Status,
-				ProviderReason: last.Reason,
-			})
-		} else {
-			at := d.cfg.Now().Add(d.backoff(attempt, r.maxRetryAfter))
-			perr = d.out.Hold(ctx, r.del.Lane(), body, attempt, at)
-		}
-		if perr != nil {
-			d.log.Error("could not hand off failed recipients; requeueing batch", "batch_id", r.batch.BatchID, "err", perr)
-			d.requeue(r)
-			return
-		}
-	}
-	if err := r.del.Ack(); err != nil {
-		d.log.Debug("ack failed; the broker will redeliver", "batch_id", r.batch.BatchID, "err", err)
-	}
-	d.untrack(r)
-}
-
-func (d *Dispatcher) requeue(r *run) {
-	d.requeueDelivery(r.del)
-	d.untrack(r)
-}
-
 func (d *Dispatcher) requeueDelivery(del Delivery) {
 	if err := del.Requeue(); err != nil {
 		d.log.Debug("requeue failed; the broker will redeliver", "err", err)
 	}
 }
 
-// backoff is the delay before attempt (1-based retry number): exponential
-// from RetryBase, capped at RetryMax, with equal jitter, and never shorter
-// than the provider's Retry-After.
-func (d *Dispatcher) backoff(attempt int, retryAfter time.Duration) time.Duration {
-	b := d.cfg.RetryBase << min(attempt-1, 30)
-	if b > d.cfg.RetryMax || b <= 0 {
-		b = d.cfg.RetryMax
+func (d *Dispatcher) ack(del Delivery) {
+	if err := del.Ack(); err != nil {
+		d.log.Debug("ack failed; the broker will redeliver", "err", err)
 	}
-	b = b/2 + rand.N(b/2+1)
-	return max(b, retryAfter)
 }
 
-// handBack resolves what the hard stop interrupted: the recipients of each
-// unresolved delivery that were not sent are republished to its lane and the
-// delivery acked; if that fails, the delivery is requeued whole.
-func (d *Dispatcher) handBack() {
-	d.mu.Lock()
-	runs := make([]*run, 0, len(d.active))
-	for r := range d.active {
-		runs = append(runs, r)
+// reportLimits publishes the global and provider rates as metrics.
+func (d *Dispatcher) reportLimits() {
+	r, _ := d.global.Limit()
+	d.met.RateLimit(LevelGlobal, r)
+	for _, p := range Platforms {
+		r, _ := d.perPlat[p].Limit()
+		d.met.RateLimit(p.Provider(), r)
 	}
-	d.mu.Unlock()
-	// Runs whose last recipient resolved just before the stop may still sit
-	// in d.finished; they are in runs too and are handled like the others.
-	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.HandBackTimeout)
-	defer cancel()
-	for _, r := range runs {
-		if r.isLost() {
-			d.untrack(r)
-			continue
-		}
-		rest := r.subset(stateNone, stateRetry)
-		if len(rest) == 0 {
-			if err := r.del.Ack(); err != nil {
-				d.log.Debug("ack failed; the broker will redeliver", "err", err)
-			}
-			d.untrack(r)
-			continue
-		}
-		body, err := r.encode(rest)
-		if err == nil {
-			err = d.out.Hold(ctx, r.del.Lane(), body, r.del.Attempt(), time.Time{})
-		}
-		if err != nil {
-			d.log.Warn("hand back failed; requeueing whole batch", "batch_id", r.batch.BatchID, "err", err)
-			d.requeue(r)
-			continue
-		}
-		d.log.Info("handed back unsent recipients", "batch_id", r.batch.BatchID, "recipients", len(rest))
-		if err := r.del.Ack(); err != nil {
-			d.log.Debug("ack failed; the broker will redeliver", "err", err)
-		}
-		d.untrack(r)
+}
+
+// share divides a cluster-wide rate among the instances.
+func (d *Dispatcher) share(perSecond float64) float64 {
+	if perSecond <= 0 {
+		return 0
+	}
+	return perSecond / float64(max(1, d.instances.Load()))
+}
+
+// setInstances applies a new instance count to every bucket.
+func (d *Dispatcher) setInstances(n int) {
+	if n < 1 {
+		n = 1
+	}
+	if d.instances.Swap(int64(n)) == int64(n) {
+		return
+	}
+	d.log.Info("instances consuming changed; rates rescaled", "instances", n)
+	lim := d.cfg.Limits
+	d.global.Set(d.share(lim.GlobalPerSecond), lim.GlobalBurst)
+	for _, p := range Platforms {
+		d.perPlat[p].Set(d.share(lim.ProviderPerSecond[p]), lim.ProviderBurst[p])
+	}
+	d.reportLimits()
+	for _, c := range d.campaigns.all() {
+		c.applyRate(d)
 	}
 }

@@ -2,233 +2,82 @@ package dispatcher
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// fakeDelivery is a Delivery whose resolution is observable.
-type fakeDelivery struct {
-	body      []byte
-	lane      Lane
-	attempt   int
-	holdUntil time.Time
-	repub     bool
-	lost      chan struct{}
-
-	mu       sync.Mutex
-	acked    int
-	requeued int
-	resolved chan struct{}
-}
-
-func newDelivery(t *testing.T, b *Batch) *fakeDelivery {
-	t.Helper()
-	body, err := json.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fakeDelivery{body: body, lost: make(chan struct{}), resolved: make(chan struct{})}
-}
-
-func (d *fakeDelivery) Body() []byte          { return d.body }
-func (d *fakeDelivery) Lane() Lane            { return d.lane }
-func (d *fakeDelivery) MessageID() string     { return "m-1" }
-func (d *fakeDelivery) Attempt() int          { return d.attempt }
-func (d *fakeDelivery) HoldUntil() time.Time  { return d.holdUntil }
-func (d *fakeDelivery) Republished() bool     { return d.repub }
-func (d *fakeDelivery) Lost() <-chan struct{} { return d.lost }
-func (d *fakeDelivery) Ack() error            { return d.resolve(&d.acked) }
-func (d *fakeDelivery) Requeue() error        { return d.resolve(&d.requeued) }
-
-func (d *fakeDelivery) resolve(n *int) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	*n++
-	if d.acked+d.requeued == 1 {
-		close(d.resolved)
-	}
-	return nil
-}
-
-func (d *fakeDelivery) wait(t *testing.T) (acked, requeued int) {
-	t.Helper()
-	select {
-	case <-d.resolved:
-	case <-time.After(10 * time.Second):
-		t.Fatal("delivery not resolved")
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.acked, d.requeued
-}
-
-// fakeOutbox records what the dispatcher publishes.
-type fakeOutbox struct {
-	mu    sync.Mutex
-	holds []held
-	dead  []dead
-	fail  error
-}
-
-type held struct {
-	lane    Lane
-	batch   *Batch
-	attempt int
-	at      time.Time
-}
-
-type dead struct {
-	body []byte
-	why  DeadLetter
-}
-
-func (o *fakeOutbox) Hold(_ context.Context, lane Lane, body []byte, attempt int, at time.Time) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.fail != nil {
-		return o.fail
-	}
-	b, err := DecodeBatch(body)
-	if err != nil {
-		return fmt.Errorf("held body does not decode: %w", err)
-	}
-	o.holds = append(o.holds, held{lane, b, attempt, at})
-	return nil
-}
-
-func (o *fakeOutbox) DeadLetter(_ context.Context, body []byte, why DeadLetter) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.fail != nil {
-		return o.fail
-	}
-	o.dead = append(o.dead, dead{body, why})
-	return nil
-}
-
-func (o *fakeOutbox) snapshot() ([]held, []dead) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]held(nil), o.holds...), append([]dead(nil), o.dead...)
-}
-
-// fakeProvider answers each send with its send function.
-type fakeProvider struct {
-	send    func(ctx context.Context, to *Recipient) Result
-	prepare func(n *Notification) error
-
-	mu    sync.Mutex
-	count map[string]int
-}
-
-func (p *fakeProvider) Prepare(n *Notification) (Message, error) {
-	if p.prepare != nil {
-		if err := p.prepare(n); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
-}
-
-func (p *fakeProvider) Send(ctx context.Context, to *Recipient) Result {
-	p.mu.Lock()
-	if p.count == nil {
-		p.count = map[string]int{}
-	}
-	p.count[to.Token]++
-	p.mu.Unlock()
-	if p.send == nil {
-		return Result{Outcome: Sent}
-	}
-	return p.send(ctx, to)
-}
-
-func (p *fakeProvider) sends() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range p.count {
-		out[k] = v
-	}
-	return out
-}
-
-// countingMetrics counts what tests assert on; the rest is discarded.
-type countingMetrics struct {
-	received, dropped, deadRecipients atomic.Int64
-	outcomes                          [numOutcomes]atomic.Int64
-	inFlight                          atomic.Int64
-}
-
-func (m *countingMetrics) BatchReceived(_ Lane, n int)       { m.received.Add(int64(n)) }
-func (m *countingMetrics) BatchDeadLettered(string)          {}
-func (m *countingMetrics) RecipientsDropped(_ string, n int) { m.dropped.Add(int64(n)) }
-func (m *countingMetrics) RecipientsDeadLettered(_ Platform, n int) {
-	m.deadRecipients.Add(int64(n))
-}
-func (m *countingMetrics) SendDone(_ Platform, o Outcome, _ time.Duration) { m.outcomes[o].Add(1) }
-func (m *countingMetrics) CredentialFault(Platform)                        {}
-func (m *countingMetrics) InFlight(delta int)                              { m.inFlight.Add(int64(delta)) }
-
 type bundle struct {
 	d        *Dispatcher
 	out      *fakeOutbox
+	queues   *fakeQueues
+	store    *fakeStore
 	ios, and *fakeProvider
 	met      *countingMetrics
 	stop     context.CancelFunc
 	stopped  chan struct{}
-	now      time.Time
 }
 
 func setup(t *testing.T, cfg Config) *bundle {
 	t.Helper()
-	b := &bundle{out: &fakeOutbox{}, ios: &fakeProvider{}, and: &fakeProvider{}, met: &countingMetrics{}, stopped: make(chan struct{})}
-	b.now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	if cfg.Now == nil {
-		cfg.Now = func() time.Time { return b.now }
+	b := &bundle{
+		out: &fakeOutbox{}, queues: newFakeQueues(), store: newFakeStore(),
+		ios: &fakeProvider{}, and: &fakeProvider{}, met: &countingMetrics{}, stopped: make(chan struct{}),
 	}
 	if cfg.Workers[IOS] == 0 {
 		cfg.Workers = [numPlatforms]int{IOS: 8, Android: 8}
+	}
+	if cfg.SyncInterval == 0 {
+		cfg.SyncInterval = 10 * time.Millisecond
+	}
+	if cfg.CampaignIdle == 0 {
+		cfg.CampaignIdle = time.Hour
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b.d = New(cfg, logger, b.met, b.out, map[Platform]Provider{IOS: b.ios, Android: b.and})
+	b.d = New(cfg, Deps{
+		Logger: logger, Metrics: b.met, Outbox: b.out, Queues: b.queues, Store: b.store, Events: b.queues,
+		Providers: map[Platform]Provider{IOS: b.ios, Android: b.and},
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop = cancel
 	go func() {
 		defer close(b.stopped)
-		_ = b.d.Run(ctx)
+		if err := b.d.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-b.stopped
 	})
+	<-b.d.started
 	return b
-}
-
-// eventually polls cond until it holds, failing the test after 10s.
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 type tWriter struct{ t *testing.T }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// eventually polls cond until it holds, failing the test after 10s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 func (b *bundle) hardStop(t *testing.T) {
 	t.Helper()
@@ -240,12 +89,28 @@ func (b *bundle) hardStop(t *testing.T) {
 	}
 }
 
+// handle hands a lane delivery of batch to the dispatcher and waits until
+// it is settled (routed, dead-lettered, held...).
+func (b *bundle) handle(t *testing.T, batch *Batch, lane Lane) *fakeDelivery {
+	t.Helper()
+	del := newDelivery(t, batch)
+	del.lane = lane
+	b.d.Handle(context.Background(), del)
+	return del
+}
+
+// settle waits until everything routed to campaign queues is resolved.
+func (b *bundle) settle(t *testing.T) {
+	t.Helper()
+	eventually(t, "campaign queues settled", b.queues.settled)
+}
+
 // makeBatch returns a batch of n recipients, alternating iOS and Android.
-func makeBatch(n int) *Batch {
+func makeBatch(campaign string, n int) *Batch {
 	b := &Batch{
 		Schema:       Schema,
-		BatchID:      "c/1",
-		Campaign:     Campaign{ID: "c"},
+		BatchID:      campaign + "/1",
+		Campaign:     Campaign{ID: campaign},
 		Notification: Notification{Title: "t", Body: "b"},
 	}
 	for i := range n {
@@ -258,14 +123,25 @@ func makeBatch(n int) *Batch {
 	return b
 }
 
-func TestHandleSendsEveryRecipientOnceThenAcks(t *testing.T) {
-	b := setup(t, Config{})
-	batch := makeBatch(100)
-	del := newDelivery(t, batch)
-	b.d.Handle(context.Background(), del)
-	if acked, requeued := del.wait(t); acked != 1 || requeued != 0 {
-		t.Fatalf("acked %d requeued %d", acked, requeued)
+// iosBatch returns a batch of n iOS recipients whose tokens start with p.
+func iosBatch(campaign, p string, n int) *Batch {
+	b := makeBatch(campaign, 0)
+	for i := range n {
+		b.Recipients = append(b.Recipients, Recipient{Platform: IOS, Token: p + fmt.Sprintf("%0*x", 64-len(p), i)})
 	}
+	return b
+}
+
+func TestEveryRecipientSentOnceThroughTheCampaignQueue(t *testing.T) {
+	b := setup(t, Config{})
+	lane := b.handle(t, makeBatch("c", 100), Normal)
+	if acked, _ := lane.wait(t); acked != 1 {
+		t.Fatal("lane delivery not acked after routing")
+	}
+	if b.queues.routed["c"] != 1 {
+		t.Fatalf("routed %d messages to the campaign queue", b.queues.routed["c"])
+	}
+	b.settle(t)
 	ios, and := b.ios.sends(), b.and.sends()
 	if len(ios) != 50 || len(and) != 50 {
 		t.Fatalf("sent to %d iOS and %d Android tokens, want 50 each", len(ios), len(and))
@@ -278,30 +154,24 @@ func TestHandleSendsEveryRecipientOnceThenAcks(t *testing.T) {
 	if got := b.met.received.Load(); got != 100 {
 		t.Errorf("received metric %d", got)
 	}
-	if got := b.met.outcomes[Sent].Load(); got != 100 {
-		t.Errorf("sent metric %d", got)
+	if !b.d.Drain(context.Background()) || b.met.inFlight.Load() != 0 {
+		t.Error("not idle after the batch was acked")
 	}
-	if !b.d.Drain(context.Background()) {
-		t.Error("Drain: not idle after the only delivery was acked")
-	}
-	if got := b.met.inFlight.Load(); got != 0 {
-		t.Errorf("in flight %d after ack", got)
-	}
+	// Counters reach the store and the control API.
+	eventually(t, "counters flushed", func() bool {
+		info, err := b.d.Campaign(context.Background(), "c")
+		return err == nil && info.Counters.Sent == 100 && info.Counters.Received == 100
+	})
 }
 
 func TestMalformedTokensAreDroppedAndTheRestSent(t *testing.T) {
 	b := setup(t, Config{})
-	batch := makeBatch(10)
+	batch := makeBatch("c", 10)
 	batch.Recipients[0].Token = "not-hex"
 	batch.Recipients[1].Token = "bad token"
 	batch.Recipients = append(batch.Recipients, Recipient{Platform: PlatformUnknown, Token: "x"})
-	del := newDelivery(t, batch)
-	// Encoding turns PlatformUnknown into "unknown", which decodes back to
-	// PlatformUnknown.
-	b.d.Handle(context.Background(), del)
-	if acked, _ := del.wait(t); acked != 1 {
-		t.Fatalf("acked %d", acked)
-	}
+	b.handle(t, batch, Normal)
+	b.settle(t)
 	if n := len(b.ios.sends()) + len(b.and.sends()); n != 8 {
 		t.Errorf("sent %d, want 8", n)
 	}
@@ -313,7 +183,7 @@ func TestMalformedTokensAreDroppedAndTheRestSent(t *testing.T) {
 func TestSchemaViolationsAreDeadLettered(t *testing.T) {
 	b := setup(t, Config{})
 	for _, body := range []string{`{not json`, `{"schema":"pushd.batch/v1"}`} {
-		del := &fakeDelivery{body: []byte(body), lost: make(chan struct{}), resolved: make(chan struct{})}
+		del := rawDelivery([]byte(body))
 		b.d.Handle(context.Background(), del)
 		if acked, _ := del.wait(t); acked != 1 {
 			t.Fatalf("%s: acked %d", body, acked)
@@ -323,19 +193,16 @@ func TestSchemaViolationsAreDeadLettered(t *testing.T) {
 	if len(dead) != 2 || dead[0].why.Reason != "malformed" || dead[1].why.Reason != "schema" || dead[1].why.Detail == "" {
 		t.Fatalf("dead letters: %+v", dead)
 	}
-	if string(dead[0].body) != `{not json` {
-		t.Errorf("dead letter body changed: %q", dead[0].body)
+	if string(dead[0].body) != `{not json` || dead[0].why.MessageID != "m-1" {
+		t.Errorf("dead letter changed: %q %q", dead[0].body, dead[0].why.MessageID)
 	}
 }
 
 func TestPayloadTooLargeIsDeadLettered(t *testing.T) {
 	b := setup(t, Config{})
 	b.ios.prepare = func(*Notification) error { return fmt.Errorf("%w: 5000 bytes", ErrPayloadTooLarge) }
-	del := newDelivery(t, makeBatch(4))
-	b.d.Handle(context.Background(), del)
-	if acked, _ := del.wait(t); acked != 1 {
-		t.Fatal("not acked")
-	}
+	b.handle(t, makeBatch("c", 4), Normal)
+	b.settle(t)
 	if _, dead := b.out.snapshot(); len(dead) != 1 || dead[0].why.Reason != "payload_too_large" {
 		t.Fatalf("dead letters: %+v", dead)
 	}
@@ -353,38 +220,39 @@ func TestTransientFailuresAreHeldForTheNextAttempt(t *testing.T) {
 		return Result{Outcome: Sent}
 	}
 	b.and.send = func(_ context.Context, to *Recipient) Result {
-		if to.Token == "fcm-3" {
+		switch to.Token {
+		case "fcm-3":
 			return Result{Outcome: RetryLater, Status: 503, Reason: "UNAVAILABLE"}
-		}
-		if to.Token == "fcm-5" {
+		case "fcm-5":
 			return Result{Outcome: InvalidToken, Status: 404, Reason: "UNREGISTERED"}
 		}
 		return Result{Outcome: Sent}
 	}
-	batch := makeBatch(10)
-	batch.Campaign.RatePerSecond = 7
-	del := newDelivery(t, batch)
-	del.lane = High
-	b.d.Handle(context.Background(), del)
-	if acked, _ := del.wait(t); acked != 1 {
-		t.Fatal("not acked")
-	}
+	batch := makeBatch("c", 10)
+	batch.Campaign.RatePerSecond = 1000
+	start := time.Now()
+	b.handle(t, batch, High)
+	b.settle(t)
 	holds, dead := b.out.snapshot()
 	if len(dead) != 0 || len(holds) != 1 {
 		t.Fatalf("holds %d dead %d, want 1 and 0", len(holds), len(dead))
 	}
 	h := holds[0]
-	if h.attempt != 1 || h.lane != High {
-		t.Errorf("attempt %d lane %v", h.attempt, h.lane)
+	if h.attempt != 1 {
+		t.Errorf("attempt %d", h.attempt)
 	}
 	if len(h.batch.Recipients) != 2 || h.batch.Recipients[0].Token != fmt.Sprintf("%064x", 2) || h.batch.Recipients[1].Token != "fcm-3" {
 		t.Errorf("held recipients %+v, want the two that failed", h.batch.Recipients)
 	}
-	if h.batch.Campaign.RatePerSecond != 7 || h.batch.Notification.Title != "t" {
+	if h.batch.Campaign.RatePerSecond != 1000 || h.batch.Notification.Title != "t" {
 		t.Errorf("held batch lost fields: %+v", h.batch)
 	}
-	if wait := h.at.Sub(b.now); wait < 30*time.Second {
+	if wait := h.at.Sub(start); wait < 30*time.Second {
 		t.Errorf("held for %v, want at least the 30s Retry-After", wait)
+	}
+	info, _ := b.d.Campaign(context.Background(), "c")
+	if info.Retrying != 2 {
+		t.Errorf("retrying %d, want 2", info.Retrying)
 	}
 }
 
@@ -393,13 +261,11 @@ func TestLastAttemptGoesToTheDeadLetterQueue(t *testing.T) {
 	b.ios.send = func(context.Context, *Recipient) Result {
 		return Result{Outcome: RetryLater, Status: 503, Reason: "ServiceUnavailable"}
 	}
-	batch := makeBatch(1)
+	batch := makeBatch("c", 1)
 	del := newDelivery(t, batch)
-	del.attempt, del.repub = 2, true // this is the third pass
+	del.attempt, del.repub = 2, true // the third pass, back from a delay queue
 	b.d.Handle(context.Background(), del)
-	if acked, _ := del.wait(t); acked != 1 {
-		t.Fatal("not acked")
-	}
+	b.settle(t)
 	holds, dead := b.out.snapshot()
 	if len(holds) != 0 || len(dead) != 1 {
 		t.Fatalf("holds %d dead %d", len(holds), len(dead))
@@ -418,15 +284,14 @@ func TestLastAttemptGoesToTheDeadLetterQueue(t *testing.T) {
 
 func TestExpiredBatchIsAckedUnsent(t *testing.T) {
 	b := setup(t, Config{})
-	batch := makeBatch(4)
-	past := b.now.Add(-time.Minute)
+	batch := makeBatch("c", 4)
+	past := time.Now().Add(-time.Minute)
 	batch.ExpiresAt = &past
-	del := newDelivery(t, batch)
-	b.d.Handle(context.Background(), del)
+	del := b.handle(t, batch, Normal)
 	if acked, _ := del.wait(t); acked != 1 {
 		t.Fatal("not acked")
 	}
-	if n := len(b.ios.sends()) + len(b.and.sends()); n != 0 {
+	if n := b.ios.total() + b.and.total(); n != 0 {
 		t.Errorf("%d sends of an expired batch", n)
 	}
 	if b.met.dropped.Load() != 4 {
@@ -436,38 +301,24 @@ func TestExpiredBatchIsAckedUnsent(t *testing.T) {
 
 func TestNotBeforeIsHeld(t *testing.T) {
 	b := setup(t, Config{})
-	batch := makeBatch(2)
-	later := b.now.Add(time.Hour)
+	batch := makeBatch("c", 2)
+	later := time.Now().Add(time.Hour)
 	batch.NotBefore = &later
-	del := newDelivery(t, batch)
-	b.d.Handle(context.Background(), del)
-	if acked, _ := del.wait(t); acked != 1 {
-		t.Fatal("not acked")
-	}
+	b.handle(t, batch, Normal).wait(t)
 	holds, _ := b.out.snapshot()
 	if len(holds) != 1 || !holds[0].at.Equal(later) || holds[0].attempt != 0 {
 		t.Fatalf("holds: %+v", holds)
 	}
-	if n := len(b.ios.sends()); n != 0 {
-		t.Errorf("sent %d before not_before", n)
-	}
-	// Back from the delay queue a little early: held again, not sent.
-	del2 := newDelivery(t, batch)
-	del2.holdUntil, del2.repub = later, true
-	b.now = later.Add(-5 * time.Second)
-	b.d.Handle(context.Background(), del2)
-	del2.wait(t)
+	// Back from a delay queue a little early: held again, not sent.
+	del := newDelivery(t, batch)
+	del.holdUntil, del.repub = later, true
+	b.d.Handle(context.Background(), del)
+	del.wait(t)
 	if holds, _ := b.out.snapshot(); len(holds) != 2 {
 		t.Fatalf("early release not held again: %+v", holds)
 	}
-	// On time: sent.
-	del3 := newDelivery(t, batch)
-	del3.holdUntil, del3.repub = later, true
-	b.now = later
-	b.d.Handle(context.Background(), del3)
-	del3.wait(t)
-	if n := len(b.ios.sends()); n != 1 {
-		t.Errorf("sent %d on time, want 1", n)
+	if n := b.ios.total(); n != 0 {
+		t.Errorf("sent %d before not_before", n)
 	}
 }
 
@@ -481,16 +332,14 @@ func TestLostDeliveryIsNotAckedAndStopsSending(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	batch := makeBatch(2)
-	for i := range batch.Recipients {
-		batch.Recipients[i] = Recipient{Platform: IOS, Token: fmt.Sprintf("%064x", i)}
+	c, err := b.d.observe(context.Background(), iosBatch("c", "a", 1))
+	if err != nil {
+		t.Fatal(err)
 	}
-	batch.Recipients = append(batch.Recipients, Recipient{Platform: IOS, Token: fmt.Sprintf("%064x", 99)})
-	del := newDelivery(t, batch)
+	del := newDelivery(t, iosBatch("c", "a", 4))
 	done := make(chan struct{})
-	go func() { b.d.Handle(context.Background(), del); close(done) }()
-	// The single iOS worker is stuck in the first send; the channel dies.
-	eventually(t, first.Load)
+	go func() { b.d.process(del, mustDecode(t, del.body), c); close(done) }()
+	eventually(t, "first send started", first.Load)
 	close(del.lost)
 	close(gate)
 	<-done
@@ -502,9 +351,18 @@ func TestLostDeliveryIsNotAckedAndStopsSending(t *testing.T) {
 	if del.acked+del.requeued != 0 {
 		t.Errorf("lost delivery resolved: acked %d requeued %d", del.acked, del.requeued)
 	}
-	if n := len(b.ios.sends()); n != 1 {
+	if n := b.ios.total(); n != 1 {
 		t.Errorf("%d sends; after the loss nothing more should go out", n)
 	}
+}
+
+func mustDecode(t *testing.T, body []byte) *Batch {
+	t.Helper()
+	b, err := DecodeBatch(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestHardStopHandsBackOnlyUnsentRecipients(t *testing.T) {
@@ -520,54 +378,48 @@ func TestHardStopHandsBackOnlyUnsentRecipients(t *testing.T) {
 		}
 		mu.Unlock()
 		<-ctx.Done() // stuck until the hard stop
-		return Result{Outcome: RetryLater, Reason: "cancelled", Err: ctx.Err()}
+		return Result{Outcome: RetryLater, Reason: "canceled", Err: ctx.Err()}
 	}
-	batch := makeBatch(1)
-	batch.Recipients = nil
-	for i := range 20 {
-		batch.Recipients = append(batch.Recipients, Recipient{Platform: IOS, Token: fmt.Sprintf("%064x", i)})
-	}
-	del := newDelivery(t, batch)
-	go b.d.Handle(context.Background(), del)
-	eventually(t, func() bool { return len(b.ios.sends()) >= 5 }) // 3 sent, 2 workers stuck
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	b.handle(t, iosBatch("c", "a", 20), Normal)
+	eventually(t, "3 sent and 2 workers stuck", func() bool { return b.ios.total() >= 5 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if b.d.Drain(ctx) {
 		t.Fatal("Drain reported idle with sends stuck")
 	}
+	routedBefore := b.queues.routed["c"]
 	b.hardStop(t)
-	if acked, requeued := del.wait(t); acked != 1 || requeued != 0 {
+	d := b.queues.created[0]
+	if acked, requeued := d.wait(t); acked != 1 || requeued != 0 {
 		t.Fatalf("acked %d requeued %d", acked, requeued)
 	}
-	holds, _ := b.out.snapshot()
-	if len(holds) != 1 {
-		t.Fatalf("holds: %d", len(holds))
+	if b.queues.routed["c"] != routedBefore+1 {
+		t.Fatalf("remainder not routed back to the campaign queue")
 	}
-	if got := len(holds[0].batch.Recipients); got != 17 {
+	rest := mustDecode(t, b.queues.created[1].body)
+	if got := len(rest.Recipients); got != 17 {
 		t.Errorf("handed back %d recipients, want 17 (20 minus the 3 sent)", got)
 	}
-	for _, r := range holds[0].batch.Recipients {
+	for _, r := range rest.Recipients {
 		if sentOK[r.Token] {
 			t.Errorf("handed back %s which was sent", ShortToken(r.Token))
 		}
-	}
-	if !holds[0].at.IsZero() || holds[0].attempt != 0 {
-		t.Errorf("hand-back should be immediate and keep the attempt: %+v", holds[0])
 	}
 }
 
 func TestHardStopRequeuesWhenHandBackFails(t *testing.T) {
 	b := setup(t, Config{Workers: [numPlatforms]int{IOS: 1, Android: 1}})
-	b.out.fail = fmt.Errorf("broker down")
 	b.ios.send = func(ctx context.Context, _ *Recipient) Result {
 		<-ctx.Done()
 		return Result{Outcome: RetryLater, Err: ctx.Err()}
 	}
-	del := newDelivery(t, makeBatch(1))
-	go b.d.Handle(context.Background(), del)
-	eventually(t, func() bool { return len(b.ios.sends()) > 0 })
+	b.handle(t, iosBatch("c", "a", 3), Normal)
+	eventually(t, "a send started", func() bool { return b.ios.total() > 0 })
+	b.queues.mu.Lock()
+	b.queues.fail = errors.New("broker down")
+	b.queues.mu.Unlock()
 	b.hardStop(t)
-	if acked, requeued := del.wait(t); acked != 0 || requeued != 1 {
+	if acked, requeued := b.queues.created[0].wait(t); acked != 0 || requeued != 1 {
 		t.Fatalf("acked %d requeued %d, want requeue", acked, requeued)
 	}
 }
@@ -575,41 +427,25 @@ func TestHardStopRequeuesWhenHandBackFails(t *testing.T) {
 func TestHighLaneIsServedFirst(t *testing.T) {
 	b := setup(t, Config{Workers: [numPlatforms]int{IOS: 1, Android: 1}})
 	gate := make(chan struct{})
-	var order []string
-	var mu sync.Mutex
 	var first atomic.Bool
 	b.ios.send = func(_ context.Context, to *Recipient) Result {
 		if first.CompareAndSwap(false, true) {
 			<-gate
 		}
-		mu.Lock()
-		order = append(order, to.Token[:1])
-		mu.Unlock()
 		return Result{Outcome: Sent}
 	}
-	mk := func(prefix string, n int) *Batch {
-		bt := makeBatch(1)
-		bt.Recipients = nil
-		for i := range n {
-			bt.Recipients = append(bt.Recipients, Recipient{Platform: IOS, Token: prefix + fmt.Sprintf("%063x", i)})
-		}
-		return bt
-	}
-	normal := newDelivery(t, mk("a", 3)) // the job channel holds 1 job with 1 worker
-	high := newDelivery(t, mk("b", 1))
-	high.lane = High
-	go b.d.Handle(context.Background(), normal)
-	eventually(t, first.Load)
-	// The worker is busy with a0; a1 waits in the normal channel and a2 in
-	// Handle. Now a high-lane batch arrives.
-	go b.d.Handle(context.Background(), high)
-	eventually(t, func() bool { return len(b.d.jobs[IOS][High]) > 0 })
+	b.handle(t, iosBatch("bulk", "a", 3), Normal)
+	eventually(t, "first bulk send", first.Load)
+	// The worker is busy with a0; a1 waits in the normal channel, a2 in
+	// the run. Now a high-lane batch arrives.
+	go b.handle(t, iosBatch("otp", "b", 1), High)
+	eventually(t, "high job queued", func() bool { return len(b.d.jobs[IOS][High]) > 0 })
 	close(gate)
-	normal.wait(t)
-	high.wait(t)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(order) != 4 || order[1] != "b" {
+	b.settle(t)
+	b.ios.mu.Lock()
+	order := append([]string(nil), b.ios.order...)
+	b.ios.mu.Unlock()
+	if len(order) != 4 || !strings.HasPrefix(order[1], "b") {
 		t.Errorf("send order %v: the high-lane recipient should go right after the one in progress", order)
 	}
 }

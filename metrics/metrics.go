@@ -31,6 +31,11 @@ type Metrics struct {
 	duration [3]prometheus.Observer   // [platform]
 	lanes    [2][2]prometheus.Counter // [lane]{batches, recipients}
 
+	cancelled    prometheus.Counter
+	throttleWait [4]prometheus.Observer // by throttleLevel
+	rateLimit    *prometheus.GaugeVec
+	campaigns    *prometheus.GaugeVec
+
 	amqpConnected    prometheus.Gauge
 	amqpConnectFails prometheus.Counter
 	amqpConsuming    *prometheus.GaugeVec
@@ -85,6 +90,29 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "pushd_amqp_published_total",
 			Help: "Messages pushd published itself (hold, dead_letter, event), by result (ok, failed).",
 		}, []string{"kind", "result"}),
+	}
+	m.cancelled = f.NewCounter(prometheus.CounterOpts{
+		Name: "pushd_recipients_cancelled_total",
+		Help: "Recipients not sent because their campaign was cancelled.",
+	})
+	throttle := f.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pushd_throttle_wait_seconds",
+		Help:    "Time a recipient waited for a token, by limiter level (global, apns, fcm, campaign).",
+		Buckets: []float64{0, .001, .005, .01, .05, .1, .5, 1, 5, 10, 60},
+	}, []string{"level"})
+	for i, l := range throttleLevels {
+		m.throttleWait[i] = throttle.WithLabelValues(l)
+	}
+	m.rateLimit = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pushd_rate_limit_per_second",
+		Help: "Current rate of a limiter level on this instance (its share of the cluster's), 0 when unlimited.",
+	}, []string{"level"})
+	m.campaigns = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pushd_campaigns",
+		Help: "Campaigns this instance follows, by status.",
+	}, []string{"status"})
+	for _, s := range dispatcher.Statuses {
+		m.campaigns.WithLabelValues(string(s))
 	}
 	sends := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushd_sends_total",
@@ -143,6 +171,34 @@ func (m *Metrics) CredentialFault(p dispatcher.Platform) {
 
 // InFlight implements dispatcher.Metrics.
 func (m *Metrics) InFlight(delta int) { m.inFlight.Add(float64(delta)) }
+
+// throttleLevels are the limiter levels, in throttleWait order.
+var throttleLevels = [...]string{dispatcher.LevelGlobal, "apns", "fcm", dispatcher.LevelCampaign}
+
+// RecipientsCancelled implements dispatcher.Metrics.
+func (m *Metrics) RecipientsCancelled(n int) { m.cancelled.Add(float64(n)) }
+
+// ThrottleWait implements dispatcher.Metrics.
+func (m *Metrics) ThrottleWait(level string, d time.Duration) {
+	for i, l := range throttleLevels {
+		if l == level {
+			m.throttleWait[i].Observe(d.Seconds())
+			return
+		}
+	}
+}
+
+// RateLimit implements dispatcher.Metrics.
+func (m *Metrics) RateLimit(level string, perSecond float64) {
+	m.rateLimit.WithLabelValues(level).Set(perSecond)
+}
+
+// Campaigns implements dispatcher.Metrics.
+func (m *Metrics) Campaigns(byStatus map[dispatcher.Status]int) {
+	for _, s := range dispatcher.Statuses {
+		m.campaigns.WithLabelValues(string(s)).Set(float64(byStatus[s]))
+	}
+}
 
 // Connected implements queue.Metrics.
 func (m *Metrics) Connected(up bool) { m.amqpConnected.Set(b2f(up)) }

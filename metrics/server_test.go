@@ -21,6 +21,11 @@ func TestEndpoints(t *testing.T) {
 	m.SendDone(dispatcher.Android, dispatcher.RetryLater, time.Millisecond)
 	m.BatchReceived(dispatcher.High, 7)
 	m.RecipientsDropped("malformed_token", 2)
+	m.RecipientsCancelled(4)
+	m.ThrottleWait("campaign", 200*time.Millisecond)
+	m.ThrottleWait("fcm", 0)
+	m.RateLimit("fcm", 9500)
+	m.Campaigns(map[dispatcher.Status]int{dispatcher.StatusRunning: 2, dispatcher.StatusPaused: 1})
 	var ready atomic.Bool
 	srv := httptest.NewServer(Handler(reg, ready.Load))
 	defer srv.Close()
@@ -53,6 +58,14 @@ func TestEndpoints(t *testing.T) {
 		`pushd_send_duration_seconds_count{provider="apns"} 1`,
 		`pushd_recipients_received_total{lane="high"} 7`,
 		`pushd_recipients_dropped_total{reason="malformed_token"} 2`,
+		`pushd_recipients_cancelled_total 4`,
+		`pushd_throttle_wait_seconds_count{level="campaign"} 1`,
+		`pushd_throttle_wait_seconds_bucket{level="campaign",le="0.1"} 0`,
+		`pushd_throttle_wait_seconds_count{level="fcm"} 1`,
+		`pushd_rate_limit_per_second{level="fcm"} 9500`,
+		`pushd_campaigns{status="running"} 2`,
+		`pushd_campaigns{status="paused"} 1`,
+		`pushd_campaigns{status="finished"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -65,6 +78,7 @@ func TestRecordingDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() {
 		m.SendDone(dispatcher.IOS, dispatcher.Sent, time.Millisecond)
 		m.InFlight(1)
+		m.ThrottleWait(dispatcher.LevelCampaign, time.Millisecond)
 	}); n != 0 {
 		t.Errorf("per-recipient metrics allocate %v times", n)
 	}

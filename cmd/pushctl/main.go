@@ -3,6 +3,9 @@
 //
 //	pushctl enqueue -file batch.json          publish batches from a file
 //	pushctl enqueue -campaign demo -n 10000   publish a synthetic campaign
+//	pushctl campaigns list                    campaigns, through the admin API
+//	pushctl campaigns pause|resume|cancel ID
+//	pushctl campaigns rate ID 500
 //
 // Connection settings come from flags or the same environment variables as
 // pushd (PUSHD_AMQP_URL, PUSHD_AMQP_EXCHANGE, ...).
@@ -33,7 +36,8 @@ func main() {
 const usage = `usage: pushctl <command> [flags]
 
 commands:
-  enqueue   publish batches (from a file, or a synthetic campaign) with publisher confirms
+  enqueue     publish batches (from a file, or a synthetic campaign) with publisher confirms
+  campaigns   list, show, pause, resume, cancel campaigns and change their rate (admin API)
 
 Run "pushctl <command> -h" for the flags of a command.
 `
@@ -46,6 +50,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	switch args[0] {
 	case "enqueue":
 		return enqueue(ctx, args[1:], getenv, stdin, stdout)
+	case "campaigns":
+		return campaigns(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

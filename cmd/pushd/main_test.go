@@ -112,6 +112,7 @@ func newHarness(t *testing.T, sc sim.Config) *harness {
 // daemon is a running pushd.
 type daemon struct {
 	metrics string
+	admin   string
 	stop    func() error // graceful stop; returns run's error or the exit status
 	cmd     *exec.Cmd
 }
@@ -125,7 +126,7 @@ func (h *harness) start(extra map[string]string) *daemon {
 	go func() {
 		done <- run(ctx, nil, func(k string) string { return env[k] }, &testWriter{t: h.t, prefix: "pushd: "})
 	}()
-	d := &daemon{metrics: env["PUSHD_METRICS_ADDR"]}
+	d := &daemon{metrics: env["PUSHD_METRICS_ADDR"], admin: env["PUSHD_ADMIN_ADDR"]}
 	d.stop = sync.OnceValue(func() error {
 		cancel()
 		select {
@@ -156,7 +157,7 @@ func (h *harness) spawn(extra map[string]string) *daemon {
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
-	d := &daemon{metrics: env["PUSHD_METRICS_ADDR"], cmd: cmd}
+	d := &daemon{metrics: env["PUSHD_METRICS_ADDR"], admin: env["PUSHD_ADMIN_ADDR"], cmd: cmd}
 	d.stop = sync.OnceValue(func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pushd/pushd/admin"
 	"github.com/pushd/pushd/configs"
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/metrics"
 	"github.com/pushd/pushd/queue"
+	"github.com/pushd/pushd/store"
 )
 
 // run starts pushd and blocks until ctx ends (SIGTERM), then shuts down in
@@ -48,6 +51,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer closeProviders()
 
+	st, err := store.Open(ctx, cfg.Store.DSN, logger.With("component", "store"))
+	if err != nil {
+		return fmt.Errorf("store.dsn: %w", err)
+	}
+	defer st.Close()
+
 	broker := queue.New(queue.Config{
 		URL: cfg.AMQP.URL,
 		Topology: queue.Topology{
@@ -68,21 +77,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ReconnectMax: cfg.AMQP.ReconnectMax,
 	}, logger.With("component", "amqp"), met)
 
-	var workers [3]int
-	workers[dispatcher.IOS] = cfg.APNs.Workers
-	workers[dispatcher.Android] = cfg.FCM.Workers
-	disp := dispatcher.New(dispatcher.Config{
-		Workers:     workers,
-		MaxAttempts: cfg.Dispatcher.MaxAttempts,
-		RetryBase:   cfg.Dispatcher.RetryBase,
-		RetryMax:    cfg.Dispatcher.RetryMax,
-	}, logger.With("component", "dispatcher"), met, broker, providers)
+	var dc dispatcher.Config
+	dc.Workers[dispatcher.IOS] = cfg.APNs.Workers
+	dc.Workers[dispatcher.Android] = cfg.FCM.Workers
+	dc.MaxAttempts = cfg.Dispatcher.MaxAttempts
+	dc.RetryBase, dc.RetryMax = cfg.Dispatcher.RetryBase, cfg.Dispatcher.RetryMax
+	dc.MaxHold, dc.CampaignIdle = cfg.Dispatcher.MaxHold, cfg.Dispatcher.CampaignIdle
+	rl := cfg.RateLimit
+	dc.Limits.GlobalPerSecond, dc.Limits.GlobalBurst = rl.GlobalPerSecond, rl.GlobalBurst
+	dc.Limits.ProviderPerSecond[dispatcher.IOS], dc.Limits.ProviderBurst[dispatcher.IOS] = rl.APNsPerSecond, rl.APNsBurst
+	dc.Limits.ProviderPerSecond[dispatcher.Android], dc.Limits.ProviderBurst[dispatcher.Android] = rl.FCMPerSecond, rl.FCMBurst
+	disp := dispatcher.New(dc, dispatcher.Deps{
+		Logger:    logger.With("component", "dispatcher"),
+		Metrics:   met,
+		Outbox:    broker,
+		Queues:    broker,
+		Store:     st,
+		Events:    broker,
+		Providers: providers,
+	})
 
 	msrv, err := metrics.Listen(cfg.Metrics.Addr, reg, broker.Ready, logger)
 	if err != nil {
 		return fmt.Errorf("metrics.addr: %w", err)
 	}
-	logger.Info("pushd starting", "metrics_addr", msrv.Addr())
+	adm, err := admin.New(admin.Config{TokensFile: cfg.Admin.TokensFile}, disp, auditor{st}, logger.With("component", "admin"))
+	if err != nil {
+		return fmt.Errorf("admin.tokens_file: %w", err)
+	}
+	if cfg.Admin.TokensFile == "" {
+		logger.Warn("admin.tokens_file is not set: the admin API refuses every request")
+	}
+	aln, err := net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		return fmt.Errorf("admin.addr: %w", err)
+	}
+	logger.Info("pushd starting", "metrics_addr", msrv.Addr(), "admin_addr", aln.Addr().String())
 
 	// Each part has its own lifetime so that shutdown runs in order; the
 	// group reports the first failure.
@@ -103,6 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return broker.Consume(consumeCtx, func(ctx context.Context, d *queue.Delivery) { disp.Handle(ctx, d) })
 	})
 	g.Go(func() error { return msrv.Run(serveCtx) })
+	g.Go(func() error { return adm.Run(serveCtx, aln) })
 
 	select {
 	case <-ctx.Done():
@@ -113,6 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	deadline, cancel := context.WithTimeout(bg, cfg.Dispatcher.ShutdownTimeout)
 	defer cancel()
 	stopConsume()
+	disp.StopConsuming(deadline)
 	select {
 	case <-consumeDone:
 	case <-deadline.Done():
@@ -132,6 +164,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("pushd stopped")
 	return err
+}
+
+// auditor records the admin module's changes in the store.
+type auditor struct{ st *store.Store }
+
+func (a auditor) Audit(ctx context.Context, e admin.AuditEntry) error {
+	return a.st.Audit(ctx, store.AuditEntry{At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Before: e.Before, After: e.After})
 }
 
 func newLogger(c configs.Log, w io.Writer) *slog.Logger {

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pushd/pushd/configs"
+	"github.com/pushd/pushd/dispatcher"
+)
+
+// adminClient calls pushd's admin API.
+type adminClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// register adds the admin API flags; defaults come from PUSHD_ADMIN_ADDR
+// and PUSHD_ADMIN_TOKEN (or a file named by PUSHD_ADMIN_TOKEN_FILE).
+func (a *adminClient) register(fs *flag.FlagSet, getenv func(string) string) (tokenFile *string) {
+	addr := getenv(configs.EnvName("admin.addr"))
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	fs.StringVar(&a.base, "admin", "http://"+addr, "admin API base URL (env "+configs.EnvName("admin.addr")+" gives host:port)")
+	fs.StringVar(&a.token, "token", getenv("PUSHD_ADMIN_TOKEN"), "bearer token (env PUSHD_ADMIN_TOKEN); prefer -token-file")
+	return fs.String("token-file", getenv("PUSHD_ADMIN_TOKEN_FILE"), "file holding the bearer token (env PUSHD_ADMIN_TOKEN_FILE)")
+}
+
+func (a *adminClient) init(tokenFile string) error {
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return fmt.Errorf("token file: %w", err)
+		}
+		a.token = strings.TrimSpace(string(b))
+	}
+	if a.token == "" {
+		return errors.New("no admin token: give -token-file (or PUSHD_ADMIN_TOKEN_FILE / PUSHD_ADMIN_TOKEN)")
+	}
+	a.base = strings.TrimRight(a.base, "/")
+	a.http = &http.Client{Timeout: 30 * time.Second}
+	return nil
+}
+
+// do sends a request with an optional body (JSON unless contentType says
+// otherwise) and decodes a JSON answer into out (or copies it to out when
+// out is an io.Writer).
+func (a *adminClient) do(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	switch o := out.(type) {
+	case nil:
+		return nil
+	case io.Writer:
+		_, err := io.Copy(o, resp.Body)
+		return err
+	default:
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+}
+
+func campaigns(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("pushctl campaigns", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprint(stdout, `usage: pushctl campaigns [flags] <action> [id] [rate]
+
+actions:
+  list                 every campaign, newest first
+  show ID              one campaign as JSON
+  pause ID             stop sending; batches wait in the campaign's queue
+  resume ID            continue a paused campaign
+  cancel ID            stop for good; the rest is counted as cancelled
+  rate ID N            set the campaign's rate to N per second (0: no limit)
+  rate ID default      go back to the rate given in the campaign's messages
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	var a adminClient
+	tokenFile := a.register(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return errors.New("campaigns: no action")
+	}
+	if err := a.init(*tokenFile); err != nil {
+		return err
+	}
+	need := func(n int) error {
+		if len(rest) != n {
+			return fmt.Errorf("campaigns %s: want %d argument(s), got %d", rest[0], n-1, len(rest)-1)
+		}
+		return nil
+	}
+	path := func(id string) string { return "/api/campaigns/" + url.PathEscape(id) }
+	var info dispatcher.CampaignInfo
+	switch rest[0] {
+	case "list":
+		if err := need(1); err != nil {
+			return err
+		}
+		var list struct {
+			Campaigns []dispatcher.CampaignInfo `json:"campaigns"`
+		}
+		if err := a.do(ctx, "GET", "/api/campaigns", "", nil, &list); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tRATE/S\tRECEIVED\tSENT\tFAILED\tFILTERED\tDROPPED\tCANCELLED\tIN FLIGHT")
+		for _, c := range list.Campaigns {
+			r := "-"
+			if c.RatePerSecond > 0 {
+				r = strconv.FormatFloat(c.RatePerSecond, 'f', -1, 64)
+			}
+			n := c.Counters
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", c.ID, c.Status, r, n.Received, n.Sent, n.Failed, n.Filtered, n.Dropped, n.Cancelled, c.InFlight)
+		}
+		return tw.Flush()
+	case "show":
+		if err := need(2); err != nil {
+			return err
+		}
+		if err := a.do(ctx, "GET", path(rest[1]), "", nil, &info); err != nil {
+			return err
+		}
+	case "pause", "resume", "cancel":
+		if err := need(2); err != nil {
+			return err
+		}
+		if err := a.do(ctx, "POST", path(rest[1])+"/"+rest[0], "", nil, &info); err != nil {
+			return err
+		}
+	case "rate":
+		if err := need(3); err != nil {
+			return err
+		}
+		var body []byte
+		if rest[2] == "default" {
+			body = []byte(`{"rate_per_second": null}`)
+		} else {
+			r, err := strconv.ParseFloat(rest[2], 64)
+			if err != nil || r < 0 {
+				return fmt.Errorf("campaigns rate: %q is not a rate (a number, 0 or more, or default)", rest[2])
+			}
+			body, _ = json.Marshal(map[string]float64{"rate_per_second": r})
+		}
+		if err := a.do(ctx, "PUT", path(rest[1])+"/rate", "application/json", bytes.NewReader(body), &info); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("campaigns: unknown action %q", rest[0])
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(info)
+}

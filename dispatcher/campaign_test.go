@@ -1,0 +1,191 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func rate(r float64) *float64 { return &r }
+
+func TestPauseKeepsTheRestQueuedAndResumeSendsItOnce(t *testing.T) {
+	b := setup(t, Config{})
+	ctx := context.Background()
+	batch := iosBatch("c", "a", 40)
+	batch.Campaign.RatePerSecond = 40
+	b.handle(t, batch, Normal)
+	eventually(t, "some sends", func() bool { return b.ios.total() >= 8 })
+	info, err := b.d.PauseCampaign(ctx, "c")
+	if err != nil || info.Status != StatusPaused {
+		t.Fatalf("pause: %+v %v", info, err)
+	}
+	eventually(t, "paused run put back", func() bool { return b.queues.pending("c") == 1 && b.d.Drain(ctx) })
+	atPause := b.ios.total()
+	time.Sleep(300 * time.Millisecond) // nothing may be sent while paused
+	if n := b.ios.total(); n != atPause {
+		t.Fatalf("%d sends while paused", n-atPause)
+	}
+	if atPause >= 40 {
+		t.Fatal("campaign finished before the pause; the test proves nothing")
+	}
+	if _, err := b.d.ResumeCampaign(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "all sent after resume", func() bool { return b.ios.total() == 40 })
+	b.settle(t)
+	for tok, n := range b.ios.sends() {
+		if n != 1 {
+			t.Errorf("%s sent %d times", ShortToken(tok), n)
+		}
+	}
+	if len(b.ios.sends()) != 40 {
+		t.Errorf("%d distinct tokens sent", len(b.ios.sends()))
+	}
+}
+
+func TestCancelStopsSendsAndCountsTheRest(t *testing.T) {
+	b := setup(t, Config{})
+	ctx := context.Background()
+	batch := iosBatch("c", "a", 100)
+	batch.Campaign.RatePerSecond = 50
+	b.handle(t, batch, Normal)
+	eventually(t, "some sends", func() bool { return b.ios.total() >= 5 })
+	if _, err := b.d.CancelCampaign(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	b.settle(t)
+	sent := b.ios.total()
+	time.Sleep(200 * time.Millisecond)
+	if n := b.ios.total(); n != sent {
+		t.Fatalf("%d sends after the cancel settled", n-sent)
+	}
+	// A batch of the cancelled campaign arriving later is dropped too.
+	late := b.handle(t, iosBatch("c", "b", 10), Normal)
+	if acked, _ := late.wait(t); acked != 1 {
+		t.Fatal("late batch not acked")
+	}
+	eventually(t, "counters", func() bool {
+		info, _ := b.d.Campaign(ctx, "c")
+		return info.Counters.Sent == int64(sent) && info.Counters.Cancelled == int64(110-sent) && info.Status == StatusCancelled
+	})
+	if b.ios.total() != sent {
+		t.Error("the late batch was sent")
+	}
+	if _, err := b.d.ResumeCampaign(ctx, "c"); !errors.Is(err, ErrConflict) {
+		t.Errorf("resuming a cancelled campaign: %v, want ErrConflict", err)
+	}
+}
+
+func TestRateChangeAppliesAtOnce(t *testing.T) {
+	b := setup(t, Config{})
+	batch := iosBatch("c", "a", 30)
+	batch.Campaign.RatePerSecond = 1
+	b.handle(t, batch, Normal)
+	eventually(t, "first send", func() bool { return b.ios.total() >= 1 })
+	start := time.Now()
+	info, err := b.d.SetCampaignRate(context.Background(), "c", rate(1000))
+	if err != nil || info.RatePerSecond != 1000 || info.RateSource != "operator" {
+		t.Fatalf("set rate: %+v %v", info, err)
+	}
+	eventually(t, "all sent at the new rate", func() bool { return b.ios.total() == 30 })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("29 sends at 1000/s took %v", took)
+	}
+	if _, err := b.d.SetCampaignRate(context.Background(), "c", rate(-1)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("negative rate: %v", err)
+	}
+	if _, err := b.d.SetCampaignRate(context.Background(), "nope", rate(1)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown campaign: %v", err)
+	}
+}
+
+func TestThrottledCampaignDoesNotHoldOthers(t *testing.T) {
+	b := setup(t, Config{Workers: [numPlatforms]int{IOS: 4, Android: 4}})
+	slow := iosBatch("slow", "a", 200)
+	slow.Campaign.RatePerSecond = 5
+	for range 5 { // more batches than any prefetch
+		b.handle(t, slow, Normal)
+	}
+	fast := iosBatch("fast", "b", 500)
+	start := time.Now()
+	b.handle(t, fast, Normal)
+	eventually(t, "fast campaign sent", func() bool {
+		n := 0
+		for tok := range b.ios.sends() {
+			if strings.HasPrefix(tok, "b") {
+				n++
+			}
+		}
+		return n == 500
+	})
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the unthrottled campaign took %v behind a 5/s one", took)
+	}
+	slowSent := 0
+	for tok := range b.ios.sends() {
+		if strings.HasPrefix(tok, "a") {
+			slowSent++
+		}
+	}
+	if slowSent > 20 {
+		t.Errorf("the 5/s campaign sent %d in about %v", slowSent, time.Since(start))
+	}
+}
+
+func TestLongThrottledDeliveryYieldsAfterMaxHold(t *testing.T) {
+	b := setup(t, Config{MaxHold: 300 * time.Millisecond})
+	batch := iosBatch("c", "a", 12)
+	batch.Campaign.RatePerSecond = 10
+	b.handle(t, batch, Normal)
+	eventually(t, "all sent", func() bool { return b.ios.total() == 12 })
+	b.settle(t)
+	if b.queues.routed["c"] < 2 {
+		t.Errorf("routed %d times: the delivery never yielded", b.queues.routed["c"])
+	}
+	for tok, n := range b.ios.sends() {
+		if n != 1 {
+			t.Errorf("%s sent %d times", ShortToken(tok), n)
+		}
+	}
+}
+
+func TestIdleCampaignFinishesAndReopens(t *testing.T) {
+	b := setup(t, Config{CampaignIdle: 50 * time.Millisecond})
+	ctx := context.Background()
+	b.handle(t, iosBatch("c", "a", 4), Normal)
+	eventually(t, "finished", func() bool {
+		info, _ := b.d.Campaign(ctx, "c")
+		return info.Status == StatusFinished
+	})
+	b.queues.mu.Lock()
+	deleted, events := append([]string(nil), b.queues.deleted...), append([]string(nil), b.queues.events...)
+	b.queues.mu.Unlock()
+	if len(deleted) != 1 || deleted[0] != "c" {
+		t.Errorf("deleted queues %v", deleted)
+	}
+	if len(events) != 1 || !strings.Contains(events[0], `"event":"campaign.finished"`) || !strings.Contains(events[0], `"sent":4`) {
+		t.Errorf("events %v", events)
+	}
+	// More batches: running again, and sent.
+	b.handle(t, iosBatch("c", "b", 3), Normal)
+	eventually(t, "reopened and sent", func() bool { return b.ios.total() == 7 })
+}
+
+func TestControlErrors(t *testing.T) {
+	b := setup(t, Config{})
+	ctx := context.Background()
+	if _, err := b.d.PauseCampaign(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("pause unknown: %v", err)
+	}
+	b.handle(t, iosBatch("c", "a", 1), Normal)
+	b.settle(t)
+	if _, err := b.d.ResumeCampaign(ctx, "c"); err != nil {
+		t.Errorf("resume running (no-op): %v", err)
+	}
+	list, err := b.d.Campaigns(ctx)
+	if err != nil || len(list) != 1 || list[0].ID != "c" {
+		t.Errorf("list: %+v %v", list, err)
+	}
+}

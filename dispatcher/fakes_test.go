@@ -1,0 +1,396 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeDelivery is a Delivery whose resolution is observable.
+type fakeDelivery struct {
+	body      []byte
+	lane      Lane
+	attempt   int
+	holdUntil time.Time
+	repub     bool
+	lost      chan struct{}
+
+	mu       sync.Mutex
+	acked    int
+	requeued int
+	resolved chan struct{}
+}
+
+func newDelivery(t *testing.T, b *Batch) *fakeDelivery {
+	t.Helper()
+	body, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rawDelivery(body)
+}
+
+func rawDelivery(body []byte) *fakeDelivery {
+	return &fakeDelivery{body: body, lost: make(chan struct{}), resolved: make(chan struct{})}
+}
+
+func (d *fakeDelivery) Body() []byte          { return d.body }
+func (d *fakeDelivery) Lane() Lane            { return d.lane }
+func (d *fakeDelivery) MessageID() string     { return "m-1" }
+func (d *fakeDelivery) Attempt() int          { return d.attempt }
+func (d *fakeDelivery) HoldUntil() time.Time  { return d.holdUntil }
+func (d *fakeDelivery) Republished() bool     { return d.repub }
+func (d *fakeDelivery) Lost() <-chan struct{} { return d.lost }
+func (d *fakeDelivery) Ack() error            { return d.resolve(&d.acked) }
+func (d *fakeDelivery) Requeue() error        { return d.resolve(&d.requeued) }
+
+func (d *fakeDelivery) resolve(n *int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	*n++
+	if d.acked+d.requeued == 1 {
+		close(d.resolved)
+	}
+	return nil
+}
+
+func (d *fakeDelivery) wait(t *testing.T) (acked, requeued int) {
+	t.Helper()
+	select {
+	case <-d.resolved:
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivery not resolved")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.acked, d.requeued
+}
+
+// fakeOutbox records what the dispatcher holds and dead-letters.
+type fakeOutbox struct {
+	mu    sync.Mutex
+	holds []held
+	dead  []dead
+	fail  error
+}
+
+type held struct {
+	lane    Lane
+	batch   *Batch
+	attempt int
+	at      time.Time
+}
+
+type dead struct {
+	body []byte
+	why  DeadLetter
+}
+
+func (o *fakeOutbox) Hold(_ context.Context, lane Lane, body []byte, attempt int, at time.Time) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.fail != nil {
+		return o.fail
+	}
+	b, err := DecodeBatch(body)
+	if err != nil {
+		return fmt.Errorf("held body does not decode: %w", err)
+	}
+	o.holds = append(o.holds, held{lane, b, attempt, at})
+	return nil
+}
+
+func (o *fakeOutbox) DeadLetter(_ context.Context, body []byte, why DeadLetter) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.fail != nil {
+		return o.fail
+	}
+	o.dead = append(o.dead, dead{body, why})
+	return nil
+}
+
+func (o *fakeOutbox) snapshot() ([]held, []dead) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]held(nil), o.holds...), append([]dead(nil), o.dead...)
+}
+
+// fakeQueues keeps each campaign's queue as a buffered Go channel.
+type fakeQueues struct {
+	mu      sync.Mutex
+	queues  map[string]chan *fakeDelivery
+	routed  map[string]int // messages routed per campaign
+	deleted []string
+	fail    error
+	events  []string
+	created []*fakeDelivery
+}
+
+func newFakeQueues() *fakeQueues {
+	return &fakeQueues{queues: map[string]chan *fakeDelivery{}, routed: map[string]int{}}
+}
+
+func (q *fakeQueues) queue(id string) chan *fakeDelivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c := q.queues[id]
+	if c == nil {
+		c = make(chan *fakeDelivery, 10000)
+		q.queues[id] = c
+	}
+	return c
+}
+
+func (q *fakeQueues) Route(_ context.Context, id string, body []byte, attempt int) error {
+	q.mu.Lock()
+	fail := q.fail
+	q.routed[id]++
+	q.mu.Unlock()
+	if fail != nil {
+		return fail
+	}
+	d := rawDelivery(body)
+	d.attempt, d.repub = attempt, true
+	q.mu.Lock()
+	q.created = append(q.created, d)
+	q.mu.Unlock()
+	q.queue(id) <- d
+	return nil
+}
+
+// settled reports whether every routed message was consumed and resolved.
+func (q *fakeQueues) settled() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, c := range q.queues {
+		if len(c) > 0 {
+			return false
+		}
+	}
+	for _, d := range q.created {
+		select {
+		case <-d.resolved:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (q *fakeQueues) ConsumeCampaign(ctx context.Context, id string, h func(context.Context, Delivery)) error {
+	c := q.queue(id)
+	for {
+		select {
+		case d := <-c:
+			h(ctx, d)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (q *fakeQueues) DeleteCampaignQueue(_ context.Context, id string) (bool, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.queues[id]) > 0 {
+		return false, nil
+	}
+	delete(q.queues, id)
+	q.deleted = append(q.deleted, id)
+	return true, nil
+}
+
+func (q *fakeQueues) Instances(context.Context) (int, error) { return 1, nil }
+
+func (q *fakeQueues) PublishEvent(_ context.Context, key string, body []byte) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.events = append(q.events, key+" "+string(body))
+	return nil
+}
+
+func (q *fakeQueues) pending(id string) int { return len(q.queue(id)) }
+
+// fakeStore is an in-memory CampaignStore.
+type fakeStore struct {
+	mu   sync.Mutex
+	recs map[string]*CampaignRecord
+	rev  int64
+	now  func() time.Time
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{recs: map[string]*CampaignRecord{}, now: time.Now}
+}
+
+func (s *fakeStore) EnsureCampaign(_ context.Context, id string, rate float64) (CampaignRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.recs[id]
+	if r == nil {
+		s.rev++
+		r = &CampaignRecord{ID: id, Status: StatusRunning, MessageRate: rate, CreatedAt: s.now(), UpdatedAt: s.now(), Rev: s.rev}
+		s.recs[id] = r
+		return *r, nil
+	}
+	if r.MessageRate != rate || r.Status == StatusFinished {
+		s.rev++
+		r.MessageRate, r.Rev = rate, s.rev
+		if r.Status == StatusFinished {
+			r.Status = StatusRunning
+		}
+	}
+	return *r, nil
+}
+
+func (s *fakeStore) SetCampaignStatus(_ context.Context, id string, to Status, from ...Status) (CampaignRecord, CampaignRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.recs[id]
+	if r == nil {
+		return CampaignRecord{}, CampaignRecord{}, ErrNotFound
+	}
+	before := *r
+	ok := len(from) == 0
+	for _, f := range from {
+		ok = ok || f == r.Status
+	}
+	if !ok {
+		return before, before, fmt.Errorf("%w: %s", ErrConflict, r.Status)
+	}
+	s.rev++
+	r.Status, r.Rev = to, s.rev
+	return before, *r, nil
+}
+
+func (s *fakeStore) SetCampaignRate(_ context.Context, id string, rate *float64) (CampaignRecord, CampaignRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.recs[id]
+	if r == nil {
+		return CampaignRecord{}, CampaignRecord{}, ErrNotFound
+	}
+	before := *r
+	s.rev++
+	r.RateOverride, r.Rev = rate, s.rev
+	return before, *r, nil
+}
+
+func (s *fakeStore) AddCampaignCounters(_ context.Context, deltas map[string]Counters) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, n := range deltas {
+		if r := s.recs[id]; r != nil {
+			r.Counters = r.Counters.Add(n)
+		}
+	}
+	return nil
+}
+
+func (s *fakeStore) Campaign(_ context.Context, id string) (CampaignRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.recs[id]; r != nil {
+		return *r, nil
+	}
+	return CampaignRecord{}, ErrNotFound
+}
+
+func (s *fakeStore) Campaigns(context.Context) ([]CampaignRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []CampaignRecord
+	for _, r := range s.recs {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Rev > out[j].Rev })
+	return out, nil
+}
+
+func (s *fakeStore) CampaignChanges(_ context.Context, since int64) ([]CampaignRecord, error) {
+	all, _ := s.Campaigns(context.Background())
+	var out []CampaignRecord
+	for _, r := range all {
+		if r.Rev > since {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Rev < out[j].Rev })
+	return out, nil
+}
+
+// fakeProvider answers each send with its send function.
+type fakeProvider struct {
+	send    func(ctx context.Context, to *Recipient) Result
+	prepare func(n *Notification) error
+
+	mu    sync.Mutex
+	count map[string]int
+	order []string
+}
+
+func (p *fakeProvider) Prepare(n *Notification) (Message, error) {
+	if p.prepare != nil {
+		if err := p.prepare(n); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *fakeProvider) Send(ctx context.Context, to *Recipient) Result {
+	p.mu.Lock()
+	if p.count == nil {
+		p.count = map[string]int{}
+	}
+	p.count[to.Token]++
+	p.order = append(p.order, to.Token)
+	p.mu.Unlock()
+	if p.send == nil {
+		return Result{Outcome: Sent}
+	}
+	return p.send(ctx, to)
+}
+
+func (p *fakeProvider) sends() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range p.count {
+		out[k] = v
+	}
+	return out
+}
+
+func (p *fakeProvider) total() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.order)
+}
+
+// countingMetrics counts what tests assert on; the rest is discarded.
+type countingMetrics struct {
+	received, dropped, deadRecipients, cancelled atomic.Int64
+	outcomes                                     [numOutcomes]atomic.Int64
+	inFlight                                     atomic.Int64
+}
+
+func (m *countingMetrics) BatchReceived(_ Lane, n int)       { m.received.Add(int64(n)) }
+func (m *countingMetrics) BatchDeadLettered(string)          {}
+func (m *countingMetrics) RecipientsDropped(_ string, n int) { m.dropped.Add(int64(n)) }
+func (m *countingMetrics) RecipientsCancelled(n int)         { m.cancelled.Add(int64(n)) }
+func (m *countingMetrics) RecipientsDeadLettered(_ Platform, n int) {
+	m.deadRecipients.Add(int64(n))
+}
+func (m *countingMetrics) SendDone(_ Platform, o Outcome, _ time.Duration) { m.outcomes[o].Add(1) }
+func (m *countingMetrics) CredentialFault(Platform)                        {}
+func (m *countingMetrics) InFlight(delta int)                              { m.inFlight.Add(int64(delta)) }
+func (m *countingMetrics) ThrottleWait(string, time.Duration)              {}
+func (m *countingMetrics) RateLimit(string, float64)                       {}
+func (m *countingMetrics) Campaigns(map[Status]int)                        {}

@@ -1,0 +1,151 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// holdSlack is how early a held message may be processed: delay levels
+// release with the broker's TTL precision, and a few milliseconds early is
+// on time.
+const holdSlack = 200 * time.Millisecond
+
+// Handle processes one delivery from a lane: it decodes and validates the
+// batch, dead-letters what breaks the contract, holds what is not due yet,
+// drops what is expired or cancelled, and routes the rest to its campaign's
+// queue. High-lane batches of running campaigns without a campaign rate
+// are sent at once instead. It returns when the delivery is settled or, for
+// a high-lane batch, when its recipients are submitted.
+func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
+	select {
+	case <-d.started:
+	case <-ctx.Done():
+		d.requeueDelivery(del)
+		return
+	}
+	d.handling.RLock()
+	defer d.handling.RUnlock()
+	if d.runCtx.Err() != nil {
+		// After the hard stop nothing is sent any more.
+		d.requeueDelivery(del)
+		return
+	}
+	now := d.now()
+	if at := del.HoldUntil(); at.After(now.Add(holdSlack)) {
+		// Released early by a delay level: hold again for the rest.
+		d.settle(del, func(ctx context.Context) error {
+			return d.out.Hold(ctx, del.Lane(), del.Body(), del.Attempt(), at)
+		})
+		return
+	}
+	b, ok := d.decode(del)
+	if !ok {
+		return
+	}
+	c, err := d.observe(d.runCtx, b)
+	if err != nil {
+		// The store is unreachable: the batch waits in the broker.
+		d.log.Error("cannot record campaign; requeueing batch", "campaign", b.Campaign.ID, "err", err)
+		d.requeueDelivery(del)
+		return
+	}
+	n := len(b.Recipients)
+	if !del.Republished() {
+		d.met.BatchReceived(del.Lane(), n)
+		c.count(cReceived, n)
+	} else if del.Attempt() > 0 {
+		c.retrying.Add(-int64(n))
+	}
+	if b.Expired(now) {
+		d.log.Info("batch expired; not sent", "batch_id", b.BatchID, "campaign", b.Campaign.ID, "recipients", n)
+		d.met.RecipientsDropped("expired", n)
+		c.count(cDropped, n)
+		d.settle(del, nil)
+		return
+	}
+	if b.NotBefore != nil && b.NotBefore.After(now.Add(holdSlack)) {
+		at := *b.NotBefore
+		d.log.Debug("holding batch until not_before", "batch_id", b.BatchID, "not_before", at)
+		d.settle(del, func(ctx context.Context) error {
+			return d.out.Hold(ctx, del.Lane(), del.Body(), del.Attempt(), at)
+		})
+		return
+	}
+	switch st := c.status(); {
+	case st == StatusCancelled:
+		d.dropCancelled(c, n)
+		d.settle(del, nil)
+	case st == StatusRunning && del.Lane() == High && c.bucket.Unlimited() && !c.isFinishing():
+		d.process(del, b, c)
+	default:
+		c.touch(now)
+		d.route(del, c)
+	}
+}
+
+// route moves a delivery to its campaign's queue. While the campaign's
+// queue is being deleted (the campaign just finished) the batch is held for
+// a second instead, then routed to the queue made anew.
+func (d *Dispatcher) route(del Delivery, c *campaign) {
+	c.life.Lock()
+	finishing := c.finishing
+	var err error
+	if !finishing {
+		err = d.queues.Route(d.runCtx, c.id, del.Body(), del.Attempt())
+	}
+	c.life.Unlock()
+	switch {
+	case finishing:
+		d.settle(del, func(ctx context.Context) error {
+			return d.out.Hold(ctx, del.Lane(), del.Body(), del.Attempt(), d.now().Add(time.Second))
+		})
+		return
+	case err != nil:
+		d.log.Error("could not route batch to its campaign queue; requeueing", "campaign", c.id, "err", err)
+		d.requeueDelivery(del)
+		return
+	}
+	d.ack(del)
+	d.routed(c)
+}
+
+// decode decodes a delivery's batch; a broken one is dead-lettered.
+func (d *Dispatcher) decode(del Delivery) (*Batch, bool) {
+	b, err := DecodeBatch(del.Body())
+	if err == nil {
+		return b, true
+	}
+	reason := "schema"
+	switch {
+	case errors.Is(err, ErrMalformed):
+		reason = "malformed"
+	case errors.Is(err, ErrTooLarge):
+		reason = "too_large"
+	}
+	d.log.Warn("dead-lettering batch", "reason", reason, "message_id", del.MessageID(), "err", err)
+	d.met.BatchDeadLettered(reason)
+	d.settle(del, func(ctx context.Context) error {
+		return d.out.DeadLetter(ctx, del.Body(), DeadLetter{MessageID: del.MessageID(), Reason: reason, Detail: err.Error()})
+	})
+	return nil, false
+}
+
+// settle finishes a delivery that needs no sending: it runs publish (may be
+// nil) and acks, or requeues the delivery if publishing failed. Publishing
+// waits for a broker connection until the hard stop.
+func (d *Dispatcher) settle(del Delivery, publish func(context.Context) error) {
+	if publish != nil {
+		if err := publish(d.runCtx); err != nil {
+			d.log.Error("could not publish; requeueing delivery", "err", err)
+			d.requeueDelivery(del)
+			return
+		}
+	}
+	d.ack(del)
+}
+
+func (d *Dispatcher) dropCancelled(c *campaign, n int) {
+	c.count(cCancelled, n)
+	d.met.RecipientsCancelled(n)
+}

@@ -1,0 +1,167 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// handleCampaign processes one delivery from a campaign's queue. ctx is the
+// consumer's; when it is done the consumer is stopping (pause, shutdown) and
+// the delivery is put back at the end of the queue, as a new message, so
+// that pausing never counts towards the queue's delivery limit.
+func (d *Dispatcher) handleCampaign(ctx context.Context, del Delivery) {
+	d.handling.RLock()
+	defer d.handling.RUnlock()
+	b, ok := d.decode(del)
+	if !ok {
+		return
+	}
+	c, err := d.observe(d.runCtx, b)
+	if err != nil {
+		d.log.Error("cannot record campaign; requeueing batch", "campaign", b.Campaign.ID, "err", err)
+		d.requeueDelivery(del)
+		return
+	}
+	c.touch(d.now())
+	st := c.status()
+	switch {
+	case st == StatusCancelled:
+		d.dropCancelled(c, len(b.Recipients))
+		d.settle(del, nil)
+		return
+	case ctx.Err() != nil || st != StatusRunning || d.runCtx.Err() != nil:
+		d.settle(del, func(ctx context.Context) error {
+			return d.queues.Route(ctx, c.id, del.Body(), del.Attempt())
+		})
+		return
+	case b.Expired(d.now()):
+		d.met.RecipientsDropped("expired", len(b.Recipients))
+		c.count(cDropped, len(b.Recipients))
+		d.settle(del, nil)
+		return
+	}
+	d.process(del, b, c)
+}
+
+// process sends a batch: each recipient is checked, throttled (campaign,
+// provider, global) and submitted to the workers. It stops submitting when
+// the campaign leaves running, consuming stops, or the delivery has been
+// held for MaxHold; the recipients not submitted are then resolved when the
+// run finishes (put back in the campaign's queue, or counted as cancelled).
+func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
+	r, err := d.newRun(del, b, c)
+	if err != nil {
+		reason := "render_failed"
+		if errors.Is(err, ErrPayloadTooLarge) {
+			reason = "payload_too_large"
+		}
+		d.log.Warn("dead-lettering batch", "reason", reason, "batch_id", b.BatchID, "err", err)
+		d.met.BatchDeadLettered(reason)
+		d.settle(del, func(ctx context.Context) error {
+			return d.out.DeadLetter(ctx, del.Body(), DeadLetter{MessageID: del.MessageID(), Reason: reason, Detail: err.Error()})
+		})
+		return
+	}
+	c.active.Add(1)
+	d.track(r)
+	ctx, cancel := context.WithDeadline(c.runContext(), r.started.Add(d.cfg.MaxHold))
+	defer cancel()
+	lane := del.Lane()
+	var dropped [2]int // malformed token, unknown platform
+	for i := range b.Recipients {
+		if ctx.Err() != nil {
+			break // the rest stays unsubmitted
+		}
+		rc := &b.Recipients[i]
+		if err := rc.Check(); err != nil || d.providers[rc.Platform] == nil {
+			if errors.Is(err, ErrBadToken) {
+				dropped[0]++
+			} else {
+				dropped[1]++
+			}
+			r.state[i] = stateDone
+			continue
+		}
+		if err := d.throttle(ctx, c, rc.Platform); err != nil {
+			break
+		}
+		r.pending.Add(1)
+		d.met.InFlight(1)
+		c.inFlight.Add(1)
+		select {
+		case d.jobs[rc.Platform][lane] <- job{r: r, i: int32(i)}:
+		case <-ctx.Done():
+			d.met.InFlight(-1)
+			c.inFlight.Add(-1)
+			r.pending.Add(-1)
+		}
+	}
+	if n := dropped[0] + dropped[1]; n > 0 {
+		if dropped[0] > 0 {
+			d.met.RecipientsDropped("malformed_token", dropped[0])
+		}
+		if dropped[1] > 0 {
+			d.met.RecipientsDropped("unknown_platform", dropped[1])
+		}
+		c.count(cDropped, n)
+		d.log.Debug("dropped recipients", "batch_id", b.BatchID, "malformed_token", dropped[0], "unknown_platform", dropped[1])
+	}
+	r.release()
+}
+
+// throttle takes a token from the campaign's bucket, then the provider's,
+// then the global one.
+func (d *Dispatcher) throttle(ctx context.Context, c *campaign, p Platform) error {
+	if !c.bucket.Unlimited() {
+		w, err := c.bucket.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		d.met.ThrottleWait(LevelCampaign, w)
+	}
+	if b := d.perPlat[p]; !b.Unlimited() {
+		w, err := b.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		d.met.ThrottleWait(p.Provider(), w)
+	}
+	if !d.global.Unlimited() {
+		w, err := d.global.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		d.met.ThrottleWait(LevelGlobal, w)
+	}
+	return nil
+}
+
+// newRun renders the notification once for each platform present in b.
+func (d *Dispatcher) newRun(del Delivery, b *Batch, c *campaign) (*run, error) {
+	r := &run{
+		d:       d,
+		c:       c,
+		del:     del,
+		lost:    del.Lost(),
+		batch:   b,
+		state:   make([]recipientState, len(b.Recipients)),
+		started: d.now(),
+	}
+	r.pending.Store(1)
+	var present [numPlatforms]bool
+	for i := range b.Recipients {
+		present[b.Recipients[i].Platform] = true
+	}
+	for _, p := range Platforms {
+		if !present[p] || d.providers[p] == nil {
+			continue
+		}
+		m, err := d.providers[p].Prepare(&b.Notification)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Provider(), err)
+		}
+		r.msgs[p] = m
+	}
+	return r, nil
+}

@@ -1,0 +1,189 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// work is one sender: it takes jobs of platform p, high lane first.
+func (d *Dispatcher) work(ctx context.Context, p Platform) {
+	high, normal := d.jobs[p][High], d.jobs[p][Normal]
+	for {
+		var j job
+		select {
+		case j = <-high:
+		default:
+			select {
+			case j = <-high:
+			case j = <-normal:
+			case <-ctx.Done():
+				return
+			}
+		}
+		d.send(ctx, p, j)
+	}
+}
+
+func (d *Dispatcher) send(ctx context.Context, p Platform, j job) {
+	r, c := j.r, j.r.c
+	defer func() {
+		d.met.InFlight(-1)
+		c.inFlight.Add(-1)
+	}()
+	if r.isLost() || c.status() == StatusCancelled {
+		// Lost: the broker will redeliver the whole message, sending now
+		// would only add duplicates. Cancelled: not sent, counted when the
+		// run finishes.
+		r.done()
+		return
+	}
+	rc := &r.batch.Recipients[j.i]
+	start := d.now()
+	res := r.msgs[p].Send(ctx, rc)
+	d.met.SendDone(p, res.Outcome, d.now().Sub(start))
+	switch res.Outcome {
+	case Sent:
+		r.state[j.i] = stateDone
+		c.count(cSent, 1)
+	case InvalidToken:
+		r.state[j.i] = stateDone
+		c.count(cFailed, 1)
+		d.log.Debug("invalid token", "platform", p, "token", ShortToken(rc.Token), "reason", res.Reason)
+	case Failed:
+		r.state[j.i] = stateDone
+		c.count(cFailed, 1)
+		d.log.Debug("permanent failure", "platform", p, "token", ShortToken(rc.Token), "status", res.Status, "reason", res.Reason, "err", res.Err)
+	case RetryLater:
+		if ctx.Err() != nil {
+			// Interrupted by the hard stop: still pending, handed back.
+			return
+		}
+		if res.Credential {
+			d.met.CredentialFault(p)
+			d.log.Warn("provider refused pushd's credentials", "provider", p.Provider(), "status", res.Status, "reason", res.Reason)
+		}
+		r.state[j.i] = stateRetry
+		r.noteRetry(p, res)
+	}
+	r.done()
+}
+
+// finishLoop resolves runs whose recipients have all been tried.
+func (d *Dispatcher) finishLoop(ctx context.Context) {
+	for {
+		select {
+		case r := <-d.finished:
+			d.finish(ctx, r)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// finish resolves a run. Recipients never submitted (the campaign was
+// paused, consuming stopped, or the run yielded after MaxHold) go back to
+// the campaign's queue; those that failed for now are held for their next
+// attempt, or dead-lettered after the last; in a cancelled campaign both are
+// counted as cancelled instead. Then the delivery is acked. If a hand-off
+// cannot be published the delivery is requeued whole.
+func (d *Dispatcher) finish(ctx context.Context, r *run) {
+	defer d.untrack(r)
+	if r.isLost() {
+		return
+	}
+	c := r.c
+	rest, retry := r.subset(stateNone), r.subset(stateRetry)
+	if c.status() == StatusCancelled {
+		if n := len(rest) + len(retry); n > 0 {
+			d.dropCancelled(c, n)
+		}
+		rest, retry = nil, nil
+	}
+	if len(rest) > 0 {
+		body, err := r.encode(rest)
+		if err == nil {
+			err = d.queues.Route(ctx, c.id, body, r.del.Attempt())
+		}
+		if err != nil {
+			d.log.Error("could not put unsent recipients back; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
+			d.requeueDelivery(r.del)
+			return
+		}
+		d.log.Debug("unsent recipients back in the campaign queue", "batch_id", r.batch.BatchID, "recipients", len(rest))
+	}
+	if len(retry) > 0 {
+		if err := d.holdRetries(ctx, r, retry); err != nil {
+			d.log.Error("could not hand off failed recipients; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
+			d.requeueDelivery(r.del)
+			return
+		}
+	}
+	d.ack(r.del)
+}
+
+// holdRetries holds recipients that failed for now for their next attempt,
+// or dead-letters them after the last.
+func (d *Dispatcher) holdRetries(ctx context.Context, r *run, retry []Recipient) error {
+	attempt := r.del.Attempt() + 1
+	body, err := r.encode(retry)
+	if err != nil {
+		return err
+	}
+	last, lastPlatform, retryAfter := r.retrySummary()
+	if attempt >= d.cfg.MaxAttempts {
+		d.met.RecipientsDeadLettered(lastPlatform, len(retry))
+		r.c.count(cFailed, len(retry))
+		d.log.Warn("recipients dead-lettered after last attempt", "batch_id", r.batch.BatchID, "recipients", len(retry), "attempts", attempt, "reason", last.Reason)
+		return d.out.DeadLetter(ctx, body, DeadLetter{
+			MessageID:      r.batch.BatchID,
+			Reason:         "retries_exhausted",
+			Detail:         fmt.Sprintf("no success after %d attempts", attempt),
+			Attempts:       attempt,
+			Provider:       lastPlatform.Provider(),
+			Status:         last.Status,
+			ProviderReason: last.Reason,
+		})
+	}
+	at := d.now().Add(d.backoff(attempt, retryAfter))
+	if err := d.out.Hold(ctx, r.del.Lane(), body, attempt, at); err != nil {
+		return err
+	}
+	r.c.retrying.Add(int64(len(retry)))
+	return nil
+}
+
+// backoff is the delay before attempt (1-based retry number): exponential
+// from RetryBase, capped at RetryMax, with equal jitter, and never shorter
+// than the provider's Retry-After.
+func (d *Dispatcher) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	b := d.cfg.RetryBase << min(attempt-1, 30)
+	if b > d.cfg.RetryMax || b <= 0 {
+		b = d.cfg.RetryMax
+	}
+	b = b/2 + rand.N(b/2+1)
+	return max(b, retryAfter)
+}
+
+// handBack resolves what the hard stop interrupted, like finish: unsent
+// recipients back to the campaign's queue, failed ones held, then ack.
+func (d *Dispatcher) handBack() {
+	d.mu.Lock()
+	runs := make([]*run, 0, len(d.active))
+	for r := range d.active {
+		runs = append(runs, r)
+	}
+	d.mu.Unlock()
+	if len(runs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.HandBackTimeout)
+	defer cancel()
+	for _, r := range runs {
+		// Runs whose last recipient resolved just before the stop may still
+		// sit in d.finished; they are in runs too and are handled here.
+		d.finish(ctx, r)
+	}
+	d.log.Info("handed back unfinished batches", "batches", len(runs))
+}
