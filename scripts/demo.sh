@@ -39,8 +39,15 @@ bin/pushsim -addr "$sim_addr" -ca-out "$demo/sim-ca.pem" -latency 2ms -track-tok
 pids+=($!)
 wait_http "https://$sim_addr/sim/stats" pushsim --cacert "$demo/sim-ca.pem"
 
+# Admin API tokens (a secret: a file of the demo's own, not in the config).
+if [ ! -s "$demo/admin-tokens" ]; then
+  umask 077
+  printf 'operator:%s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$demo/admin-tokens"
+fi
+sed -n 's/^operator://p' "$demo/admin-tokens" >"$demo/operator-token"
+
 echo "demo: starting pushd (logs in $demo/pushd.log)"
-PUSHD_APNS_HOST="https://$sim_addr" PUSHD_APNS_CA_FILE="$demo/sim-ca.pem" \
+PUSHD_ADMIN_TOKENS_FILE="$demo/admin-tokens" PUSHD_APNS_HOST="https://$sim_addr" PUSHD_APNS_CA_FILE="$demo/sim-ca.pem" \
 PUSHD_FCM_ENDPOINT="https://$sim_addr/v1" PUSHD_FCM_CA_FILE="$demo/sim-ca.pem" \
 PUSHD_METRICS_ADDR="$metrics_addr" PUSHD_STORE_DSN="$demo/pushd.db" PUSHD_LOG_FORMAT=text \
   bin/pushd >"$demo/pushd.log" 2>&1 &
@@ -75,6 +82,9 @@ echo
 echo
 echo "demo: pushd's metrics (http://$metrics_addr/metrics):"
 curl -fsS "http://$metrics_addr/metrics" | grep -E '^pushd_(sends_total|recipients_received_total|batches_received_total|batches_dead_lettered_total|inflight_recipients)' | sed 's/^/  /'
+echo
+echo "demo: campaigns through the admin API (pushctl campaigns list):"
+bin/pushctl campaigns -token-file "$demo/operator-token" list | sed 's/^/  /'
 echo
 echo "demo: stopping pushd with SIGTERM"
 kill -TERM "$pushd_pid"
