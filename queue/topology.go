@@ -56,6 +56,19 @@ func DefaultTopology() Topology {
 	}
 }
 
+// WithPrefix returns t with every exchange and queue name prefixed by p (the
+// routing keys stay): a topology of its own for a test or a benchmark on a
+// shared broker.
+func (t Topology) WithPrefix(p string) Topology {
+	t.Exchange = p + t.Exchange
+	t.Queue = p + t.Queue
+	t.HighQueue = p + t.HighQueue
+	t.DeadExchange = p + t.DeadExchange
+	t.DeadQueue = p + t.DeadQueue
+	t.EventsExchange = p + t.EventsExchange
+	return t
+}
+
 // Validate reports the first missing name.
 func (t Topology) Validate() error {
 	for _, f := range []struct{ name, v string }{

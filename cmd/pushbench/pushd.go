@@ -37,21 +37,13 @@ func benchTopology() (queue.Topology, string) {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	id := "pushbench-" + hex.EncodeToString(b[:])
-	p := id + "."
-	top := queue.DefaultTopology()
-	top.Exchange = p + top.Exchange
-	top.Queue = p + top.Queue
-	top.HighQueue = p + top.HighQueue
-	top.DeadExchange = p + top.DeadExchange
-	top.DeadQueue = p + top.DeadQueue
-	top.EventsExchange = p + top.EventsExchange
-	return top, id
+	return queue.DefaultTopology().WithPrefix(id + "."), id
 }
 
 // deleteTopology deletes the queues and exchanges of top. It runs at the
 // end of a round whatever happened, so it does not depend on the round's
 // context.
-func deleteTopology(url string, top queue.Topology) error {
+func deleteTopology(url string, top queue.Topology, campaigns ...string) error {
 	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
 	if err != nil {
 		return fmt.Errorf("delete topology %s: %w", top.Exchange, err)
@@ -72,7 +64,11 @@ func deleteTopology(url string, top queue.Topology) error {
 			errs = append(errs, fmt.Errorf("delete %s: %w", what, err))
 		}
 	}
-	for _, q := range top.Queues() {
+	queues := top.Queues()
+	for _, c := range campaigns {
+		queues = append(queues, top.CampaignQueue(c))
+	}
+	for _, q := range queues {
 		do("queue "+q, func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
 	}
 	for _, x := range top.Exchanges() {
@@ -193,7 +189,7 @@ func (b *bench) runPushd(ctx context.Context, round int) (s *sample, err error) 
 		return nil, err
 	}
 	defer func() {
-		if derr := deleteTopology(b.cfg.amqpURL, top); derr != nil {
+		if derr := deleteTopology(b.cfg.amqpURL, top, campaign); derr != nil {
 			err = errors.Join(err, derr)
 		}
 	}()

@@ -114,7 +114,7 @@ func TestCampaignTopologyIsDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = deleteTopology(url, top) })
+	t.Cleanup(func() { _ = deleteTopology(url, top, campaign) })
 	err = publishCampaign(t.Context(), p, campaign, 2500)
 	_ = p.Close()
 	if err != nil {
@@ -124,10 +124,10 @@ func TestCampaignTopologyIsDeleted(t *testing.T) {
 	if err != nil || lanes != 3 || dead != 0 {
 		t.Fatalf("after publishing 2500 recipients: %d batches in the lanes, %d dead, %v; want 3, 0", lanes, dead, err)
 	}
-	if err := deleteTopology(url, top); err != nil {
+	if err := deleteTopology(url, top, campaign); err != nil {
 		t.Fatal(err)
 	}
-	if err := deleteTopology(url, top); err != nil {
+	if err := deleteTopology(url, top, campaign); err != nil {
 		t.Errorf("deleting twice: %v", err)
 	}
 	conn, err := amqp.Dial(url)

@@ -199,6 +199,7 @@ func (h *harness) waitReady(d *daemon) {
 // publish publishes a synthetic campaign and returns its options.
 func (h *harness) publish(o synth.Options, lane dispatcher.Lane) synth.Options {
 	h.t.Helper()
+	queuetest.DeleteAtEnd(h.t, h.url, h.top.CampaignQueue(o.Campaign))
 	p, err := queue.DialProducer(h.url, h.top)
 	if err != nil {
 		h.t.Fatal(err)
@@ -352,6 +353,7 @@ func TestBadMessagesAreDeadLetteredAndDeliveryGoesOn(t *testing.T) {
 	}
 	// A malformed token in an otherwise good batch is dropped alone.
 	o := synth.Options{Campaign: "after-bad", Recipients: 20, IOSPercent: 50}
+	queuetest.DeleteAtEnd(t, h.url, h.top.CampaignQueue(o.Campaign))
 	good := o.Batches()
 	for b := range good {
 		b.Recipients = append(b.Recipients, dispatcher.Recipient{Platform: dispatcher.IOS, Token: "not-a-token"})

@@ -48,14 +48,7 @@ func Topology(t testing.TB, url string) queue.Topology {
 	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	p := "t-" + hex.EncodeToString(b[:]) + "."
-	top := queue.DefaultTopology()
-	top.Exchange = p + top.Exchange
-	top.Queue = p + top.Queue
-	top.HighQueue = p + top.HighQueue
-	top.DeadExchange = p + top.DeadExchange
-	top.DeadQueue = p + top.DeadQueue
-	top.EventsExchange = p + top.EventsExchange
+	top := queue.DefaultTopology().WithPrefix("t-" + hex.EncodeToString(b[:]) + ".")
 	t.Cleanup(func() {
 		conn, err := amqp.Dial(url)
 		if err != nil {
@@ -75,6 +68,26 @@ func Topology(t testing.TB, url string) queue.Topology {
 		}
 	})
 	return top
+}
+
+// DeleteAtEnd deletes the named queues (campaign queues, say) when the test
+// ends.
+func DeleteAtEnd(t testing.TB, url string, queues ...string) {
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			t.Logf("cleanup: %v", err)
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		for _, q := range queues {
+			_, _ = ch.QueueDelete(q, false, false, false)
+		}
+	})
 }
 
 // Conn dials url and returns a channel closed at the end of the test.
