@@ -390,9 +390,10 @@ func (d *Dispatcher) finishIdle(ctx context.Context) {
 func (d *Dispatcher) finishQueue(ctx context.Context, c *campaign) (finished bool) {
 	c.life.Lock()
 	defer c.life.Unlock()
+	deleted := false
 	defer func() {
 		c.finishing = false
-		if !finished && (c.rec.Status == StatusRunning || c.rec.Status == StatusCancelled) {
+		if !deleted && (c.rec.Status == StatusRunning || c.rec.Status == StatusCancelled) {
 			d.startConsumerLocked(c)
 		}
 	}()
@@ -418,6 +419,7 @@ func (d *Dispatcher) finishQueue(ctx context.Context, c *campaign) (finished boo
 	}
 	gone, err := d.queues.DeleteCampaignQueue(ctx, c.id)
 	if err == nil && gone {
+		deleted = true
 		return wasRunning
 	}
 	if err != nil {

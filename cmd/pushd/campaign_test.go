@@ -179,24 +179,37 @@ func TestThrottledCampaignDoesNotHoldUpOthers(t *testing.T) {
 	h.withAdmin()
 	d := h.start(map[string]string{"PUSHD_APNS_WORKERS": "32", "PUSHD_FCM_WORKERS": "32"})
 
-	soloNormal := h.timeToDeliver(synth.Options{Campaign: "solo-normal", Recipients: 5000, IOSPercent: 50}, dispatcher.Normal)
-	soloHigh := h.timeToDeliver(synth.Options{Campaign: "solo-high", Recipients: 3000, IOSPercent: 50, BatchSize: 500}, dispatcher.High)
+	// Solo times are measured before and after the throttled campaign
+	// runs, so that a busy moment of the machine cannot pass for
+	// head-of-line blocking (nor hide it).
+	solo := func(tag string) (normal, high time.Duration) {
+		normal = h.timeToDeliver(synth.Options{Campaign: "solo-normal-" + tag, Recipients: 5000, IOSPercent: 50}, dispatcher.Normal)
+		high = h.timeToDeliver(synth.Options{Campaign: "solo-high-" + tag, Recipients: 3000, IOSPercent: 50, BatchSize: 500}, dispatcher.High)
+		return normal, high
+	}
+	soloNormal1, soloHigh1 := solo("before")
 
 	slow := h.publish(synth.Options{Campaign: "slow", Recipients: 20000, IOSPercent: 50, Rate: 5}, dispatcher.Normal)
 	waitFor(t, 30*time.Second, "slow campaign sending", func() bool { return h.sent(slow) > 0 })
 	withNormal := h.timeToDeliver(synth.Options{Campaign: "fast-normal", Recipients: 5000, IOSPercent: 50}, dispatcher.Normal)
 	withHigh := h.timeToDeliver(synth.Options{Campaign: "fast-high", Recipients: 3000, IOSPercent: 50, BatchSize: 500}, dispatcher.High)
+	slowSent := h.sent(slow)
+	h.control(d, "slow", "pause")
 
-	t.Logf("5,000 unthrottled: alone %v, behind a 5/s campaign of 20,000 %v (%.2fx)", soloNormal.Round(time.Millisecond), withNormal.Round(time.Millisecond), withNormal.Seconds()/soloNormal.Seconds())
-	t.Logf("3,000 on the high lane: alone %v, with the 5/s campaign running %v (%.2fx)", soloHigh.Round(time.Millisecond), withHigh.Round(time.Millisecond), withHigh.Seconds()/soloHigh.Seconds())
+	soloNormal2, soloHigh2 := solo("after")
+	soloNormal, soloHigh := max(soloNormal1, soloNormal2), max(soloHigh1, soloHigh2)
+	t.Logf("5,000 unthrottled: alone %v and %v, behind a 5/s campaign of 20,000 %v (%.2fx)",
+		soloNormal1.Round(time.Millisecond), soloNormal2.Round(time.Millisecond), withNormal.Round(time.Millisecond), withNormal.Seconds()/soloNormal.Seconds())
+	t.Logf("3,000 on the high lane: alone %v and %v, with the 5/s campaign running %v (%.2fx)",
+		soloHigh1.Round(time.Millisecond), soloHigh2.Round(time.Millisecond), withHigh.Round(time.Millisecond), withHigh.Seconds()/soloHigh.Seconds())
 	if withNormal > soloNormal*12/10 {
 		t.Errorf("unthrottled campaign took %v behind the throttled one, more than its solo %v + 20%%", withNormal, soloNormal)
 	}
 	if withHigh > soloHigh*12/10 {
 		t.Errorf("high-lane batch took %v with the throttled campaign running, more than its solo %v + 20%%", withHigh, soloHigh)
 	}
-	if n := h.sent(slow); n > 200 {
-		t.Errorf("the 5/s campaign sent %d", n)
+	if slowSent > 200 {
+		t.Errorf("the 5/s campaign sent %d", slowSent)
 	}
 	h.control(d, "slow", "cancel")
 }
