@@ -1,6 +1,7 @@
 // Package store persists pushd's shared state in SQL: campaigns (control
-// state and counters) and the admin audit log. It implements
-// dispatcher.CampaignStore.
+// state and counters), the blacklist and whitelist with the log of their
+// changes, and the admin audit log. It implements dispatcher.CampaignStore
+// and lists.Source.
 //
 // SQLite (pure Go, modernc.org/sqlite, no cgo) is the embedded default; a
 // PostgreSQL backend for several instances is planned, so every statement
@@ -10,9 +11,9 @@
 // files in migrations/, applied in order at Open.
 //
 // The package is not a cache and takes no decisions: it records what the
-// dispatcher and the admin module tell it and answers their queries. It
-// does not hold the blacklist and whitelist yet; they will come with a
-// later migration.
+// dispatcher and the admin module tell it and answers their queries. The
+// in-memory lookup of list entries belongs to package lists, which builds
+// it from the store and follows its changes.
 package store
 
 import (
@@ -115,9 +116,9 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 	return s, nil
 }
 
-// SetClock replaces the clock that stamps created_at, updated_at and audit
-// times (time.Now by default). It is meant for tests and must be called
-// before the Store is shared with other goroutines.
+// SetClock replaces the clock that stamps created_at, updated_at, list
+// change and audit times (time.Now by default). It is meant for tests and
+// must be called before the Store is shared with other goroutines.
 func (s *Store) SetClock(now func() time.Time) {
 	s.now = now
 }
@@ -213,6 +214,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 const (
 	seqCampaignRev = "campaign_rev"
 	seqAuditID     = "audit_id"
+	seqListRev     = "list_rev"
 )
 
 const sqlNextSeq = `UPDATE seq SET value = value + 1 WHERE name = $1 RETURNING value`
@@ -224,6 +226,20 @@ func nextSeq(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
 	var v int64
 	if err := tx.QueryRowContext(ctx, sqlNextSeq, name).Scan(&v); err != nil {
 		return 0, fmt.Errorf("next %s: %w", name, err)
+	}
+	return v, nil
+}
+
+const sqlAddSeq = `UPDATE seq SET value = value + $2 WHERE name = $1 RETURNING value`
+
+// addSeq adds n (>= 0) to the named sequence inside tx and returns its new
+// value: the values taken are the n up to it. With n = 0 it reads the
+// current value and, like nextSeq, holds the row lock (in PostgreSQL)
+// until tx ends.
+func addSeq(ctx context.Context, tx *sql.Tx, name string, n int64) (int64, error) {
+	var v int64
+	if err := tx.QueryRowContext(ctx, sqlAddSeq, name, n).Scan(&v); err != nil {
+		return 0, fmt.Errorf("add %d to %s: %w", n, name, err)
 	}
 	return v, nil
 }
