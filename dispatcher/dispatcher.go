@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pushd/pushd/lists"
 	"github.com/pushd/pushd/ratelimit"
 )
 
@@ -97,9 +98,24 @@ type CampaignQueues interface {
 }
 
 // EventPublisher publishes events for producers (token.invalid,
-// campaign.finished).
+// campaign.finished), confirmed.
 type EventPublisher interface {
 	PublishEvent(ctx context.Context, key string, body []byte) error
+	// PublishEvents publishes several events with one routing key,
+	// pipelined.
+	PublishEvents(ctx context.Context, key string, bodies [][]byte) error
+}
+
+// Filter rules recipients out by the blacklist (always) and the whitelist
+// (when test is set). The lists package implements it.
+type Filter interface {
+	Filter(platform, token, userID string, test bool) (list lists.Name, reason string, blocked bool)
+}
+
+// Blacklister adds entries to the blacklist, for tokens providers reported
+// invalid.
+type Blacklister interface {
+	AddListEntries(ctx context.Context, entries []lists.Entry) (added int, err error)
 }
 
 // DeadLetter says why a message or recipients were dead-lettered; the queue
@@ -159,6 +175,11 @@ type Metrics interface {
 	RateLimit(level string, perSecond float64)
 	// Campaigns reports how many campaigns this instance tracks by status.
 	Campaigns(byStatus map[Status]int)
+	// RecipientsFiltered counts recipients ruled out by a list, by the
+	// reason of the entry (not_whitelisted for the whitelist).
+	RecipientsFiltered(list, reason string, n int)
+	// InvalidTokens counts tokens reported invalid by a provider.
+	InvalidTokens(p Platform, n int)
 }
 
 // Limits are the rates of the global and provider token buckets, for the
@@ -200,6 +221,9 @@ type Config struct {
 	// HandBackTimeout bounds publishing the unsent remainders at hard stop
 	// (default 5s).
 	HandBackTimeout time.Duration
+	// WhitelistOnly sends every campaign only to whitelisted recipients, as
+	// if each were a test campaign (a staging setting).
+	WhitelistOnly bool
 	// Clock is the time source (default the system clock).
 	Clock ratelimit.Clock
 }
@@ -245,6 +269,11 @@ type Deps struct {
 	Queues  CampaignQueues
 	Store   CampaignStore
 	Events  EventPublisher
+	// Filter applies the lists; nil: no filtering.
+	Filter Filter
+	// Blacklist receives tokens reported invalid; nil: they are only
+	// reported as events.
+	Blacklist Blacklister
 	// Providers send per platform; a platform without one has its
 	// recipients dropped as unknown_platform.
 	Providers map[Platform]Provider
@@ -262,6 +291,8 @@ type Dispatcher struct {
 	queues    CampaignQueues
 	store     CampaignStore
 	events    EventPublisher
+	filter    Filter
+	blacklist Blacklister
 	providers [numPlatforms]Provider
 
 	global    *ratelimit.Bucket
@@ -302,17 +333,19 @@ type job struct {
 func New(cfg Config, deps Deps) *Dispatcher {
 	cfg.setDefaults()
 	d := &Dispatcher{
-		cfg:      cfg,
-		log:      deps.Logger,
-		met:      deps.Metrics,
-		out:      deps.Outbox,
-		queues:   deps.Queues,
-		store:    deps.Store,
-		events:   deps.Events,
-		finished: make(chan *run, 64),
-		started:  make(chan struct{}),
-		active:   make(map[*run]struct{}),
-		idle:     make(chan struct{}),
+		cfg:       cfg,
+		log:       deps.Logger,
+		met:       deps.Metrics,
+		out:       deps.Outbox,
+		queues:    deps.Queues,
+		store:     deps.Store,
+		events:    deps.Events,
+		filter:    deps.Filter,
+		blacklist: deps.Blacklist,
+		finished:  make(chan *run, 64),
+		started:   make(chan struct{}),
+		active:    make(map[*run]struct{}),
+		idle:      make(chan struct{}),
 	}
 	d.campaigns.byID = make(map[string]*campaign)
 	d.instances.Store(1)

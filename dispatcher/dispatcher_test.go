@@ -26,6 +26,11 @@ type bundle struct {
 
 func setup(t *testing.T, cfg Config) *bundle {
 	t.Helper()
+	return setupWith(t, cfg, nil, nil)
+}
+
+func setupWith(t *testing.T, cfg Config, filter Filter, blacklist Blacklister) *bundle {
+	t.Helper()
 	b := &bundle{
 		out: &fakeOutbox{}, queues: newFakeQueues(), store: newFakeStore(),
 		ios: &fakeProvider{}, and: &fakeProvider{}, met: &countingMetrics{}, stopped: make(chan struct{}),
@@ -45,6 +50,7 @@ func setup(t *testing.T, cfg Config) *bundle {
 	}
 	b.d = New(cfg, Deps{
 		Logger: logger, Metrics: b.met, Outbox: b.out, Queues: b.queues, Store: b.store, Events: b.queues,
+		Filter: filter, Blacklist: blacklist,
 		Providers: map[Platform]Provider{IOS: b.ios, Android: b.and},
 	})
 	ctx, cancel := context.WithCancel(context.Background())

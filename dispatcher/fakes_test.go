@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pushd/pushd/lists"
 )
 
 // fakeDelivery is a Delivery whose resolution is observable.
@@ -215,6 +217,15 @@ func (q *fakeQueues) PublishEvent(_ context.Context, key string, body []byte) er
 	return nil
 }
 
+func (q *fakeQueues) PublishEvents(ctx context.Context, key string, bodies [][]byte) error {
+	for _, b := range bodies {
+		if err := q.PublishEvent(ctx, key, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (q *fakeQueues) pending(id string) int { return len(q.queue(id)) }
 
 // fakeStore is an in-memory CampaignStore.
@@ -377,6 +388,7 @@ func (p *fakeProvider) total() int {
 // countingMetrics counts what tests assert on; the rest is discarded.
 type countingMetrics struct {
 	received, dropped, deadRecipients, cancelled atomic.Int64
+	filtered, invalid                            atomic.Int64
 	outcomes                                     [numOutcomes]atomic.Int64
 	inFlight                                     atomic.Int64
 }
@@ -394,3 +406,34 @@ func (m *countingMetrics) InFlight(delta int)                              { m.i
 func (m *countingMetrics) ThrottleWait(string, time.Duration)              {}
 func (m *countingMetrics) RateLimit(string, float64)                       {}
 func (m *countingMetrics) Campaigns(map[Status]int)                        {}
+func (m *countingMetrics) RecipientsFiltered(_, _ string, n int)           { m.filtered.Add(int64(n)) }
+func (m *countingMetrics) InvalidTokens(_ Platform, n int)                 { m.invalid.Add(int64(n)) }
+
+// fakeFilter blocks the listed tokens and user ids, and in test mode lets
+// only the whitelisted through.
+type fakeFilter struct {
+	black, white map[string]bool
+}
+
+func (f *fakeFilter) Filter(platform, token, userID string, test bool) (lists.Name, string, bool) {
+	if f.black[token] || (userID != "" && f.black[userID]) {
+		return lists.Blacklist, "opt_out", true
+	}
+	if test && !f.white[token] && !(userID != "" && f.white[userID]) {
+		return lists.Whitelist, "not_whitelisted", true
+	}
+	return "", "", false
+}
+
+// fakeBlacklist records the entries added.
+type fakeBlacklist struct {
+	mu      sync.Mutex
+	entries []lists.Entry
+}
+
+func (b *fakeBlacklist) AddListEntries(_ context.Context, es []lists.Entry) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.entries = append(b.entries, es...)
+	return len(es), nil
+}

@@ -68,7 +68,9 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	ctx, cancel := context.WithDeadline(c.runContext(), r.started.Add(d.cfg.MaxHold))
 	defer cancel()
 	lane := del.Lane()
+	test := b.Campaign.Test || d.cfg.WhitelistOnly
 	var dropped [2]int // malformed token, unknown platform
+	var filtered map[filterKey]int
 	for i := range b.Recipients {
 		if ctx.Err() != nil {
 			break // the rest stays unsubmitted
@@ -82,6 +84,16 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 			}
 			r.state[i] = stateDone
 			continue
+		}
+		if d.filter != nil {
+			if list, reason, blocked := d.filter.Filter(rc.Platform.String(), rc.Token, rc.UserID, test); blocked {
+				if filtered == nil {
+					filtered = make(map[filterKey]int)
+				}
+				filtered[filterKey{string(list), reason}]++
+				r.state[i] = stateDone
+				continue
+			}
 		}
 		if err := d.throttle(ctx, c, rc.Platform); err != nil {
 			break
@@ -107,8 +119,14 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		c.count(cDropped, n)
 		d.log.Debug("dropped recipients", "batch_id", b.BatchID, "malformed_token", dropped[0], "unknown_platform", dropped[1])
 	}
+	for k, n := range filtered {
+		d.met.RecipientsFiltered(k.list, k.reason, n)
+		c.count(cFiltered, n)
+	}
 	r.release()
 }
+
+type filterKey struct{ list, reason string }
 
 // throttle takes a token from the campaign's bucket, then the provider's,
 // then the global one.

@@ -31,10 +31,31 @@ type run struct {
 	// while submitting; the run is finished when it reaches 0.
 	pending atomic.Int32
 
-	mu                sync.Mutex // guards the retry summary below
+	mu                sync.Mutex // guards the retry summary and invalid below
 	lastRetry         Result
 	lastRetryPlatform Platform
 	maxRetryAfter     time.Duration
+	invalid           []invalidToken
+}
+
+// invalidToken is a recipient whose token a provider reported invalid.
+type invalidToken struct {
+	rc  *Recipient
+	res Result
+}
+
+func (r *run) noteInvalid(rc *Recipient, res Result) {
+	r.mu.Lock()
+	r.invalid = append(r.invalid, invalidToken{rc, res})
+	r.mu.Unlock()
+}
+
+func (r *run) takeInvalid() []invalidToken {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.invalid
+	r.invalid = nil
+	return out
 }
 
 func (r *run) isLost() bool {

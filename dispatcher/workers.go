@@ -2,9 +2,12 @@ package dispatcher
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/pushd/pushd/lists"
 )
 
 // work is one sender: it takes jobs of platform p, high lane first.
@@ -50,6 +53,7 @@ func (d *Dispatcher) send(ctx context.Context, p Platform, j job) {
 	case InvalidToken:
 		r.state[j.i] = stateDone
 		c.count(cFailed, 1)
+		r.noteInvalid(rc, res)
 		d.log.Debug("invalid token", "platform", p, "token", ShortToken(rc.Token), "reason", res.Reason)
 	case Failed:
 		r.state[j.i] = stateDone
@@ -113,6 +117,11 @@ func (d *Dispatcher) finish(ctx context.Context, r *run) {
 		}
 		d.log.Debug("unsent recipients back in the campaign queue", "batch_id", r.batch.BatchID, "recipients", len(rest))
 	}
+	if err := d.feedback(ctx, r); err != nil {
+		d.log.Error("could not publish token.invalid events; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
+		d.requeueDelivery(r.del)
+		return
+	}
 	if len(retry) > 0 {
 		if err := d.holdRetries(ctx, r, retry); err != nil {
 			d.log.Error("could not hand off failed recipients; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
@@ -121,6 +130,69 @@ func (d *Dispatcher) finish(ctx context.Context, r *run) {
 		}
 	}
 	d.ack(r.del)
+}
+
+// tokenEvent is the body of a token.invalid event.
+type tokenEvent struct {
+	Event             string     `json:"event"`
+	Platform          Platform   `json:"platform"`
+	Token             string     `json:"token"`
+	UserID            string     `json:"user_id,omitempty"`
+	Reason            string     `json:"reason"`
+	ProviderTimestamp *time.Time `json:"provider_timestamp"`
+	CampaignID        string     `json:"campaign_id"`
+	BatchID           string     `json:"batch_id"`
+	At                time.Time  `json:"at"`
+}
+
+// feedback reports the tokens providers declared invalid in a run: a
+// token.invalid event each (confirmed, before the delivery is acked, so a
+// crash repeats them rather than loses them) and a blacklist entry each.
+func (d *Dispatcher) feedback(ctx context.Context, r *run) error {
+	inv := r.takeInvalid()
+	if len(inv) == 0 {
+		return nil
+	}
+	now := d.now()
+	bodies := make([][]byte, len(inv))
+	entries := make([]lists.Entry, len(inv))
+	var perPlatform [numPlatforms]int
+	for i, it := range inv {
+		ev := tokenEvent{
+			Event: "token.invalid", Platform: it.rc.Platform, Token: it.rc.Token, UserID: it.rc.UserID,
+			Reason: it.res.Reason, CampaignID: r.c.id, BatchID: r.batch.BatchID, At: now,
+		}
+		if !it.res.At.IsZero() {
+			at := it.res.At
+			ev.ProviderTimestamp = &at
+		}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		bodies[i] = body
+		entries[i] = lists.Entry{
+			List: lists.Blacklist, Kind: lists.Token, Platform: it.rc.Platform.String(), Value: it.rc.Token,
+			Reason: "invalid_token", CreatedAt: now,
+		}
+		perPlatform[it.rc.Platform]++
+	}
+	if err := d.events.PublishEvents(ctx, "token.invalid", bodies); err != nil {
+		return err
+	}
+	for _, p := range Platforms {
+		if perPlatform[p] > 0 {
+			d.met.InvalidTokens(p, perPlatform[p])
+		}
+	}
+	if d.blacklist != nil {
+		if _, err := d.blacklist.AddListEntries(ctx, entries); err != nil {
+			// The events are out; the next batch to these tokens will
+			// report them again.
+			d.log.Error("could not blacklist invalid tokens", "batch_id", r.batch.BatchID, "tokens", len(entries), "err", err)
+		}
+	}
+	return nil
 }
 
 // holdRetries holds recipients that failed for now for their next attempt,

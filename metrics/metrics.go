@@ -8,6 +8,7 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,9 @@ type Metrics struct {
 	lanes    [2][2]prometheus.Counter // [lane]{batches, recipients}
 
 	cancelled    prometheus.Counter
+	filtered     *prometheus.CounterVec
+	invalid      *prometheus.CounterVec
+	reasons      reasonLabels
 	throttleWait [4]prometheus.Observer // by throttleLevel
 	rateLimit    *prometheus.GaugeVec
 	campaigns    *prometheus.GaugeVec
@@ -91,6 +95,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Messages pushd published itself (hold, dead_letter, event), by result (ok, failed).",
 		}, []string{"kind", "result"}),
 	}
+	m.filtered = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushd_recipients_filtered_total",
+		Help: "Recipients ruled out by a list, by list and by the entry's reason (not_whitelisted for the whitelist; reasons beyond the first 32 distinct, or not short snake_case words, count as other).",
+	}, []string{"list", "reason"})
+	m.invalid = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushd_invalid_tokens_total",
+		Help: "Tokens a provider reported invalid (token.invalid events published), by provider.",
+	}, []string{"provider"})
 	m.cancelled = f.NewCounter(prometheus.CounterOpts{
 		Name: "pushd_recipients_cancelled_total",
 		Help: "Recipients not sent because their campaign was cancelled.",
@@ -198,6 +210,73 @@ func (m *Metrics) Campaigns(byStatus map[dispatcher.Status]int) {
 	for _, s := range dispatcher.Statuses {
 		m.campaigns.WithLabelValues(string(s)).Set(float64(byStatus[s]))
 	}
+}
+
+// RecipientsFiltered implements dispatcher.Metrics.
+func (m *Metrics) RecipientsFiltered(list, reason string, n int) {
+	m.filtered.WithLabelValues(list, m.reasons.label(reason)).Add(float64(n))
+}
+
+// InvalidTokens implements dispatcher.Metrics.
+func (m *Metrics) InvalidTokens(p dispatcher.Platform, n int) {
+	m.invalid.WithLabelValues(p.Provider()).Add(float64(n))
+}
+
+// reasonLabels keeps the reason label of pushd_recipients_filtered_total a
+// bounded set: list entries carry free-text reasons.
+type reasonLabels struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+const maxReasonLabels = 32
+
+func (r *reasonLabels) label(reason string) string {
+	if !snakeWord(reason) {
+		return "other"
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	if !r.seen[reason] {
+		if len(r.seen) >= maxReasonLabels {
+			return "other"
+		}
+		r.seen[reason] = true
+	}
+	return reason
+}
+
+func snakeWord(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ListSizes registers pushd_list_entries{list} and pushd_lists_revision,
+// read from the in-memory lists when scraped.
+func ListSizes(reg prometheus.Registerer, size func(list string) int, rev func() int64) {
+	f := promauto.With(reg)
+	for _, l := range []string{"blacklist", "whitelist"} {
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "pushd_list_entries",
+			Help:        "Entries of a list in this instance's in-memory index.",
+			ConstLabels: prometheus.Labels{"list": l},
+		}, func() float64 { return float64(size(l)) })
+	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pushd_lists_revision",
+		Help: "Revision of the last list change this instance applied; equal on every instance once a change has reached them all.",
+	}, func() float64 { return float64(rev()) })
 }
 
 // Connected implements queue.Metrics.

@@ -358,3 +358,35 @@ func TestPublishWaitsForTheConnection(t *testing.T) {
 		t.Errorf("body %q", d.Body)
 	}
 }
+
+func TestPublishEventsArriveOnce(t *testing.T) {
+	b := setup(t, "", queue.Config{})
+	q, err := b.ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ch.QueueBind(q.Name, "token.invalid", b.top.EventsExchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	var bodies [][]byte
+	for i := range 50 {
+		bodies = append(bodies, fmt.Appendf(nil, `{"n":%d}`, i))
+	}
+	if err := b.broker.PublishEvents(context.Background(), "token.invalid", bodies); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for range 50 {
+		d := queuetest.Get(t, b.ch, q.Name, 5*time.Second)
+		if d.Type != "token.invalid" || d.DeliveryMode != amqp.Persistent {
+			t.Errorf("event properties: type %q mode %d", d.Type, d.DeliveryMode)
+		}
+		seen[string(d.Body)] = true
+	}
+	if len(seen) != 50 {
+		t.Errorf("%d distinct events", len(seen))
+	}
+	if n := queuetest.Ready(t, b.ch, q.Name); n != 0 {
+		t.Errorf("%d extra events", n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -151,15 +152,80 @@ func (b *Broker) Instances(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// PublishEvent publishes an event (token.invalid, campaign.finished) to the
-// events exchange with the given routing key, persistent and confirmed. It
-// is not mandatory: events nobody subscribed to are dropped by the broker.
-func (b *Broker) PublishEvent(ctx context.Context, key string, body []byte) error {
-	return b.publish(ctx, "event", b.cfg.Topology.EventsExchange, key, false, amqp.Publishing{
+// PublishEvents publishes several events with one routing key, pipelined:
+// all are sent, then their confirms awaited; the ones not confirmed are
+// sent again (on a new connection if need be) until ctx ends.
+func (b *Broker) PublishEvents(ctx context.Context, key string, bodies [][]byte) error {
+	pending := bodies
+	for len(pending) > 0 {
+		s, err := b.waitSession(ctx)
+		if err != nil {
+			b.met.Published("event", false)
+			return fmt.Errorf("publish events: no broker connection: %w", err)
+		}
+		failed := s.publishMany(ctx, b.cfg.Topology.EventsExchange, key, pending, b.event)
+		for range len(pending) - len(failed) {
+			b.met.Published("event", true)
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			b.met.Published("event", false)
+			return fmt.Errorf("publish events: %d not confirmed: %w", len(failed), ctx.Err())
+		}
+		pending = failed
+		select {
+		case <-s.closed:
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+// event builds the publishing of an event body.
+func (b *Broker) event(key string, body []byte) amqp.Publishing {
+	return amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    b.cfg.Now(),
 		Type:         key,
 		Body:         body,
-	})
+	}
+}
+
+// publishMany publishes bodies without waiting in between, then waits for
+// their confirms; it returns the bodies not confirmed.
+func (s *session) publishMany(ctx context.Context, exchange, key string, bodies [][]byte, msg func(string, []byte) amqp.Publishing) (failed [][]byte) {
+	dcs := make([]*amqp.DeferredConfirmation, len(bodies))
+	for i, body := range bodies {
+		s.pubMu.Lock()
+		var err error
+		if s.pub.IsClosed() {
+			err = s.openPublisher()
+		}
+		if err == nil {
+			dcs[i], err = s.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg(key, body))
+		}
+		s.pubMu.Unlock()
+		if err != nil {
+			failed = append(failed, bodies[i:]...)
+			dcs = dcs[:i]
+			break
+		}
+	}
+	for i, dc := range dcs {
+		if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+			failed = append(failed, bodies[i])
+		}
+	}
+	return failed
+}
+
+// PublishEvent publishes an event (token.invalid, campaign.finished) to the
+// events exchange with the given routing key, persistent and confirmed. It
+// is not mandatory: events nobody subscribed to are dropped by the broker.
+func (b *Broker) PublishEvent(ctx context.Context, key string, body []byte) error {
+	return b.publish(ctx, "event", b.cfg.Topology.EventsExchange, key, false, b.event(key, body))
 }

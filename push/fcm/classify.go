@@ -2,9 +2,7 @@ package fcm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -42,8 +40,10 @@ const (
 //
 //	nil                                          Sent
 //	UNREGISTERED                                 InvalidToken
-//	INVALID_ARGUMENT naming message.token        InvalidToken
-//	INVALID_ARGUMENT (other)                     Failed
+//	INVALID_ARGUMENT                             Failed (even when it names
+//	                                             message.token: only UNREGISTERED
+//	                                             proves a token dead, so only it
+//	                                             triggers feedback and blacklisting)
 //	SENDER_ID_MISMATCH                           Failed
 //	QUOTA_EXCEEDED, UNAVAILABLE, INTERNAL        RetryLater, Retry-After honoured
 //	THIRD_PARTY_AUTH_ERROR                       RetryLater, Credential
@@ -88,10 +88,6 @@ func classify(err error, now time.Time) dispatcher.Result {
 	switch r.Reason = messagingCode(err); r.Reason {
 	case codeUnregistered:
 		r.Outcome = dispatcher.InvalidToken
-	case codeInvalidArgument:
-		if tokenRejected(resp) {
-			r.Outcome = dispatcher.InvalidToken
-		}
 	case codeSenderIDMismatch:
 		// Failed: the token belongs to another sender.
 	case codeQuotaExceeded, codeUnavailable, codeInternal:
@@ -172,37 +168,4 @@ func platformCode(err error) string {
 		return "DEADLINE_EXCEEDED"
 	}
 	return reasonUnknown
-}
-
-// tokenRejected reports whether an INVALID_ARGUMENT answer blames the
-// registration token (a google.rpc.BadRequest field violation on
-// "message.token") rather than the payload.
-func tokenRejected(resp *http.Response) bool {
-	if resp.Body == nil {
-		return false
-	}
-	var body struct {
-		Error struct {
-			Details []struct {
-				Type            string `json:"@type"`
-				FieldViolations []struct {
-					Field string `json:"field"`
-				} `json:"fieldViolations"`
-			} `json:"details"`
-		} `json:"error"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
-		return false
-	}
-	for _, d := range body.Error.Details {
-		if d.Type != "type.googleapis.com/google.rpc.BadRequest" {
-			continue
-		}
-		for _, v := range d.FieldViolations {
-			if v.Field == "message.token" {
-				return true
-			}
-		}
-	}
-	return false
 }

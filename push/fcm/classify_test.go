@@ -47,7 +47,7 @@ func TestSendClassifies(t *testing.T) {
 		{"invalid argument (payload)", cannedAnswer{status: 400, body: fcmError(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")},
 			failed("INVALID_ARGUMENT", 400)},
 		{"invalid argument (token)", cannedAnswer{status: 400, body: fcmError(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", badTokenViolation)},
-			dispatcher.Result{Outcome: dispatcher.InvalidToken, Reason: "INVALID_ARGUMENT", Status: 400}},
+			failed("INVALID_ARGUMENT", 400)},
 		{"sender id mismatch", cannedAnswer{status: 403, body: fcmError(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH")},
 			failed("SENDER_ID_MISMATCH", 403)},
 		{"quota exceeded", cannedAnswer{status: 429, retryAfter: "60", body: fcmError(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED")},
