@@ -1,12 +1,13 @@
 // Package admin serves pushd's admin API: JSON over HTTP to look at
-// campaigns and to change their rate, pause, resume or cancel them. Every
+// campaigns and to change their rate, pause, resume or cancel them, and to
+// manage the blacklist and whitelist (entries, CSV import and export). Every
 // request needs a bearer token from a tokens file (roles viewer, operator,
 // admin), and every change is written to an audit trail: who, what, when,
 // before and after.
 //
-// It is not where campaigns are controlled: it calls the Control and the
-// Auditor its caller passes in (the dispatcher and the store) and keeps no
-// campaign state of its own.
+// It is not where campaigns are controlled or lists applied: it calls the
+// Control, the ListStore and the Auditor its caller passes in (the
+// dispatcher and the store) and keeps no campaign or list state of its own.
 package admin
 
 import (
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/lists"
 )
 
 // Control is what the admin module needs from the dispatcher.
@@ -70,15 +72,27 @@ type Config struct {
 	// ignored). It is read again when it changes. Default: none, and then
 	// every request is refused with 401.
 	TokensFile string
-	// MaxBodyBytes bounds request bodies. Default: 1 MiB.
+	// MaxBodyBytes bounds request bodies, but for CSV imports
+	// (MaxImportBytes). Default: 1 MiB.
 	MaxBodyBytes int64
+	// Lists keeps the blacklist and whitelist. Default: none, and then the
+	// list routes answer 503.
+	Lists ListStore
+	// OnListChange, if set, is called with the list after each change made
+	// through the API, before the answer, so that this instance applies it
+	// at once rather than when it next polls the store. It should return
+	// quickly.
+	OnListChange func(lists.Name)
+	// MaxImportBytes bounds the body of a CSV import. Default: 256 MiB.
+	MaxImportBytes int64
 	// Now is the clock, for audit entries and tokens file checks. Default:
 	// time.Now.
 	Now func() time.Time
 }
 
 const (
-	defaultMaxBodyBytes = 1 << 20
+	defaultMaxBodyBytes   = 1 << 20
+	defaultMaxImportBytes = 256 << 20
 	// shutdownTimeout bounds how long Run waits for requests in flight.
 	shutdownTimeout = 10 * time.Second
 	// auditTimeout bounds one audit write.
@@ -95,6 +109,11 @@ type Server struct {
 	tokens  *tokenFile // nil: no tokens file configured
 	mux     *http.ServeMux
 	handler http.Handler
+
+	lists        ListStore // nil: the list routes answer 503
+	onListChange func(lists.Name)
+	maxImport    int64
+	importing    chan struct{} // holds a value while an import runs
 }
 
 // New returns a Server. It loads the tokens file, if any; the error names
@@ -110,12 +129,20 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		now:     cfg.Now,
 		maxBody: cfg.MaxBodyBytes,
 		mux:     http.NewServeMux(),
+
+		lists:        cfg.Lists,
+		onListChange: cfg.OnListChange,
+		maxImport:    cfg.MaxImportBytes,
+		importing:    make(chan struct{}, 1),
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBodyBytes
+	}
+	if s.maxImport <= 0 {
+		s.maxImport = defaultMaxImportBytes
 	}
 	if cfg.TokensFile == "" {
 		logger.Warn("admin.tokens_file is not configured: the admin API refuses every request")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/lists"
 )
 
 // errorKind is a kind of error caused by the request rather than by pushd.
@@ -19,10 +20,13 @@ const (
 	kindForbidden
 	kindNoRoute
 	kindMethodNotAllowed
+	kindNotFound
+	kindUnsupportedMediaType
+	kindUnavailable // a part of the API that is not configured
 )
 
-// clientError is an error caused by the request; its message is for the
-// client.
+// clientError is an error caused by the request (or, for kindUnavailable,
+// by the configuration); its message is for the client.
 type clientError struct {
 	kind errorKind
 	msg  string
@@ -38,11 +42,20 @@ func unauthenticated(msg string) error { return &clientError{kindUnauthenticated
 
 func forbidden(msg string) error { return &clientError{kindForbidden, msg} }
 
+func notFound(format string, args ...any) error {
+	return &clientError{kindNotFound, fmt.Sprintf(format, args...)}
+}
+
+func unsupportedMediaType(format string, args ...any) error {
+	return &clientError{kindUnsupportedMediaType, fmt.Sprintf(format, args...)}
+}
+
 var (
 	errNoTokensFile = unauthenticated("admin.tokens_file is not configured: the admin API refuses every request")
 	errCrossOrigin  = forbidden("cross-origin request refused")
 	errNoRoute      = &clientError{kindNoRoute, "no such route"}
 	errMethod       = &clientError{kindMethodNotAllowed, "method not allowed"}
+	errNoLists      = &clientError{kindUnavailable, "lists not configured"}
 )
 
 // errorStatus maps an error to the status and the message the client sees.
@@ -63,6 +76,12 @@ func errorStatus(err error) (status int, msg string) {
 			return http.StatusNotFound, ce.msg
 		case kindMethodNotAllowed:
 			return http.StatusMethodNotAllowed, ce.msg
+		case kindNotFound:
+			return http.StatusNotFound, ce.msg
+		case kindUnsupportedMediaType:
+			return http.StatusUnsupportedMediaType, ce.msg
+		case kindUnavailable:
+			return http.StatusServiceUnavailable, ce.msg
 		}
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooLarge.Limit)
@@ -70,7 +89,7 @@ func errorStatus(err error) (status int, msg string) {
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, dispatcher.ErrConflict):
 		return http.StatusConflict, err.Error()
-	case errors.Is(err, dispatcher.ErrInvalid):
+	case errors.Is(err, dispatcher.ErrInvalid), errors.Is(err, lists.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
 	}
 	return http.StatusInternalServerError, "internal error"

@@ -13,7 +13,7 @@ import (
 
 // routes registers every route with the least role that may use it.
 // Viewers may only look (GET); operators and admins may also change
-// campaigns.
+// campaigns and lists.
 func (s *Server) routes() {
 	s.handle("GET /api/campaigns", roleViewer, s.listCampaigns)
 	s.handle("GET /api/campaigns/{id}", roleViewer, s.getCampaign)
@@ -21,6 +21,14 @@ func (s *Server) routes() {
 	s.handle("POST /api/campaigns/{id}/pause", roleOperator, s.campaignChange("campaign.pause", s.ctl.PauseCampaign))
 	s.handle("POST /api/campaigns/{id}/resume", roleOperator, s.campaignChange("campaign.resume", s.ctl.ResumeCampaign))
 	s.handle("POST /api/campaigns/{id}/cancel", roleOperator, s.campaignChange("campaign.cancel", s.ctl.CancelCampaign))
+
+	// {name} is blacklist or whitelist; listRoute answers 404 otherwise.
+	s.handle("GET /api/lists/{name}", roleViewer, s.listRoute(s.getList))
+	s.handle("GET /api/lists/{name}/entries", roleViewer, s.listRoute(s.listEntries))
+	s.handle("POST /api/lists/{name}/entries", roleOperator, s.listRoute(s.addListEntries))
+	s.handle("DELETE /api/lists/{name}/entries", roleOperator, s.listRoute(s.removeListEntries))
+	s.handleBody("POST /api/lists/{name}/import", roleOperator, s.maxImport, s.listRoute(s.importList))
+	s.handle("GET /api/lists/{name}/export", roleViewer, s.listRoute(s.exportList))
 }
 
 // apiHandler handles an authenticated request allowed for p. It writes the
@@ -28,20 +36,26 @@ func (s *Server) routes() {
 type apiHandler func(w http.ResponseWriter, r *http.Request, p principal) error
 
 // handle registers h for pattern, for principals with role need or above.
+// Its request bodies are bounded by MaxBodyBytes.
 func (s *Server) handle(pattern string, need role, h apiHandler) {
+	s.handleBody(pattern, need, s.maxBody, h)
+}
+
+// handleBody is handle with request bodies bounded by maxBody.
+func (s *Server) handleBody(pattern string, need role, maxBody int64, h apiHandler) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p := principalFrom(r.Context())
 		if p.role < need {
 			s.writeError(w, r, forbidden("role "+p.role.String()+" may not do this; it needs "+need.String()))
 			return
 		}
-		if r.ContentLength > s.maxBody {
+		if r.ContentLength > maxBody {
 			// Refused before any work, whether the route reads a body or
 			// not; MaxBytesReader catches bodies of unknown length.
-			s.writeError(w, r, &http.MaxBytesError{Limit: s.maxBody})
+			s.writeError(w, r, &http.MaxBytesError{Limit: maxBody})
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if err := h(w, r, p); err != nil {
 			s.writeError(w, r, err)
 		}

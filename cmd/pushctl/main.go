@@ -6,6 +6,10 @@
 //	pushctl campaigns list                    campaigns, through the admin API
 //	pushctl campaigns pause|resume|cancel ID
 //	pushctl campaigns rate ID 500
+//	pushctl lists show|entries blacklist      the lists, through the admin API
+//	pushctl lists import blacklist FILE.csv [-replace]
+//	pushctl lists export blacklist [FILE.csv]
+//	pushctl lists add|remove blacklist token VALUE -platform ios
 //
 // Connection settings come from flags or the same environment variables as
 // pushd (PUSHD_AMQP_URL, PUSHD_AMQP_EXCHANGE, ...).
@@ -38,6 +42,7 @@ const usage = `usage: pushctl <command> [flags]
 commands:
   enqueue     publish batches (from a file, or a synthetic campaign) with publisher confirms
   campaigns   list, show, pause, resume, cancel campaigns and change their rate (admin API)
+  lists       show, add to, remove from, import (CSV) and export the blacklist and whitelist (admin API)
 
 Run "pushctl <command> -h" for the flags of a command.
 `
@@ -52,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return enqueue(ctx, args[1:], getenv, stdin, stdout)
 	case "campaigns":
 		return campaigns(ctx, args[1:], getenv, stdout)
+	case "lists":
+		return listsCommand(ctx, args[1:], getenv, stdin, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

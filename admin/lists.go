@@ -1,0 +1,543 @@
+package admin
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/lists"
+)
+
+// ListStore is what the admin module needs from the store to manage the
+// blacklist and whitelist.
+//
+// Errors wrapping lists.ErrInvalid are shown to the client as they are
+// (400); any other error is logged and answered with a bare 500.
+type ListStore interface {
+	// AddListEntries adds entries, or updates those already there; added
+	// counts the new ones.
+	AddListEntries(ctx context.Context, entries []lists.Entry) (added int, err error)
+	// RemoveListEntries removes the entries of list with these keys;
+	// removed counts those that were there.
+	RemoveListEntries(ctx context.Context, list lists.Name, keys []lists.Key) (removed int, err error)
+	// ImportList adds or updates entries, all or none; with replace, the
+	// list holds exactly entries afterwards.
+	ImportList(ctx context.Context, list lists.Name, entries []lists.Entry, replace bool) (imported int, err error)
+	// ListEntries returns at most limit (1 to 1000) entries of list in
+	// (kind, platform, value) order, strictly after the key after (the
+	// zero Key: from the start).
+	ListEntries(ctx context.Context, list lists.Name, after lists.Key, limit int) ([]lists.Entry, error)
+	// CountListEntries returns the number of entries of list.
+	CountListEntries(ctx context.Context, list lists.Name) (int, error)
+	// EachEntry calls fn for every entry of list, stopping at the first
+	// error fn returns.
+	EachEntry(ctx context.Context, list lists.Name, fn func(lists.Entry) error) error
+}
+
+const (
+	// defaultPageSize and maxPageSize bound GET .../entries?limit=.
+	defaultPageSize = 100
+	maxPageSize     = 1000
+	// importTimeout bounds reading and storing one CSV import, in place of
+	// the server's read and write timeouts, which are meant for small JSON
+	// requests.
+	importTimeout = 15 * time.Minute
+	// exportWriteTimeout is how long an export may take to write the next
+	// exportDeadlineEvery entries; the deadline moves on as it progresses.
+	exportWriteTimeout  = time.Minute
+	exportDeadlineEvery = 1000
+)
+
+// listHandler handles a request to an existing list.
+type listHandler func(w http.ResponseWriter, r *http.Request, p principal, list lists.Name) error
+
+// listRoute returns the handler of a list route: 503 when no ListStore is
+// configured, 404 for a list other than blacklist and whitelist, h
+// otherwise.
+func (s *Server) listRoute(h listHandler) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request, p principal) error {
+		if s.lists == nil {
+			return errNoLists
+		}
+		list := lists.Name(r.PathValue("name"))
+		if !list.Valid() {
+			return notFound("no list %q: want %s or %s", list, lists.Blacklist, lists.Whitelist)
+		}
+		return h(w, r, p, list)
+	}
+}
+
+// entryJSON is a list entry as the API shows it.
+type entryJSON struct {
+	Kind      lists.Kind `json:"kind"`
+	Value     string     `json:"value"`
+	Platform  string     `json:"platform"`
+	Reason    string     `json:"reason"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+}
+
+func toEntryJSON(e lists.Entry) entryJSON {
+	j := entryJSON{Kind: e.Kind, Value: e.Value, Platform: e.Platform, Reason: e.Reason}
+	if !e.CreatedAt.IsZero() {
+		t := e.CreatedAt.UTC()
+		j.CreatedAt = &t
+	}
+	return j
+}
+
+// entryInput is an entry to add.
+type entryInput struct {
+	Kind     lists.Kind `json:"kind"`
+	Value    string     `json:"value"`
+	Platform string     `json:"platform"`
+	Reason   string     `json:"reason"`
+}
+
+// keyJSON names an entry to remove.
+type keyJSON struct {
+	Kind     lists.Kind `json:"kind"`
+	Value    string     `json:"value"`
+	Platform string     `json:"platform"`
+}
+
+// listInfo is the answer of GET /api/lists/{name}.
+type listInfo struct {
+	List    lists.Name `json:"list"`
+	Entries int        `json:"entries"`
+}
+
+func (s *Server) getList(w http.ResponseWriter, r *http.Request, _ principal, list lists.Name) error {
+	n, err := s.lists.CountListEntries(r.Context(), list)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, listInfo{List: list, Entries: n})
+}
+
+// entryPage is the answer of GET /api/lists/{name}/entries.
+type entryPage struct {
+	Entries []entryJSON `json:"entries"`
+	// Next is the cursor of the next page ("after"); empty on the last.
+	Next string `json:"next"`
+}
+
+func (s *Server) listEntries(w http.ResponseWriter, r *http.Request, _ principal, list lists.Name) error {
+	q := r.URL.Query()
+	limit := defaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			return badRequest("limit must be a number from 1 to %d, got %q", maxPageSize, v)
+		}
+		limit = n
+	}
+	var after lists.Key
+	if v := q.Get("after"); v != "" {
+		k, err := decodeCursor(v)
+		if err != nil {
+			return badRequest("after: not a cursor from a previous page's next")
+		}
+		after = k
+	}
+	es, err := s.lists.ListEntries(r.Context(), list, after, limit)
+	if err != nil {
+		return err
+	}
+	page := entryPage{Entries: make([]entryJSON, 0, len(es))}
+	for _, e := range es {
+		page.Entries = append(page.Entries, toEntryJSON(e))
+	}
+	if len(es) == limit {
+		// Perhaps more: the next page may be empty.
+		page.Next = encodeCursor(es[len(es)-1].Key())
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+// cursor is the key a page ends with, encoded as base64url JSON. Clients
+// treat it as opaque.
+type cursor struct {
+	Kind     lists.Kind `json:"k"`
+	Platform string     `json:"p"`
+	Value    string     `json:"v"`
+}
+
+func encodeCursor(k lists.Key) string {
+	b, _ := json.Marshal(cursor{Kind: k.Kind, Platform: k.Platform, Value: k.Value}) // strings only: can't fail
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (lists.Key, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return lists.Key{}, err
+	}
+	var c cursor
+	if err := json.Unmarshal(b, &c); err != nil {
+		return lists.Key{}, err
+	}
+	return lists.Key{Kind: c.Kind, Platform: c.Platform, Value: c.Value}, nil
+}
+
+// addRequest is the body of POST /api/lists/{name}/entries: one entry, or
+// {"entries": [...]}.
+type addRequest struct {
+	entryInput
+	Entries []entryInput `json:"entries"`
+}
+
+// addResult is the answer of POST /api/lists/{name}/entries.
+type addResult struct {
+	Added   int `json:"added"`
+	Updated int `json:"updated"`
+}
+
+func (s *Server) addListEntries(w http.ResponseWriter, r *http.Request, p principal, list lists.Name) error {
+	var req addRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	in, name := req.Entries, func(i int) string { return fmt.Sprintf("entries[%d]", i) }
+	switch {
+	case in == nil:
+		in, name = []entryInput{req.entryInput}, func(int) string { return "entry" }
+	case req.entryInput != entryInput{}:
+		return badRequest("request body: give one entry or \"entries\", not both")
+	case len(in) == 0:
+		return badRequest("request body: no entries")
+	}
+	// An entry given twice is added once, as given last.
+	entries := make([]lists.Entry, 0, len(in))
+	at := make(map[lists.Key]int, len(in))
+	for i, j := range in {
+		e := lists.Entry{List: list, Kind: j.Kind, Platform: j.Platform, Value: j.Value, Reason: j.Reason}
+		if err := e.Validate(); err != nil {
+			return badRequest("%s: %v", name(i), err)
+		}
+		if k, dup := at[e.Key()]; dup {
+			entries[k] = e
+			continue
+		}
+		at[e.Key()] = len(entries)
+		entries = append(entries, e)
+	}
+
+	var res addResult
+	var before, after listAudit
+	err := s.listChange(r, p, "list.add", list, &before, &after, func(ctx context.Context) error {
+		n, err := s.lists.AddListEntries(ctx, entries)
+		if err != nil {
+			return err
+		}
+		res = addResult{Added: n, Updated: len(entries) - n}
+		after.Added, after.Updated = res.Added, res.Updated
+		after.Entries = make([]entryJSON, len(entries))
+		for i, e := range entries {
+			after.Entries[i] = toEntryJSON(e)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// removeRequest is the body of DELETE /api/lists/{name}/entries.
+type removeRequest struct {
+	Entries []keyJSON `json:"entries"`
+}
+
+// removeResult is the answer of DELETE /api/lists/{name}/entries.
+type removeResult struct {
+	Removed int `json:"removed"`
+}
+
+func (s *Server) removeListEntries(w http.ResponseWriter, r *http.Request, p principal, list lists.Name) error {
+	var in []keyJSON
+	name := func(i int) string { return fmt.Sprintf("entries[%d]", i) }
+	if q := r.URL.Query(); q.Has("kind") || q.Has("value") || q.Has("platform") {
+		// The form for curl: one entry in the query.
+		in = []keyJSON{{Kind: lists.Kind(q.Get("kind")), Value: q.Get("value"), Platform: q.Get("platform")}}
+		name = func(int) string { return "entry" }
+	} else {
+		var req removeRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return err
+		}
+		if len(req.Entries) == 0 {
+			return badRequest(`request body: no entries; want {"entries": [{"kind": ..., "value": ..., "platform": ...}]}, or kind, value and platform in the query`)
+		}
+		in = req.Entries
+	}
+	keys := make([]lists.Key, 0, len(in))
+	seen := make(map[lists.Key]bool, len(in))
+	for i, j := range in {
+		e := lists.Entry{List: list, Kind: j.Kind, Platform: j.Platform, Value: j.Value}
+		if err := e.Validate(); err != nil {
+			return badRequest("%s: %v", name(i), err)
+		}
+		if !seen[e.Key()] {
+			seen[e.Key()] = true
+			keys = append(keys, e.Key())
+		}
+	}
+
+	var res removeResult
+	var before, after listAudit
+	before.Keys = make([]keyJSON, len(keys))
+	for i, k := range keys {
+		before.Keys[i] = keyJSON{Kind: k.Kind, Value: k.Value, Platform: k.Platform}
+	}
+	err := s.listChange(r, p, "list.remove", list, &before, &after, func(ctx context.Context) error {
+		n, err := s.lists.RemoveListEntries(ctx, list, keys)
+		if err != nil {
+			return err
+		}
+		res.Removed, after.Removed = n, n
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// importResult is the answer of POST /api/lists/{name}/import.
+type importResult struct {
+	Imported int `json:"imported"`
+}
+
+// importList reads a whole CSV file, checks every row, then stores it in
+// one go: a bad row refuses the file. Imports run one at a time, since
+// each holds its file's entries in memory; others wait their turn.
+func (s *Server) importList(w http.ResponseWriter, r *http.Request, p principal, list lists.Name) error {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "text/csv" {
+		return unsupportedMediaType("Content-Type must be text/csv, got %q", ct)
+	}
+	replace := false
+	if v := r.URL.Query().Get("replace"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return badRequest("replace must be true or false, got %q", v)
+		}
+		replace = b
+	}
+
+	// A big file takes longer to send and to store than the server's
+	// timeouts allow. Unsupported only by test recorders: ignored.
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(importTimeout)
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline)
+
+	select {
+	case s.importing <- struct{}{}:
+		defer func() { <-s.importing }()
+	case <-r.Context().Done():
+		return fmt.Errorf("wait for another import: %w", context.Cause(r.Context()))
+	}
+
+	body := &bodyReader{r: r.Body}
+	entries, err := lists.ReadCSV(body, list)
+	if err != nil {
+		// A body too large or cut short, rather than a bad file.
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(body.err, &tooLarge):
+			return body.err
+		case body.err != nil:
+			return badRequest("request body: %v", body.err)
+		}
+		return badRequest("%v", err)
+	}
+
+	var res importResult
+	var before, after listAudit
+	after.Replace = replace
+	err = s.listChange(r, p, "list.import", list, &before, &after, func(ctx context.Context) error {
+		n, err := s.lists.ImportList(ctx, list, entries, replace)
+		if err != nil {
+			return err
+		}
+		res.Imported, after.Imported = n, n
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// bodyReader keeps the first error reading a request body, other than
+// io.EOF.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// exportList streams the list as CSV, entry by entry. A failure before
+// anything is sent is answered as usual; after that, the response is cut
+// short so that the client sees an error rather than a partial file.
+func (s *Server) exportList(w http.ResponseWriter, r *http.Request, _ principal, list lists.Name) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": string(list) + ".csv"}))
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+
+	// An export lasts as long as the list is long: the server's write
+	// timeout is replaced by a deadline that moves on as entries are
+	// written. (Unsupported only by test recorders: ignored.)
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(exportWriteTimeout))
+
+	cw := &countingWriter{w: w}
+	err := func() error {
+		csvw, err := lists.NewCSVWriter(cw)
+		if err != nil {
+			return err
+		}
+		n := 0
+		err = s.lists.EachEntry(r.Context(), list, func(e lists.Entry) error {
+			if n++; n%exportDeadlineEvery == 0 {
+				_ = rc.SetWriteDeadline(time.Now().Add(exportWriteTimeout))
+			}
+			return csvw.Write(e)
+		})
+		if err != nil {
+			return err
+		}
+		return csvw.Flush()
+	}()
+	if err == nil {
+		return nil
+	}
+	if cw.n == 0 {
+		// %v: not the client's fault, even if err wraps lists.ErrInvalid
+		// (a stored entry that CSVWriter refuses).
+		h.Del("Content-Disposition")
+		return fmt.Errorf("export %s: %v", list, err)
+	}
+	if r.Context().Err() == nil {
+		s.log.ErrorContext(r.Context(), "admin list export failed after it began; response cut short",
+			"list", list, "bytes_sent", cw.n, "err", err)
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// listAudit is the Before or After of a list change in the audit trail: a
+// summary, never the whole list.
+type listAudit struct {
+	// Count is the number of entries in the list; null if it could not
+	// be counted after the change.
+	Count    *int `json:"count"`
+	Added    int  `json:"added,omitempty"`
+	Updated  int  `json:"updated,omitempty"`
+	Removed  int  `json:"removed,omitempty"`
+	Imported int  `json:"imported,omitempty"`
+	Replace  bool `json:"replace,omitempty"`
+	// Entries are the entries added (in After); Keys the keys asked to be
+	// removed (in Before), whether they were in the list or not.
+	Entries []entryJSON `json:"entries,omitempty"`
+	Keys    []keyJSON   `json:"keys,omitempty"`
+}
+
+// forLog returns a copy of a with device tokens shortened.
+func (a listAudit) forLog() listAudit {
+	if a.Entries != nil {
+		es := make([]entryJSON, len(a.Entries))
+		for i, e := range a.Entries {
+			es[i] = e
+			if e.Kind == lists.Token {
+				es[i].Value = dispatcher.ShortToken(e.Value)
+			}
+		}
+		a.Entries = es
+	}
+	if a.Keys != nil {
+		ks := make([]keyJSON, len(a.Keys))
+		for i, k := range a.Keys {
+			ks[i] = k
+			if k.Kind == lists.Token {
+				ks[i].Value = dispatcher.ShortToken(k.Value)
+			}
+		}
+		a.Keys = ks
+	}
+	return a
+}
+
+// listChange counts the list into before, makes a change with do (which
+// fills in after), tells OnListChange, counts the list again into after
+// and audits the change as action. A failure to count before the change
+// fails it; after, it only leaves the count out.
+func (s *Server) listChange(r *http.Request, p principal, action string, list lists.Name, before, after *listAudit, do func(context.Context) error) error {
+	ctx := r.Context()
+	n, err := s.lists.CountListEntries(ctx, list)
+	if err != nil {
+		return err
+	}
+	before.Count = &n
+	if err := do(ctx); err != nil {
+		return err
+	}
+	if s.onListChange != nil {
+		s.onListChange(list)
+	}
+
+	// The change is made: finish even if the client went away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	if n, err := s.lists.CountListEntries(ctx, list); err != nil {
+		s.log.WarnContext(ctx, "admin: count list after a change", "list", list, "action", action, "err", err)
+	} else {
+		after.Count = &n
+	}
+	e := AuditEntry{
+		At:     s.now(),
+		Actor:  p.actor,
+		Action: action,
+		Target: string(list),
+		Before: s.marshalAudit(before),
+		After:  s.marshalAudit(after),
+	}
+	if err := s.auditor.Audit(ctx, e); err != nil {
+		// As audit does, but without full device tokens.
+		s.log.ErrorContext(ctx, "admin audit write failed; the change was made",
+			"err", err, "at", e.At, "actor", e.Actor, "action", e.Action, "target", e.Target,
+			"before", string(s.marshalAudit(before.forLog())), "after", string(s.marshalAudit(after.forLog())))
+	}
+	return nil
+}
