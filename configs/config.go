@@ -37,6 +37,7 @@ type Config struct {
 	APNs       APNs       `mapstructure:"apns"`
 	FCM        FCM        `mapstructure:"fcm"`
 	RateLimit  RateLimit  `mapstructure:"ratelimit"`
+	Lists      Lists      `mapstructure:"lists"`
 	Sim        Sim        `mapstructure:"sim"`
 	Dispatcher Dispatcher `mapstructure:"dispatcher"`
 	Metrics    Metrics    `mapstructure:"metrics"`
@@ -107,6 +108,13 @@ type RateLimit struct {
 	FCMBurst        int     `mapstructure:"fcm_burst"`
 }
 
+// Lists configures the blacklist and whitelist.
+type Lists struct {
+	WhitelistOnly          bool          `mapstructure:"whitelist_only"`
+	BlacklistInvalidTokens bool          `mapstructure:"blacklist_invalid_tokens"`
+	PollInterval           time.Duration `mapstructure:"poll_interval"`
+}
+
 // Sim configures the built-in simulator.
 type Sim struct {
 	Latency time.Duration `mapstructure:"latency"`
@@ -129,8 +137,9 @@ type Metrics struct {
 
 // Admin configures the admin API.
 type Admin struct {
-	Addr       string `mapstructure:"addr"`
-	TokensFile string `mapstructure:"tokens_file"`
+	Addr           string `mapstructure:"addr"`
+	TokensFile     string `mapstructure:"tokens_file"`
+	MaxImportBytes int64  `mapstructure:"max_import_bytes"`
 }
 
 // Store configures persistence.
@@ -312,6 +321,7 @@ func (c *Config) Validate() error {
 			bad(key, "must be 0 (a tenth of a second's worth) or more")
 		}
 	}
+	duration("lists.poll_interval", c.Lists.PollInterval)
 	if c.Sim.Latency < 0 {
 		bad("sim.latency", "must not be negative")
 	}
@@ -328,6 +338,9 @@ func (c *Config) Validate() error {
 	addr("metrics.addr", c.Metrics.Addr)
 	addr("admin.addr", c.Admin.Addr)
 	file("admin.tokens_file", c.Admin.TokensFile)
+	if c.Admin.MaxImportBytes < 1 {
+		bad("admin.max_import_bytes", "must be at least 1")
+	}
 	if c.Store.DSN == "" {
 		bad("store.dsn", "must not be empty")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pushd/pushd/admin"
 	"github.com/pushd/pushd/configs"
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/lists"
 	"github.com/pushd/pushd/metrics"
 	"github.com/pushd/pushd/queue"
 	"github.com/pushd/pushd/store"
@@ -57,6 +58,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer st.Close()
 
+	ls := lists.New(st, logger.With("component", "lists"), lists.Config{PollInterval: cfg.Lists.PollInterval})
+	if err := ls.Load(ctx); err != nil {
+		return fmt.Errorf("load lists: %w", err)
+	}
+	metrics.ListSizes(reg, func(l string) int { return ls.Len(lists.Name(l)) }, ls.Rev)
+	logger.Info("lists loaded", "blacklist", ls.Len(lists.Blacklist), "whitelist", ls.Len(lists.Whitelist))
+
 	broker := queue.New(queue.Config{
 		URL: cfg.AMQP.URL,
 		Topology: queue.Topology{
@@ -83,25 +91,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	dc.MaxAttempts = cfg.Dispatcher.MaxAttempts
 	dc.RetryBase, dc.RetryMax = cfg.Dispatcher.RetryBase, cfg.Dispatcher.RetryMax
 	dc.MaxHold, dc.CampaignIdle = cfg.Dispatcher.MaxHold, cfg.Dispatcher.CampaignIdle
+	dc.WhitelistOnly = cfg.Lists.WhitelistOnly
 	rl := cfg.RateLimit
 	dc.Limits.GlobalPerSecond, dc.Limits.GlobalBurst = rl.GlobalPerSecond, rl.GlobalBurst
 	dc.Limits.ProviderPerSecond[dispatcher.IOS], dc.Limits.ProviderBurst[dispatcher.IOS] = rl.APNsPerSecond, rl.APNsBurst
 	dc.Limits.ProviderPerSecond[dispatcher.Android], dc.Limits.ProviderBurst[dispatcher.Android] = rl.FCMPerSecond, rl.FCMBurst
-	disp := dispatcher.New(dc, dispatcher.Deps{
+	deps := dispatcher.Deps{
 		Logger:    logger.With("component", "dispatcher"),
 		Metrics:   met,
 		Outbox:    broker,
 		Queues:    broker,
 		Store:     st,
 		Events:    broker,
+		Filter:    ls,
 		Providers: providers,
-	})
+	}
+	if cfg.Lists.BlacklistInvalidTokens {
+		deps.Blacklist = blacklister{st, ls}
+	}
+	disp := dispatcher.New(dc, deps)
 
 	msrv, err := metrics.Listen(cfg.Metrics.Addr, reg, broker.Ready, logger)
 	if err != nil {
 		return fmt.Errorf("metrics.addr: %w", err)
 	}
-	adm, err := admin.New(admin.Config{TokensFile: cfg.Admin.TokensFile}, disp, auditor{st}, logger.With("component", "admin"))
+	adm, err := admin.New(admin.Config{
+		TokensFile: cfg.Admin.TokensFile,
+		Lists:      st,
+		OnListChange: func(list lists.Name) {
+			// Apply it here before answering, so that a batch enqueued
+			// right after the answer is filtered by it.
+			if err := ls.Sync(ctx); err != nil {
+				logger.Error("cannot apply list change; the poll will retry", "list", list, "err", err)
+			}
+		},
+		MaxImportBytes: cfg.Admin.MaxImportBytes,
+	}, disp, auditor{st}, logger.With("component", "admin"))
 	if err != nil {
 		return fmt.Errorf("admin.tokens_file: %w", err)
 	}
@@ -134,6 +159,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	})
 	g.Go(func() error { return msrv.Run(serveCtx) })
 	g.Go(func() error { return adm.Run(serveCtx, aln) })
+	g.Go(func() error { return ls.Run(serveCtx) })
+	g.Go(func() error { return pruneListChanges(serveCtx, st, logger.With("component", "store")) })
 
 	select {
 	case <-ctx.Done():
@@ -164,6 +191,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("pushd stopped")
 	return err
+}
+
+// blacklister adds invalid tokens to the blacklist in the store and makes
+// this instance's index apply it at once.
+type blacklister struct {
+	st *store.Store
+	ls *lists.Lists
+}
+
+func (b blacklister) AddListEntries(ctx context.Context, entries []lists.Entry) (int, error) {
+	n, err := b.st.AddListEntries(ctx, entries)
+	if err == nil {
+		b.ls.Poke()
+	}
+	return n, err
 }
 
 // auditor records the admin module's changes in the store.
