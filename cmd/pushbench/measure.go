@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -254,4 +255,85 @@ func auxv(b []byte, key uint64) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// readiness is what waitReady saw of a starting pushd.
+type readiness struct {
+	// after is the time from the process's start to the first /readyz
+	// answered 200.
+	after time.Duration
+	// blacklist is pushd_list_entries{list="blacklist"} at that time.
+	blacklist int
+	err       error
+}
+
+// blacklistSeries is the series of pushd's metrics that counts the
+// entries of its in-memory blacklist.
+const blacklistSeries = `pushd_list_entries{list="blacklist"}`
+
+// waitReady polls GET /readyz of pushd's metrics server at addr every
+// interval from the start of c until it answers 200 (pushd has loaded its
+// lists, connected to RabbitMQ and consumes), then reads the size of its
+// blacklist from /metrics. It gives up when ctx ends or c exits.
+func waitReady(ctx context.Context, c *child, addr string, interval time.Duration) readiness {
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	get := func(path string) (int, []byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, body, err
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		// Refused connections until pushd listens, 503 until it is ready.
+		if code, _, err := get("/readyz"); err == nil && code == http.StatusOK {
+			rd := readiness{after: time.Since(c.started)}
+			code, body, err := get("/metrics")
+			switch {
+			case err != nil:
+				rd.err = fmt.Errorf("metrics: %w", err)
+			case code != http.StatusOK:
+				rd.err = fmt.Errorf("metrics: status %d", code)
+			default:
+				var v float64
+				v, rd.err = parseGauge(body, blacklistSeries)
+				rd.blacklist = int(v)
+			}
+			return rd
+		}
+		select {
+		case <-ctx.Done():
+			return readiness{err: fmt.Errorf("no 200 from /readyz within %v of the start: %w",
+				time.Since(c.started).Round(time.Millisecond), context.Cause(ctx))}
+		case <-c.exited:
+			return readiness{err: errors.New("exited before /readyz answered 200")}
+		case <-tick.C:
+		}
+	}
+}
+
+// parseGauge returns the value of series (name{labels}, as written) in a
+// Prometheus text exposition.
+func parseGauge(body []byte, series string) (float64, error) {
+	for line := range strings.Lines(string(body)) {
+		v, ok := strings.CutPrefix(line, series+" ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", series, err)
+		}
+		return f, nil
+	}
+	return 0, fmt.Errorf("no %s in the metrics", series)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -194,4 +196,85 @@ func TestMeasureStopsWithItsContext(t *testing.T) {
 	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "0 of 10 accepted") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+func TestParseGauge(t *testing.T) {
+	body := []byte(`# HELP pushd_list_entries Entries of a list in this instance's in-memory index.
+# TYPE pushd_list_entries gauge
+pushd_list_entries{list="blacklist"} 1e+06
+pushd_list_entries{list="whitelist"} 0
+`)
+	if v, err := parseGauge(body, blacklistSeries); err != nil || v != 1e6 {
+		t.Errorf("blacklist: got %v, %v", v, err)
+	}
+	if v, err := parseGauge(body, `pushd_list_entries{list="whitelist"}`); err != nil || v != 0 {
+		t.Errorf("whitelist: got %v, %v", v, err)
+	}
+	if _, err := parseGauge(body, "pushd_list_entries"); err == nil {
+		t.Error("no error for a series that is not there")
+	}
+	if _, err := parseGauge([]byte(blacklistSeries+" many\n"), blacklistSeries); err == nil {
+		t.Error("no error for a value that is not a number")
+	}
+}
+
+// fakePushd serves /readyz (503 until ready is closed, then 200) and
+// /metrics (metrics) like pushd's metrics server; it returns its address
+// and a child that started now.
+func fakePushd(t *testing.T, ready <-chan struct{}, metrics string) (string, *child) {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-ready:
+			_, _ = w.Write([]byte("ready\n"))
+		default:
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		}
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(metrics))
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), &child{name: "pushd", started: time.Now(), exited: make(chan struct{})}
+}
+
+func TestWaitReady(t *testing.T) {
+	t.Run("ready", func(t *testing.T) {
+		ready := make(chan struct{})
+		addr, c := fakePushd(t, ready, blacklistSeries+" 1000\n")
+		time.AfterFunc(100*time.Millisecond, func() { close(ready) })
+		rd := waitReady(t.Context(), c, addr, time.Millisecond)
+		if rd.err != nil || rd.blacklist != 1000 || rd.after < 100*time.Millisecond || rd.after > 10*time.Second {
+			t.Errorf("got %+v", rd)
+		}
+	})
+	t.Run("no blacklist series", func(t *testing.T) {
+		ready := make(chan struct{})
+		close(ready)
+		addr, c := fakePushd(t, ready, "go_goroutines 12\n")
+		if rd := waitReady(t.Context(), c, addr, time.Millisecond); rd.err == nil || rd.after <= 0 {
+			t.Errorf("got %+v", rd)
+		}
+	})
+	t.Run("exited", func(t *testing.T) {
+		addr, c := fakePushd(t, make(chan struct{}), "")
+		time.AfterFunc(20*time.Millisecond, func() { close(c.exited) })
+		if rd := waitReady(t.Context(), c, addr, time.Millisecond); rd.err == nil || !strings.Contains(rd.err.Error(), "exited") {
+			t.Errorf("got %+v", rd)
+		}
+	})
+	t.Run("not listening", func(t *testing.T) {
+		addr, err := freeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, c := fakePushd(t, nil, "")
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		if rd := waitReady(ctx, c, addr, time.Millisecond); !errors.Is(rd.err, context.DeadlineExceeded) {
+			t.Errorf("got %+v", rd)
+		}
+	})
 }

@@ -22,12 +22,13 @@ const stopTimeout = 60 * time.Second
 // child is a process pushbench started (pushsim or pushd), with the tail of
 // its output for error messages.
 type child struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *tail
-	exited chan struct{} // closed when the process has exited
-	err    error         // Wait's result, set before exited is closed
-	stop   func() error
+	name    string
+	cmd     *exec.Cmd
+	started time.Time // just before the process was started
+	out     *tail
+	exited  chan struct{} // closed when the process has exited
+	err     error         // Wait's result, set before exited is closed
+	stop    func() error
 }
 
 // startChild starts path with args and env added to pushbench's
@@ -56,6 +57,7 @@ func startChild(name, path string, args, env []string, lines func(string)) (*chi
 	} else {
 		cmd.Stdout = c.out
 	}
+	c.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		if pw != nil {
 			pw.Close()

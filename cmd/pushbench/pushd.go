@@ -129,16 +129,20 @@ func queueCounts(url string, top queue.Topology) (lanes, dead int, err error) {
 	return lanes, dead, nil
 }
 
+// pushdStoreFile is the name of pushd's store in its directory.
+const pushdStoreFile = "pushd.db"
+
 // pushdEnv is the environment that points pushd at the round's topology and
-// at the simulator, on free ports, with its store in dir.
-func (b *bench) pushdEnv(top queue.Topology, dir string) ([]string, error) {
-	metricsAddr, err := freeAddr()
+// at the simulator, on free ports, with its store in dir. It also returns
+// the address of pushd's metrics server (/readyz, /metrics).
+func (b *bench) pushdEnv(top queue.Topology, dir string) (env []string, metricsAddr string, err error) {
+	metricsAddr, err = freeAddr()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	adminAddr, err := freeAddr()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	return []string{
 		"PUSHD_AMQP_URL=" + b.cfg.amqpURL,
@@ -154,9 +158,9 @@ func (b *bench) pushdEnv(top queue.Topology, dir string) ([]string, error) {
 		"PUSHD_FCM_CA_FILE=" + b.sim.caFile,
 		"PUSHD_METRICS_ADDR=" + metricsAddr,
 		"PUSHD_ADMIN_ADDR=" + adminAddr,
-		"PUSHD_STORE_DSN=" + filepath.Join(dir, "pushd.db"),
+		"PUSHD_STORE_DSN=" + filepath.Join(dir, pushdStoreFile),
 		"PUSHD_LOG_LEVEL=warn",
-	}, nil
+	}, metricsAddr, nil
 }
 
 // pushdSetKeys are the variables pushdEnv sets; the same names in
@@ -181,8 +185,16 @@ func freeAddr() (string, error) {
 
 // runPushd is the pushd contender: publish the campaign to a fresh
 // topology, start pushd, time its drain, stop it with SIGTERM and check it
-// left nothing behind.
-func (b *bench) runPushd(ctx context.Context, round int) (s *sample, err error) {
+// left nothing behind. With bl, it is the pushd+blacklist contender: the
+// same, but pushd's store is a copy of bl, so that pushd loads its
+// blacklist at start and checks every recipient against it. Either way
+// the sample holds pushd's start-up time, and pushd must have loaded the
+// blacklist it was given (none, or bl's).
+func (b *bench) runPushd(ctx context.Context, round int, bl *blacklistStore) (s *sample, err error) {
+	name, wantBlacklist := pushd, 0
+	if bl != nil {
+		name, wantBlacklist = pushdBlacklist, bl.entries
+	}
 	top, campaign := benchTopology()
 	p, err := queue.DialProducer(b.cfg.amqpURL, top) // declares the topology
 	if err != nil {
@@ -198,26 +210,46 @@ func (b *bench) runPushd(ctx context.Context, round int) (s *sample, err error) 
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(b.dir, fmt.Sprintf("pushd-round%d", round))
-	env, err := b.pushdEnv(top, dir)
+	dir := filepath.Join(b.dir, fmt.Sprintf("%s-round%d", name, round))
+	env, metricsAddr, err := b.pushdEnv(top, dir)
 	if err != nil {
 		return nil, err
 	}
 	if err := mkdir(dir); err != nil {
 		return nil, err
 	}
+	if bl != nil {
+		if err := bl.copyTo(dir); err != nil {
+			return nil, err
+		}
+	}
 	base, err := b.poll.stats(ctx)
 	if err != nil {
 		return nil, err
 	}
 
-	d, err := startChild("pushd", b.cfg.pushd, nil, env, nil)
+	d, err := startChild(name, b.cfg.pushd, nil, env, nil)
 	if err != nil {
 		return nil, err
 	}
-	if s, err = b.drain(ctx, d, base); err != nil {
+	// The drain is timed from the simulator's counts; readiness from
+	// pushd's /readyz, polled meanwhile.
+	readyCtx, stopReady := context.WithCancel(ctx)
+	ready := make(chan readiness, 1)
+	go func() { ready <- waitReady(readyCtx, d, metricsAddr, pollInterval) }()
+	s, err = b.drain(ctx, d, base)
+	stopReady()
+	rd := <-ready
+	if err != nil {
 		return nil, err
 	}
+	if rd.err != nil {
+		return nil, fmt.Errorf("%s start-up: %w", name, rd.err)
+	}
+	if rd.blacklist != wantBlacklist {
+		return nil, fmt.Errorf("%s had %d blacklist entries in memory when ready, want %d", name, rd.blacklist, wantBlacklist)
+	}
+	s.Ready = rd.after
 	// pushd acks each batch once all its recipients are sent: after a clean
 	// exit nothing is left in the lanes and nothing was dead-lettered.
 	lanes, dead, err := queueCounts(b.cfg.amqpURL, top)
@@ -225,7 +257,7 @@ func (b *bench) runPushd(ctx context.Context, round int) (s *sample, err error) 
 		return nil, err
 	}
 	if lanes != 0 || dead != 0 {
-		return nil, fmt.Errorf("after pushd exited, %d batches were left in the lane queues and %d dead-lettered", lanes, dead)
+		return nil, fmt.Errorf("after %s exited, %d batches were left in the lane queues and %d dead-lettered", name, lanes, dead)
 	}
 	return s, nil
 }

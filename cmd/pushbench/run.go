@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,8 +19,9 @@ import (
 
 // Contender names, as -only takes them.
 const (
-	bare  = "bare"
-	pushd = "pushd"
+	bare           = "bare"
+	pushd          = "pushd"
+	pushdBlacklist = "pushd+blacklist"
 )
 
 // config is the parsed command line.
@@ -29,7 +31,21 @@ type config struct {
 	amqpURL                string
 	latency, timeout       time.Duration
 	only                   string
+	blacklist              int
 	json                   bool
+}
+
+// contenders returns the contenders of every round, in the order of the
+// first round.
+func (c *config) contenders() []string {
+	switch {
+	case c.only != "":
+		return []string{c.only}
+	case c.blacklist > 0:
+		return []string{bare, pushd, pushdBlacklist}
+	default:
+		return []string{bare, pushd}
+	}
 }
 
 // parseFlags reads args; -amqp-url defaults to $PUSHD_AMQP_URL when set.
@@ -42,14 +58,15 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		defURL = "amqp://guest:guest@127.0.0.1:5672/"
 	}
 	fs.IntVar(&c.n, "n", 100000, "iOS notifications per contender and round")
-	fs.IntVar(&c.rounds, "rounds", 3, "rounds; each runs both contenders, in alternating order")
+	fs.IntVar(&c.rounds, "rounds", 3, "rounds; each runs every contender, in rotating order")
 	fs.IntVar(&c.concurrency, "concurrency", 256, "goroutines of the bare client (pushd's default apns.workers is 256)")
 	fs.StringVar(&c.pushd, "pushd", "./bin/pushd", "pushd `binary` (go build -o bin/ ./cmd/...)")
 	fs.StringVar(&c.pushsim, "pushsim", "./bin/pushsim", "pushsim `binary`")
 	fs.StringVar(&c.amqpURL, "amqp-url", defURL, "RabbitMQ `URL` ($PUSHD_AMQP_URL when set)")
 	fs.DurationVar(&c.latency, "latency", 0, "latency the simulator adds to every answer")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "time limit of one contender's run in one round")
-	fs.StringVar(&c.only, "only", "", "run only one contender: bare or pushd")
+	fs.StringVar(&c.only, "only", "", "run only one contender: bare, pushd or pushd+blacklist")
+	fs.IntVar(&c.blacklist, "blacklist", 0, "also run pushd+blacklist: pushd with a blacklist of `N` random entries loaded")
 	fs.BoolVar(&c.json, "json", false, "also print the results as JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -67,8 +84,14 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		return nil, fmt.Errorf("-latency %v: must be 0 or more", c.latency)
 	case c.timeout <= 0:
 		return nil, fmt.Errorf("-timeout %v: must be positive", c.timeout)
-	case c.only != "" && c.only != bare && c.only != pushd:
-		return nil, fmt.Errorf("-only %q: want bare or pushd", c.only)
+	case c.only != "" && c.only != bare && c.only != pushd && c.only != pushdBlacklist:
+		return nil, fmt.Errorf("-only %q: want bare, pushd or pushd+blacklist", c.only)
+	case c.blacklist < 0:
+		return nil, fmt.Errorf("-blacklist %d: must be 0 or more", c.blacklist)
+	case c.only == pushdBlacklist && c.blacklist == 0:
+		return nil, errors.New("-only pushd+blacklist: set the blacklist's size with -blacklist N")
+	case c.blacklist > 0 && c.only != "" && c.only != pushdBlacklist:
+		return nil, fmt.Errorf("-blacklist %d with -only %s: the blacklist is only for pushd+blacklist", c.blacklist, c.only)
 	}
 	return &c, nil
 }
@@ -81,7 +104,8 @@ type bench struct {
 	sim   *simulator
 	roots *x509.CertPool
 	poll  *poller
-	tck   int64 // clock ticks per second of /proc/<pid>/stat
+	tck   int64           // clock ticks per second of /proc/<pid>/stat
+	bl    *blacklistStore // pushd+blacklist's store; nil without -blacklist
 }
 
 // run parses args, starts the simulator, runs the rounds and prints the
@@ -133,15 +157,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer b.poll.close()
 
 	rep := &report{
-		Command:  "pushbench " + shellJoin(args),
-		Settings: settings(cfg),
-		N:        cfg.n,
-		Machine:  thisMachine(),
-		Started:  time.Now().UTC(),
-		ClockTck: b.tck,
-		PushdEnv: inheritedPushdEnv(os.Environ()),
+		Command:   "pushbench " + shellJoin(args),
+		Settings:  settings(cfg),
+		N:         cfg.n,
+		Machine:   thisMachine(),
+		Started:   time.Now().UTC(),
+		ClockTck:  b.tck,
+		PushdEnv:  inheritedPushdEnv(os.Environ()),
+		Blacklist: cfg.blacklist,
 	}
 	fmt.Fprintf(stdout, "pushbench: %d rounds of %d iOS notifications per contender; simulator %s (latency %v)\n", cfg.rounds, cfg.n, s.url, cfg.latency)
+	if cfg.blacklist > 0 {
+		fmt.Fprintf(stdout, "blacklist: importing %d random entries ...\n", cfg.blacklist)
+		b.bl, err = makeBlacklistStore(ctx, filepath.Join(dir, "blacklist", pushdStoreFile), cfg.blacklist)
+		if err != nil {
+			return fmt.Errorf("blacklist: %w", err)
+		}
+		rep.BlacklistUsers, rep.BlacklistImport = b.bl.users, b.bl.took
+		fmt.Fprintf(stdout, "blacklist: %s\n", rep.blacklistLabel())
+	}
 	defer func() {
 		// Whatever happened, show what was measured.
 		rep.summarize()
@@ -151,19 +185,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 	for i := 1; i <= cfg.rounds; i++ {
-		r := roundResult{Round: i, Order: order(i, cfg.only)}
+		r := roundResult{Round: i, Order: order(i, cfg.contenders())}
 		for _, who := range r.Order {
 			fmt.Fprintf(stdout, "round %d: %s ...\n", i, who)
 			var (
 				smp *sample
 				err error
 			)
-			if who == bare {
+			switch who {
+			case bare:
 				smp, err = b.runBare(ctx)
 				r.Bare = smp
-			} else {
-				smp, err = b.runPushd(ctx, i)
+			case pushd:
+				smp, err = b.runPushd(ctx, i, nil)
 				r.Pushd = smp
+			default:
+				smp, err = b.runPushd(ctx, i, b.bl)
+				r.Blacklist = smp
 			}
 			if err != nil {
 				rep.Rounds = append(rep.Rounds, r)
@@ -176,16 +214,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-// order returns the contenders of round i (from 1): bare first in odd
-// rounds, pushd first in even ones, so that warm-up favours neither.
-func order(i int, only string) []string {
-	if only != "" {
-		return []string{only}
-	}
-	if i%2 == 1 {
-		return []string{bare, pushd}
-	}
-	return []string{pushd, bare}
+// order returns the contenders of round i (from 1): contenders rotated by
+// i-1, so that each runs first, second... in turn and warm-up favours
+// none. With two, they alternate.
+func order(i int, contenders []string) []string {
+	k := (i - 1) % len(contenders)
+	return append(slices.Clone(contenders[k:]), contenders[:k]...)
 }
 
 // runBare is the bare contender: pushbench itself, started again in the
@@ -274,8 +308,11 @@ type sample struct {
 	// CPU is the contender's CPU time between t0 and t1.
 	CPU time.Duration `json:"cpu_ns"`
 	// PeakRSS is the contender's VmHWM, in bytes.
-	PeakRSS int64    `json:"peak_rss_bytes"`
-	Notes   []string `json:"notes,omitempty"`
+	PeakRSS int64 `json:"peak_rss_bytes"`
+	// Ready is pushd's start-up time: from the start of its process to
+	// the first 200 from its /readyz (0 for the bare client).
+	Ready time.Duration `json:"ready_ns,omitempty"`
+	Notes []string      `json:"notes,omitempty"`
 }
 
 // newSample turns a measured window into a sample.
@@ -297,6 +334,9 @@ func (s *sample) String() string {
 	if s.PeakRSS > 0 {
 		msg += fmt.Sprintf(", peak RSS %.1f MB", float64(s.PeakRSS)/(1<<20))
 	}
+	if s.Ready > 0 {
+		msg += fmt.Sprintf(", ready %v after start", s.Ready.Round(time.Millisecond))
+	}
 	for _, n := range s.Notes {
 		msg += "; NOTE: " + n
 	}
@@ -311,6 +351,9 @@ func settings(c *config) string {
 		c.n, c.rounds, c.concurrency, c.latency, c.timeout, c.pushd, c.pushsim, u)
 	if c.only != "" {
 		s += " -only " + c.only
+	}
+	if c.blacklist > 0 {
+		s += " -blacklist " + strconv.Itoa(c.blacklist)
 	}
 	return s
 }

@@ -31,9 +31,33 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || c.amqpURL != "amqp://u:p@rabbit:5672/v" || c.only != pushd {
 		t.Errorf("got %+v, %v", c, err)
 	}
+	for _, tc := range []struct {
+		args       []string
+		contenders []string
+		settings   string
+	}{
+		{nil, []string{bare, pushd}, ""},
+		{[]string{"-only", "bare"}, []string{bare}, " -only bare"},
+		{[]string{"-blacklist", "1000000"}, []string{bare, pushd, pushdBlacklist}, " -blacklist 1000000"},
+		{[]string{"-blacklist", "1000", "-only", "pushd+blacklist"}, []string{pushdBlacklist}, " -only pushd+blacklist -blacklist 1000"},
+	} {
+		c, err := parseFlags(tc.args, noEnv, &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if got := c.contenders(); !slices.Equal(got, tc.contenders) {
+			t.Errorf("%q: contenders %v, want %v", tc.args, got, tc.contenders)
+		}
+		if got := settings(c); !strings.HasSuffix(got, "-amqp-url amqp://guest:xxxxx@127.0.0.1:5672/"+tc.settings) {
+			t.Errorf("%q: settings %q, want it to end with %q", tc.args, got, tc.settings)
+		}
+	}
 	for _, args := range [][]string{
 		{"-n", "0"}, {"-rounds", "0"}, {"-concurrency", "0"}, {"-latency", "-1ms"},
 		{"-timeout", "0"}, {"-only", "gorush"}, {"extra"}, {"-bogus"},
+		{"-blacklist", "-1"}, {"-blacklist", "x"}, {"-only", "pushd+blacklist"},
+		{"-only", "pushd", "-blacklist", "10"}, {"-only", "bare", "-blacklist", "10"},
 	} {
 		if _, err := parseFlags(args, noEnv, &bytes.Buffer{}); err == nil {
 			t.Errorf("%q: no error", args)
@@ -49,13 +73,28 @@ func TestRunFailsWithoutBinaries(t *testing.T) {
 	}
 }
 
-func TestOrderAlternates(t *testing.T) {
+func TestOrderRotates(t *testing.T) {
+	two := []string{bare, pushd}
 	for i, want := range [][]string{{bare, pushd}, {pushd, bare}, {bare, pushd}} {
-		if got := order(i+1, ""); !slices.Equal(got, want) {
-			t.Errorf("round %d: %v, want %v", i+1, got, want)
+		if got := order(i+1, two); !slices.Equal(got, want) {
+			t.Errorf("two contenders, round %d: %v, want %v", i+1, got, want)
 		}
 	}
-	if got := order(2, bare); !slices.Equal(got, []string{bare}) {
+	three := []string{bare, pushd, pushdBlacklist}
+	for i, want := range [][]string{
+		{bare, pushd, pushdBlacklist},
+		{pushd, pushdBlacklist, bare},
+		{pushdBlacklist, bare, pushd},
+		{bare, pushd, pushdBlacklist},
+	} {
+		if got := order(i+1, three); !slices.Equal(got, want) {
+			t.Errorf("three contenders, round %d: %v, want %v", i+1, got, want)
+		}
+	}
+	if !slices.Equal(three, []string{bare, pushd, pushdBlacklist}) {
+		t.Errorf("order changed its argument: %v", three)
+	}
+	if got := order(2, []string{bare}); !slices.Equal(got, []string{bare}) {
 		t.Errorf("-only bare: %v", got)
 	}
 }
@@ -71,14 +110,24 @@ func TestShellJoin(t *testing.T) {
 func TestPushdEnv(t *testing.T) {
 	b := &bench{cfg: &config{amqpURL: "amqp://x"}, sim: &simulator{url: "https://127.0.0.1:1", caFile: "/ca.pem"}}
 	top, _ := benchTopology()
-	env, err := b.pushdEnv(top, "/tmp/x")
+	env, metricsAddr, err := b.pushdEnv(top, "/tmp/x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var keys []string
 	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
+		k, v, _ := strings.Cut(kv, "=")
 		keys = append(keys, k)
+		switch k {
+		case "PUSHD_METRICS_ADDR":
+			if v != metricsAddr {
+				t.Errorf("PUSHD_METRICS_ADDR=%s, but pushdEnv returned %s", v, metricsAddr)
+			}
+		case "PUSHD_STORE_DSN":
+			if v != "/tmp/x/"+pushdStoreFile {
+				t.Errorf("PUSHD_STORE_DSN=%s", v)
+			}
+		}
 	}
 	if !slices.Equal(keys, pushdSetKeys) {
 		t.Errorf("pushdEnv sets %v\npushdSetKeys lists %v", keys, pushdSetKeys)
