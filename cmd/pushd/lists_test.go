@@ -217,11 +217,17 @@ func TestInvalidTokensAreReportedOnceAndBlacklisted(t *testing.T) {
 			t.Errorf("410 event without the provider timestamp: %v", ev)
 		}
 	}
-	// One blacklist entry each.
+	// One blacklist entry each. The dispatcher adds them after publishing
+	// the events (and before acking the batch), so they may trail the
+	// events by a moment.
 	var page struct {
 		Entries []struct{ Kind, Value, Platform, Reason string } `json:"entries"`
 	}
-	h.api(d, "GET", "/api/lists/blacklist/entries?limit=100", viewerToken, nil, &page)
+	waitFor(t, 5*time.Second, "15 blacklist entries", func() bool {
+		page.Entries = nil
+		h.api(d, "GET", "/api/lists/blacklist/entries?limit=100", viewerToken, nil, &page)
+		return len(page.Entries) >= 15
+	})
 	if len(page.Entries) != 15 {
 		t.Fatalf("%d blacklist entries, want 15", len(page.Entries))
 	}
