@@ -357,19 +357,11 @@ func (s *Store) CountListEntries(ctx context.Context, list lists.Name) (int, err
 // pruned change can tell: the first change ListChanges gives it is above
 // since+1. It must then rebuild its lists from EachEntry.
 func (s *Store) PruneListChanges(ctx context.Context, before time.Time) (int, error) {
-	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, sqlPruneListChanges, toMillis(before))
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
+	n, err := s.deleteBefore(ctx, sqlPruneListChanges, before)
 	if err != nil {
 		return 0, fmt.Errorf("prune list changes: %w", err)
 	}
-	return int(n), nil
+	return n, nil
 }
 
 // entryID identifies an entry across both lists.

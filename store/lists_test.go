@@ -150,8 +150,8 @@ func TestListMigrationFromVersion1(t *testing.T) {
 	for _, r := range migrationRows(t, s) {
 		versions = append(versions, r.version)
 	}
-	if !slices.Equal(versions, []int64{1, 2}) {
-		t.Errorf("schema versions = %v, want [1 2]", versions)
+	if len(versions) < 2 || !slices.Equal(versions[:2], []int64{1, 2}) {
+		t.Errorf("schema versions = %v, want 1, 2 and any later ones", versions)
 	}
 	if _, err := s.Campaign(ctx, "old"); err != nil {
 		t.Errorf("campaign of version 1: %v", err)
