@@ -104,7 +104,8 @@ type Server struct {
 // replaced as a whole by SetConfig.
 type state struct {
 	cfg        Config
-	retryAfter string // Retry-After header value, "" for none
+	retryAfter string        // Retry-After header value, "" for none
+	retryWait  time.Duration // the wait that header asks for
 	mix        [numProviders][numMixErrors]float64
 	mixOn      [numProviders]bool
 }
@@ -115,6 +116,10 @@ func newState(cfg Config) *state {
 	cfg.RetryAfter = max(cfg.RetryAfter, 0)
 	cfg.RecordLast = min(max(cfg.RecordLast, 0), maxRecordLast)
 	st := &state{cfg: cfg, retryAfter: retryAfterValue(cfg.RetryAfter)}
+	st.retryWait = cfg.RetryAfter.Round(time.Second)
+	if st.retryWait < cfg.RetryAfter {
+		st.retryWait += time.Second
+	}
 	st.mix[provAPNs] = cfg.APNsErrors.cumulative()
 	st.mix[provFCM] = cfg.FCMErrors.cumulative()
 	st.mixOn[provAPNs] = st.mix[provAPNs][numMixErrors-1] > 0

@@ -133,6 +133,11 @@ type Stats struct {
 	// Duplicates is the number of tokens accepted more than once (needs
 	// Config.TrackTokens).
 	Duplicates int `json:"duplicates"`
+	// RetryAfterIgnored is the number of requests for a token that came
+	// before the Retry-After the simulator last answered for that token
+	// had run out (needs Config.TrackTokens). A client that honours
+	// Retry-After keeps it at 0.
+	RetryAfterIgnored int `json:"retry_after_ignored"`
 }
 
 // ProviderStats counts the requests of one provider.
@@ -177,6 +182,8 @@ const tokenShards = 64
 
 type tokenCount struct {
 	received, accepted int64
+	// notBefore is when the Retry-After last sent for the token ends.
+	notBefore time.Time
 }
 
 type tokenShard struct {
@@ -191,6 +198,7 @@ type tokenTable struct {
 	shards     [tokenShards]tokenShard
 	distinct   atomic.Int64
 	duplicates atomic.Int64
+	early      atomic.Int64 // requests that came before their Retry-After ended
 }
 
 func (t *tokenTable) init() {
@@ -204,14 +212,21 @@ func (t *tokenTable) shard(token string) *tokenShard {
 	return &t.shards[maphash.String(t.seed, token)%tokenShards]
 }
 
-// add counts one request for token, accepted or not.
-func (t *tokenTable) add(token string, accepted bool) {
+// add counts one request for token, accepted or not, answered at now
+// with a Retry-After of wait (0: none).
+func (t *tokenTable) add(token string, accepted bool, now time.Time, wait time.Duration) {
 	sh := t.shard(token)
 	sh.mu.Lock()
 	c, ok := sh.m[token]
 	if !ok {
 		token = strings.Clone(token) // do not keep the request's URL alive
 		t.distinct.Add(1)
+	}
+	if now.Before(c.notBefore) {
+		t.early.Add(1)
+	}
+	if wait > 0 {
+		c.notBefore = now.Add(wait)
 	}
 	c.received++
 	if accepted {
@@ -256,6 +271,7 @@ func (t *tokenTable) reset() {
 	}
 	t.distinct.Store(0)
 	t.duplicates.Store(0)
+	t.early.Store(0)
 }
 
 // recorder keeps the last n requests of a provider in a ring.
@@ -397,7 +413,11 @@ func (s *Server) count(p provider, k kind, token string, retryAfter bool, st *st
 	}
 	ok := k == kindOK
 	if st.cfg.TrackTokens && token != "" {
-		s.tokens.add(token, ok)
+		var wait time.Duration
+		if retryAfter {
+			wait = st.retryWait
+		}
+		s.tokens.add(token, ok, time.Now(), wait)
 	}
 	if ok {
 		c.accepted.Add(1)
@@ -481,6 +501,8 @@ func (s *Server) Stats() Stats {
 		FCM:        s.providerStats(provFCM),
 		Tokens:     int(s.tokens.distinct.Load()),
 		Duplicates: int(s.tokens.duplicates.Load()),
+
+		RetryAfterIgnored: int(s.tokens.early.Load()),
 	}
 }
 

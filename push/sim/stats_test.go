@@ -170,3 +170,25 @@ func TestRecordedKeepsLastN(t *testing.T) {
 		t.Errorf("after turning recording off: %d recorded", len(rec))
 	}
 }
+
+func TestCountsRequestsThatIgnoreRetryAfter(t *testing.T) {
+	b := setup(t, Config{TrackTokens: true, RetryAfter: 1500 * time.Millisecond,
+		APNsErrors: ErrorMix{TooMany: 1}})
+	if res := push(t, b.apns, &apns2.Notification{DeviceToken: goodToken}); res.StatusCode != 429 {
+		t.Fatalf("status %d, want 429", res.StatusCode)
+	}
+	// Retry-After: 2 (1.5s rounded up). Asking again at once ignores it.
+	push(t, b.apns, &apns2.Notification{DeviceToken: goodToken})
+	if got := b.sim.Stats().RetryAfterIgnored; got != 1 {
+		t.Fatalf("RetryAfterIgnored %d after an immediate retry, want 1", got)
+	}
+	// Another token is not held by the first one's Retry-After.
+	push(t, b.apns, &apns2.Notification{DeviceToken: goodToken2})
+	if got := b.sim.Stats().RetryAfterIgnored; got != 1 {
+		t.Fatalf("RetryAfterIgnored %d, want still 1", got)
+	}
+	b.sim.Reset()
+	if got := b.sim.Stats().RetryAfterIgnored; got != 0 {
+		t.Errorf("RetryAfterIgnored %d after Reset", got)
+	}
+}
