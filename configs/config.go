@@ -128,6 +128,8 @@ type Dispatcher struct {
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	MaxHold         time.Duration `mapstructure:"max_hold"`
 	CampaignIdle    time.Duration `mapstructure:"campaign_idle"`
+	LedgerFlush     time.Duration `mapstructure:"ledger_flush"`
+	LedgerRetention time.Duration `mapstructure:"ledger_retention"`
 }
 
 // Metrics configures the metrics and health endpoint.
@@ -267,8 +269,8 @@ func (c *Config) Validate() error {
 	positive("amqp.delivery_limit", c.AMQP.DeliveryLimit)
 	positive("amqp.prefetch", c.AMQP.Prefetch)
 	positive("amqp.high_prefetch", c.AMQP.HighPrefetch)
-	if c.AMQP.Heartbeat < time.Second {
-		bad("amqp.heartbeat", "must be at least 1s, got %s", c.AMQP.Heartbeat)
+	if c.AMQP.Heartbeat < 2*time.Second {
+		bad("amqp.heartbeat", "must be at least 2s, got %s", c.AMQP.Heartbeat)
 	}
 	duration("amqp.reconnect_min", c.AMQP.ReconnectMin)
 	if c.AMQP.ReconnectMax < c.AMQP.ReconnectMin {
@@ -334,6 +336,10 @@ func (c *Config) Validate() error {
 	duration("dispatcher.shutdown_timeout", c.Dispatcher.ShutdownTimeout)
 	duration("dispatcher.max_hold", c.Dispatcher.MaxHold)
 	duration("dispatcher.campaign_idle", c.Dispatcher.CampaignIdle)
+	duration("dispatcher.ledger_flush", c.Dispatcher.LedgerFlush)
+	if c.Dispatcher.LedgerRetention < time.Hour {
+		bad("dispatcher.ledger_retention", "must be at least 1h (longer than a batch can stay queued or held)")
+	}
 
 	addr("metrics.addr", c.Metrics.Addr)
 	addr("admin.addr", c.Admin.Addr)

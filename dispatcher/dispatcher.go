@@ -51,6 +51,9 @@ type Delivery interface {
 	// Attempt is the number of send passes the batch already had: 0 for a
 	// producer's message, n for the n-th retry of its failed recipients.
 	Attempt() int
+	// Key is the ledger key pushd gave a message it published (see Hop);
+	// empty for a producer's message.
+	Key() string
 	// HoldUntil is when pushd asked for the message back (delayed retries
 	// and not_before holds); zero for a producer's message.
 	HoldUntil() time.Time
@@ -68,12 +71,26 @@ type Delivery interface {
 	Lost() <-chan struct{}
 }
 
+// Hop is what pushd carries along with a batch message it publishes.
+type Hop struct {
+	// Attempt is the number of send passes the recipients already had.
+	Attempt int
+	// Key is the message's ledger key; empty: a hash of the body. A
+	// message forwarded unchanged keeps its key; the remainders and retries
+	// split off a run get keys derived from the run's (childKey), so that
+	// they are told apart from earlier messages with the same body.
+	Key string
+}
+
+// hopOf returns the hop of a delivery forwarded unchanged.
+func hopOf(del Delivery) Hop { return Hop{Attempt: del.Attempt(), Key: del.Key()} }
+
 // Outbox publishes durably back to the broker: each call returns only once
 // the broker has confirmed the message.
 type Outbox interface {
 	// Hold publishes a batch body to a lane. It is delivered again no
-	// earlier than at (zero: at once), carrying attempt.
-	Hold(ctx context.Context, lane Lane, body []byte, attempt int, at time.Time) error
+	// earlier than at (zero: at once), carrying h.
+	Hold(ctx context.Context, lane Lane, body []byte, h Hop, at time.Time) error
 	// DeadLetter publishes a body to the dead-letter queue with the reason.
 	DeadLetter(ctx context.Context, body []byte, why DeadLetter) error
 }
@@ -85,7 +102,7 @@ type Outbox interface {
 type CampaignQueues interface {
 	// Route publishes a batch body to the campaign's queue (creating it
 	// when needed), confirmed.
-	Route(ctx context.Context, campaign string, body []byte, attempt int) error
+	Route(ctx context.Context, campaign string, body []byte, h Hop) error
 	// ConsumeCampaign consumes the campaign's queue until ctx ends,
 	// calling h for each delivery. Deliveries that arrive after ctx ended
 	// are passed to h too, with ctx done, so that h can put them back.
@@ -110,6 +127,18 @@ type EventPublisher interface {
 // (when test is set). The lists package implements it.
 type Filter interface {
 	Filter(platform, token, userID string, test bool) (list lists.Name, reason string, blocked bool)
+}
+
+// Ledger remembers, for each batch message (keyed by a hash of its body),
+// which of its recipients are resolved: sent, failed for good, filtered,
+// or handed on durably. A redelivered message, or a second copy of one,
+// skips them. The store implements it.
+type Ledger interface {
+	// Resolved returns the bitmap recorded for key (bit i: recipient i),
+	// or nil.
+	Resolved(ctx context.Context, key string) ([]byte, error)
+	// RecordResolved stores the bitmaps of several messages.
+	RecordResolved(ctx context.Context, marks map[string][]byte) error
 }
 
 // Blacklister adds entries to the blacklist, for tokens providers reported
@@ -180,6 +209,9 @@ type Metrics interface {
 	RecipientsFiltered(list, reason string, n int)
 	// InvalidTokens counts tokens reported invalid by a provider.
 	InvalidTokens(p Platform, n int)
+	// LedgerSkipped counts recipients of a redelivered or duplicated
+	// message skipped because the ledger had them resolved.
+	LedgerSkipped(n int)
 }
 
 // Limits are the rates of the global and provider token buckets, for the
@@ -221,6 +253,10 @@ type Config struct {
 	// HandBackTimeout bounds publishing the unsent remainders at hard stop
 	// (default 5s).
 	HandBackTimeout time.Duration
+	// LedgerFlush is how often the ledger records the progress of the
+	// batches being sent (default 20ms). It bounds the duplicates after a
+	// crash: sends in flight plus those of the last LedgerFlush.
+	LedgerFlush time.Duration
 	// WhitelistOnly sends every campaign only to whitelisted recipients, as
 	// if each were a test campaign (a staging setting).
 	WhitelistOnly bool
@@ -256,6 +292,9 @@ func (c *Config) setDefaults() {
 	if c.HandBackTimeout <= 0 {
 		c.HandBackTimeout = 5 * time.Second
 	}
+	if c.LedgerFlush <= 0 {
+		c.LedgerFlush = 20 * time.Millisecond
+	}
 	if c.Clock == nil {
 		c.Clock = ratelimit.SystemClock()
 	}
@@ -274,6 +313,8 @@ type Deps struct {
 	// Blacklist receives tokens reported invalid; nil: they are only
 	// reported as events.
 	Blacklist Blacklister
+	// Ledger records resolved recipients; nil: no deduplication.
+	Ledger Ledger
 	// Providers send per platform; a platform without one has its
 	// recipients dropped as unknown_platform.
 	Providers map[Platform]Provider
@@ -293,6 +334,7 @@ type Dispatcher struct {
 	events    EventPublisher
 	filter    Filter
 	blacklist Blacklister
+	ledger    Ledger
 	providers [numPlatforms]Provider
 
 	global    *ratelimit.Bucket
@@ -320,7 +362,11 @@ type Dispatcher struct {
 
 	mu     sync.Mutex
 	active map[*run]struct{}
-	idle   chan struct{} // closed and replaced when active becomes empty
+	keys   map[string]*run // active runs by message key
+	idle   chan struct{}   // closed and replaced when active becomes empty
+
+	dirtyMu sync.Mutex
+	dirty   map[*run]struct{} // runs whose ledger bitmap changed since the last flush
 }
 
 // job is one recipient of one run, small enough to pass by value.
@@ -342,6 +388,9 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		events:    deps.Events,
 		filter:    deps.Filter,
 		blacklist: deps.Blacklist,
+		ledger:    deps.Ledger,
+		keys:      make(map[string]*run),
+		dirty:     make(map[*run]struct{}),
 		finished:  make(chan *run, 64),
 		started:   make(chan struct{}),
 		active:    make(map[*run]struct{}),
@@ -403,6 +452,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	var bwg sync.WaitGroup
 	bwg.Go(func() { d.bookkeeping(ctx) })
+	if d.ledger != nil {
+		bwg.Go(func() { d.flushLedger(ctx) })
+	}
 
 	<-ctx.Done()
 	d.StopConsuming(context.Background())
@@ -459,10 +511,17 @@ func (d *Dispatcher) Drain(ctx context.Context) bool {
 	}
 }
 
-func (d *Dispatcher) track(r *run) {
+// track records an active run. It reports false, tracking nothing, when a
+// run of an identical message (same key) is active.
+func (d *Dispatcher) track(r *run) bool {
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.keys[r.key] != nil {
+		return false
+	}
+	d.keys[r.key] = r
 	d.active[r] = struct{}{}
-	d.mu.Unlock()
+	return true
 }
 
 func (d *Dispatcher) untrack(r *run) {
@@ -470,6 +529,7 @@ func (d *Dispatcher) untrack(r *run) {
 	r.c.touch(d.now())
 	d.mu.Lock()
 	delete(d.active, r)
+	delete(d.keys, r.key)
 	if len(d.active) == 0 {
 		close(d.idle)
 		d.idle = make(chan struct{})

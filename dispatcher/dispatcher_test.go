@@ -30,6 +30,10 @@ func setup(t *testing.T, cfg Config) *bundle {
 }
 
 func setupWith(t *testing.T, cfg Config, filter Filter, blacklist Blacklister) *bundle {
+	return setupFull(t, cfg, filter, blacklist, nil)
+}
+
+func setupFull(t *testing.T, cfg Config, filter Filter, blacklist Blacklister, ledger Ledger) *bundle {
 	t.Helper()
 	b := &bundle{
 		out: &fakeOutbox{}, queues: newFakeQueues(), store: newFakeStore(),
@@ -50,7 +54,7 @@ func setupWith(t *testing.T, cfg Config, filter Filter, blacklist Blacklister) *
 	}
 	b.d = New(cfg, Deps{
 		Logger: logger, Metrics: b.met, Outbox: b.out, Queues: b.queues, Store: b.store, Events: b.queues,
-		Filter: filter, Blacklist: blacklist,
+		Filter: filter, Blacklist: blacklist, Ledger: ledger,
 		Providers: map[Platform]Provider{IOS: b.ios, Android: b.and},
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,6 +18,7 @@ type fakeDelivery struct {
 	body      []byte
 	lane      Lane
 	attempt   int
+	key       string
 	holdUntil time.Time
 	repub     bool
 	lost      chan struct{}
@@ -45,6 +46,7 @@ func (d *fakeDelivery) Body() []byte          { return d.body }
 func (d *fakeDelivery) Lane() Lane            { return d.lane }
 func (d *fakeDelivery) MessageID() string     { return "m-1" }
 func (d *fakeDelivery) Attempt() int          { return d.attempt }
+func (d *fakeDelivery) Key() string           { return d.key }
 func (d *fakeDelivery) HoldUntil() time.Time  { return d.holdUntil }
 func (d *fakeDelivery) Republished() bool     { return d.repub }
 func (d *fakeDelivery) Lost() <-chan struct{} { return d.lost }
@@ -85,6 +87,7 @@ type held struct {
 	lane    Lane
 	batch   *Batch
 	attempt int
+	key     string
 	at      time.Time
 }
 
@@ -93,7 +96,7 @@ type dead struct {
 	why  DeadLetter
 }
 
-func (o *fakeOutbox) Hold(_ context.Context, lane Lane, body []byte, attempt int, at time.Time) error {
+func (o *fakeOutbox) Hold(_ context.Context, lane Lane, body []byte, h Hop, at time.Time) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.fail != nil {
@@ -103,7 +106,7 @@ func (o *fakeOutbox) Hold(_ context.Context, lane Lane, body []byte, attempt int
 	if err != nil {
 		return fmt.Errorf("held body does not decode: %w", err)
 	}
-	o.holds = append(o.holds, held{lane, b, attempt, at})
+	o.holds = append(o.holds, held{lane, b, h.Attempt, h.Key, at})
 	return nil
 }
 
@@ -149,7 +152,7 @@ func (q *fakeQueues) queue(id string) chan *fakeDelivery {
 	return c
 }
 
-func (q *fakeQueues) Route(_ context.Context, id string, body []byte, attempt int) error {
+func (q *fakeQueues) Route(_ context.Context, id string, body []byte, h Hop) error {
 	q.mu.Lock()
 	fail := q.fail
 	q.routed[id]++
@@ -158,7 +161,7 @@ func (q *fakeQueues) Route(_ context.Context, id string, body []byte, attempt in
 		return fail
 	}
 	d := rawDelivery(body)
-	d.attempt, d.repub = attempt, true
+	d.attempt, d.key, d.repub = h.Attempt, h.Key, true
 	q.mu.Lock()
 	q.created = append(q.created, d)
 	q.mu.Unlock()
@@ -388,7 +391,7 @@ func (p *fakeProvider) total() int {
 // countingMetrics counts what tests assert on; the rest is discarded.
 type countingMetrics struct {
 	received, dropped, deadRecipients, cancelled atomic.Int64
-	filtered, invalid                            atomic.Int64
+	filtered, invalid, skipped                   atomic.Int64
 	outcomes                                     [numOutcomes]atomic.Int64
 	inFlight                                     atomic.Int64
 }
@@ -408,6 +411,7 @@ func (m *countingMetrics) RateLimit(string, float64)                       {}
 func (m *countingMetrics) Campaigns(map[Status]int)                        {}
 func (m *countingMetrics) RecipientsFiltered(_, _ string, n int)           { m.filtered.Add(int64(n)) }
 func (m *countingMetrics) InvalidTokens(_ Platform, n int)                 { m.invalid.Add(int64(n)) }
+func (m *countingMetrics) LedgerSkipped(n int)                             { m.skipped.Add(int64(n)) }
 
 // fakeFilter blocks the listed tokens and user ids, and in test mode lets
 // only the whitelisted through.
@@ -436,4 +440,28 @@ func (b *fakeBlacklist) AddListEntries(_ context.Context, es []lists.Entry) (int
 	defer b.mu.Unlock()
 	b.entries = append(b.entries, es...)
 	return len(es), nil
+}
+
+// fakeLedger is an in-memory Ledger.
+type fakeLedger struct {
+	mu    sync.Mutex
+	marks map[string][]byte
+}
+
+func (l *fakeLedger) Resolved(_ context.Context, key string) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.marks[key]...), nil
+}
+
+func (l *fakeLedger) RecordResolved(_ context.Context, marks map[string][]byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.marks == nil {
+		l.marks = map[string][]byte{}
+	}
+	for k, v := range marks {
+		l.marks[k] = append([]byte(nil), v...)
+	}
+	return nil
 }

@@ -35,7 +35,7 @@ func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
 	if at := del.HoldUntil(); at.After(now.Add(holdSlack)) {
 		// Released early by a delay level: hold again for the rest.
 		d.settle(del, func(ctx context.Context) error {
-			return d.out.Hold(ctx, del.Lane(), del.Body(), del.Attempt(), at)
+			return d.out.Hold(ctx, del.Lane(), del.Body(), hopOf(del), at)
 		})
 		return
 	}
@@ -68,7 +68,7 @@ func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
 		at := *b.NotBefore
 		d.log.Debug("holding batch until not_before", "batch_id", b.BatchID, "not_before", at)
 		d.settle(del, func(ctx context.Context) error {
-			return d.out.Hold(ctx, del.Lane(), del.Body(), del.Attempt(), at)
+			return d.out.Hold(ctx, del.Lane(), del.Body(), hopOf(del), at)
 		})
 		return
 	}
@@ -92,13 +92,13 @@ func (d *Dispatcher) route(del Delivery, c *campaign) {
 	finishing := c.finishing
 	var err error
 	if !finishing {
-		err = d.queues.Route(d.runCtx, c.id, del.Body(), del.Attempt())
+		err = d.queues.Route(d.runCtx, c.id, del.Body(), hopOf(del))
 	}
 	c.life.Unlock()
 	switch {
 	case finishing:
 		d.settle(del, func(ctx context.Context) error {
-			return d.out.Hold(ctx, del.Lane(), del.Body(), del.Attempt(), d.now().Add(time.Second))
+			return d.out.Hold(ctx, del.Lane(), del.Body(), hopOf(del), d.now().Add(time.Second))
 		})
 		return
 	case err != nil:

@@ -32,7 +32,7 @@ func (d *Dispatcher) handleCampaign(ctx context.Context, del Delivery) {
 		return
 	case ctx.Err() != nil || st != StatusRunning || d.runCtx.Err() != nil:
 		d.settle(del, func(ctx context.Context) error {
-			return d.queues.Route(ctx, c.id, del.Body(), del.Attempt())
+			return d.queues.Route(ctx, c.id, del.Body(), hopOf(del))
 		})
 		return
 	case b.Expired(d.now()):
@@ -63,8 +63,26 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		})
 		return
 	}
+	if !d.track(r) {
+		// An identical message is being sent (a producer's duplicate, or a
+		// batch routed twice around a crash): put this copy back at the
+		// end of the campaign's queue; by the time it comes back the
+		// ledger has the first one's recipients.
+		d.settle(del, func(ctx context.Context) error {
+			return d.queues.Route(ctx, c.id, del.Body(), hopOf(del))
+		})
+		return
+	}
 	c.active.Add(1)
-	d.track(r)
+	if d.ledger != nil {
+		bits, err := d.ledger.Resolved(d.runCtx, r.key)
+		if err != nil {
+			d.log.Warn("cannot read the ledger; a redelivered batch may be sent twice", "batch_id", b.BatchID, "err", err)
+		} else if n := r.skipResolved(bits); n > 0 {
+			d.met.LedgerSkipped(n)
+			d.log.Info("skipped recipients already resolved", "batch_id", b.BatchID, "recipients", n, "of", len(b.Recipients))
+		}
+	}
 	ctx, cancel := context.WithDeadline(c.runContext(), r.started.Add(d.cfg.MaxHold))
 	defer cancel()
 	lane := del.Lane()
@@ -75,6 +93,9 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		if ctx.Err() != nil {
 			break // the rest stays unsubmitted
 		}
+		if r.state[i] == stateDone {
+			continue // resolved by an earlier delivery of this message
+		}
 		rc := &b.Recipients[i]
 		if err := rc.Check(); err != nil || d.providers[rc.Platform] == nil {
 			if errors.Is(err, ErrBadToken) {
@@ -83,6 +104,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 				dropped[1]++
 			}
 			r.state[i] = stateDone
+			r.markResolved(i)
 			continue
 		}
 		if d.filter != nil {
@@ -92,6 +114,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 				}
 				filtered[filterKey{string(list), reason}]++
 				r.state[i] = stateDone
+				r.markResolved(i)
 				continue
 			}
 		}
@@ -158,13 +181,15 @@ func (d *Dispatcher) throttle(ctx context.Context, c *campaign, p Platform) erro
 // newRun renders the notification once for each platform present in b.
 func (d *Dispatcher) newRun(del Delivery, b *Batch, c *campaign) (*run, error) {
 	r := &run{
-		d:       d,
-		c:       c,
-		del:     del,
-		lost:    del.Lost(),
-		batch:   b,
-		state:   make([]recipientState, len(b.Recipients)),
-		started: d.now(),
+		d:        d,
+		c:        c,
+		del:      del,
+		key:      messageKey(del),
+		resolved: make([]uint64, (len(b.Recipients)+63)/64),
+		lost:     del.Lost(),
+		batch:    b,
+		state:    make([]recipientState, len(b.Recipients)),
+		started:  d.now(),
 	}
 	r.pending.Store(1)
 	var present [numPlatforms]bool

@@ -1,6 +1,8 @@
 package dispatcher
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,7 @@ type run struct {
 	d       *Dispatcher
 	c       *campaign
 	del     Delivery
+	key     string // the ledger's key of the message: a hash of its body
 	lost    <-chan struct{}
 	batch   *Batch
 	msgs    [numPlatforms]Message
@@ -30,6 +33,10 @@ type run struct {
 	// pending counts submitted, unresolved recipients plus one guard held
 	// while submitting; the run is finished when it reaches 0.
 	pending atomic.Int32
+	// resolved is the ledger's bitmap of the run (bit i: recipient i
+	// resolved); dirty is set when it changed since the last flush.
+	resolved []uint64
+	dirty    atomic.Bool
 
 	mu                sync.Mutex // guards the retry summary and invalid below
 	lastRetry         Result
@@ -56,6 +63,67 @@ func (r *run) takeInvalid() []invalidToken {
 	out := r.invalid
 	r.invalid = nil
 	return out
+}
+
+// messageKey returns the ledger's key of a delivered message: the one
+// pushd gave it, else a hash of its body, so that a producer's message
+// published twice is sent once.
+func messageKey(del Delivery) string {
+	if k := del.Key(); k != "" {
+		return k
+	}
+	h := sha256.Sum256(del.Body())
+	return hex.EncodeToString(h[:16])
+}
+
+// childKey returns the ledger key of a message split off the run of a
+// message with key parent. It depends on the parent, so that a
+// remainder or retry whose body equals an earlier message's is not
+// skipped as that message, and only on it and the body, so that a
+// redelivered parent splits off the same message again and the ledger
+// tells the copies apart from new work.
+func childKey(parent, kind string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(parent))
+	h.Write([]byte{0})
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// markResolved records recipient i as resolved in the ledger's bitmap.
+func (r *run) markResolved(i int) {
+	atomic.OrUint64(&r.resolved[i>>6], 1<<(i&63))
+	if r.d.ledger != nil && r.dirty.CompareAndSwap(false, true) {
+		r.d.dirtyMu.Lock()
+		r.d.dirty[r] = struct{}{}
+		r.d.dirtyMu.Unlock()
+	}
+}
+
+// bitmap returns the ledger's bitmap as bytes, bit i of byte i/8 for
+// recipient i.
+func (r *run) bitmap() []byte {
+	out := make([]byte, (len(r.state)+7)/8)
+	for i := range out {
+		out[i] = byte(atomic.LoadUint64(&r.resolved[i/8]) >> (8 * (i % 8)))
+	}
+	return out
+}
+
+// skipResolved marks as done the recipients a ledger bitmap has resolved,
+// and returns how many.
+func (r *run) skipResolved(bits []byte) int {
+	n := 0
+	for i := range r.state {
+		if i/8 < len(bits) && bits[i/8]&(1<<(i%8)) != 0 {
+			r.state[i] = stateDone
+			r.markResolved(i)
+			n++
+		}
+	}
+	return n
 }
 
 func (r *run) isLost() bool {

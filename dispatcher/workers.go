@@ -46,6 +46,9 @@ func (d *Dispatcher) send(ctx context.Context, p Platform, j job) {
 	start := d.now()
 	res := r.msgs[p].Send(ctx, rc)
 	d.met.SendDone(p, res.Outcome, d.now().Sub(start))
+	if res.Outcome != RetryLater {
+		r.markResolved(int(j.i))
+	}
 	switch res.Outcome {
 	case Sent:
 		r.state[j.i] = stateDone
@@ -95,6 +98,9 @@ func (d *Dispatcher) finishLoop(ctx context.Context) {
 func (d *Dispatcher) finish(ctx context.Context, r *run) {
 	defer d.untrack(r)
 	if r.isLost() {
+		// The broker delivers the message again: record how far this run
+		// got, so that the next one skips it.
+		d.recordLedger(ctx, r)
 		return
 	}
 	c := r.c
@@ -108,7 +114,7 @@ func (d *Dispatcher) finish(ctx context.Context, r *run) {
 	if len(rest) > 0 {
 		body, err := r.encode(rest)
 		if err == nil {
-			err = d.queues.Route(ctx, c.id, body, r.del.Attempt())
+			err = d.queues.Route(ctx, c.id, body, Hop{Attempt: r.del.Attempt(), Key: childKey(r.key, "rest", body)})
 		}
 		if err != nil {
 			d.log.Error("could not put unsent recipients back; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
@@ -129,7 +135,62 @@ func (d *Dispatcher) finish(ctx context.Context, r *run) {
 			return
 		}
 	}
+	// Every recipient is now resolved or handed on durably. Record that
+	// before the ack: should the message come again (a redelivery racing
+	// the ack, a second copy), it is skipped whole.
+	for i := range r.state {
+		r.markResolved(i)
+	}
+	d.recordLedger(ctx, r)
 	d.ack(r.del)
+}
+
+// recordLedger writes a run's bitmap to the ledger now.
+func (d *Dispatcher) recordLedger(ctx context.Context, r *run) {
+	if d.ledger == nil {
+		return
+	}
+	r.dirty.Store(false)
+	if err := d.ledger.RecordResolved(ctx, map[string][]byte{r.key: r.bitmap()}); err != nil {
+		d.log.Warn("cannot record the batch in the ledger; a redelivery would send it again", "batch_id", r.batch.BatchID, "err", err)
+	}
+}
+
+// flushLedger records, every LedgerFlush, the progress of the runs whose
+// bitmap changed, so that after a crash a redelivered batch skips what was
+// sent: duplicates are then the sends in flight plus those of the last
+// LedgerFlush.
+func (d *Dispatcher) flushLedger(ctx context.Context) {
+	tick := time.NewTicker(d.cfg.LedgerFlush)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d.dirtyMu.Lock()
+		runs := d.dirty
+		d.dirty = make(map[*run]struct{})
+		d.dirtyMu.Unlock()
+		if len(runs) == 0 {
+			continue
+		}
+		marks := make(map[string][]byte, len(runs))
+		for r := range runs {
+			r.dirty.Store(false)
+			marks[r.key] = r.bitmap()
+		}
+		if err := d.ledger.RecordResolved(ctx, marks); err != nil {
+			d.log.Warn("cannot write the ledger; will retry", "err", err)
+			d.dirtyMu.Lock()
+			for r := range runs {
+				r.dirty.Store(true)
+				d.dirty[r] = struct{}{}
+			}
+			d.dirtyMu.Unlock()
+		}
+	}
 }
 
 // tokenEvent is the body of a token.invalid event.
@@ -219,7 +280,7 @@ func (d *Dispatcher) holdRetries(ctx context.Context, r *run, retry []Recipient)
 		})
 	}
 	at := d.now().Add(d.backoff(attempt, retryAfter))
-	if err := d.out.Hold(ctx, r.del.Lane(), body, attempt, at); err != nil {
+	if err := d.out.Hold(ctx, r.del.Lane(), body, Hop{Attempt: attempt, Key: childKey(r.key, "retry", body)}, at); err != nil {
 		return err
 	}
 	r.c.retrying.Add(int64(len(retry)))

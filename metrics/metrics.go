@@ -35,6 +35,7 @@ type Metrics struct {
 	cancelled    prometheus.Counter
 	filtered     *prometheus.CounterVec
 	invalid      *prometheus.CounterVec
+	ledgerSkip   prometheus.Counter
 	reasons      reasonLabels
 	throttleWait [4]prometheus.Observer // by throttleLevel
 	rateLimit    *prometheus.GaugeVec
@@ -103,6 +104,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "pushd_invalid_tokens_total",
 		Help: "Tokens a provider reported invalid (token.invalid events published), by provider.",
 	}, []string{"provider"})
+	m.ledgerSkip = f.NewCounter(prometheus.CounterOpts{
+		Name: "pushd_ledger_skipped_total",
+		Help: "Recipients of a redelivered or duplicated batch not sent again because the dedup ledger had them resolved.",
+	})
 	m.cancelled = f.NewCounter(prometheus.CounterOpts{
 		Name: "pushd_recipients_cancelled_total",
 		Help: "Recipients not sent because their campaign was cancelled.",
@@ -221,6 +226,9 @@ func (m *Metrics) RecipientsFiltered(list, reason string, n int) {
 func (m *Metrics) InvalidTokens(p dispatcher.Platform, n int) {
 	m.invalid.WithLabelValues(p.Provider()).Add(float64(n))
 }
+
+// LedgerSkipped implements dispatcher.Metrics.
+func (m *Metrics) LedgerSkipped(n int) { m.ledgerSkip.Add(float64(n)) }
 
 // reasonLabels keeps the reason label of pushd_recipients_filtered_total a
 // bounded set: list entries carry free-text reasons.

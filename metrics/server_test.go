@@ -25,6 +25,7 @@ func TestEndpoints(t *testing.T) {
 	m.ThrottleWait("campaign", 200*time.Millisecond)
 	m.ThrottleWait("fcm", 0)
 	m.RateLimit("fcm", 9500)
+	m.LedgerSkipped(3)
 	m.Campaigns(map[dispatcher.Status]int{dispatcher.StatusRunning: 2, dispatcher.StatusPaused: 1})
 	var ready atomic.Bool
 	srv := httptest.NewServer(Handler(reg, ready.Load))
@@ -59,6 +60,7 @@ func TestEndpoints(t *testing.T) {
 		`pushd_recipients_received_total{lane="high"} 7`,
 		`pushd_recipients_dropped_total{reason="malformed_token"} 2`,
 		`pushd_recipients_cancelled_total 4`,
+		`pushd_ledger_skipped_total 3`,
 		`pushd_throttle_wait_seconds_count{level="campaign"} 1`,
 		`pushd_throttle_wait_seconds_bucket{level="campaign",le="0.1"} 0`,
 		`pushd_throttle_wait_seconds_count{level="fcm"} 1`,

@@ -28,8 +28,9 @@ type Config struct {
 	// (defaults 8 and 4). They are what absorbs bursts, not memory.
 	Prefetch     int
 	HighPrefetch int
-	// Heartbeat is the AMQP heartbeat (default 10s); a silent connection
-	// is declared dead after three missed heartbeats.
+	// Heartbeat is how long the connection may stay silent before it is
+	// declared dead and replaced (default 10s; at least 2s). See
+	// amqpHeartbeat for the interval negotiated with the broker.
 	Heartbeat time.Duration
 	// ReconnectMin and ReconnectMax bound the exponential backoff between
 	// connection attempts (defaults 500ms and 30s).
@@ -84,6 +85,7 @@ type Metrics interface {
 // Header names pushd reads and writes.
 const (
 	HeaderAttempt   = "x-pushd-attempt"    // send passes already made
+	HeaderKey       = "x-pushd-key"        // ledger key of a message pushd published
 	HeaderHoldUntil = "x-pushd-hold-until" // unix milliseconds
 	HeaderReason    = "x-pushd-reason"     // dead letters: short reason code
 	HeaderDetail    = "x-pushd-detail"     // dead letters: explanation
@@ -176,9 +178,18 @@ func (b *Broker) Ready() bool {
 	return up && b.consuming[dispatcher.Normal].Load() && b.consuming[dispatcher.High].Load()
 }
 
+// amqpHeartbeat returns the AMQP heartbeat to negotiate so that a silent
+// connection is detected within silence. amqp091-go expects a frame every
+// half heartbeat and gives up after three such periods without one (a
+// read deadline of 1.5 heartbeats); the protocol counts whole seconds.
+// So: two thirds of silence, rounded down to the second, at least 1s.
+func amqpHeartbeat(silence time.Duration) time.Duration {
+	return max(time.Second, (silence * 2 / 3).Truncate(time.Second))
+}
+
 func (b *Broker) connect() (*session, error) {
 	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
-		Heartbeat:  b.cfg.Heartbeat,
+		Heartbeat:  amqpHeartbeat(b.cfg.Heartbeat),
 		Locale:     "en_US",
 		Properties: amqp.Table{"connection_name": b.cfg.Name},
 		Dial: func(network, addr string) (net.Conn, error) {
@@ -361,9 +372,9 @@ func withHeader(h amqp.Table, k string, v any) amqp.Table {
 // Hold publishes body to lane so that it is delivered again no earlier than
 // at: directly when at is due, else through the delay queue of the longest
 // level that fits. It implements dispatcher.Outbox.
-func (b *Broker) Hold(ctx context.Context, lane dispatcher.Lane, body []byte, attempt int, at time.Time) error {
+func (b *Broker) Hold(ctx context.Context, lane dispatcher.Lane, body []byte, h dispatcher.Hop, at time.Time) error {
 	laneQueue, key := b.cfg.Topology.lane(lane)
-	headers := amqp.Table{HeaderAttempt: int32(attempt)}
+	headers := hopHeaders(h)
 	exchange := b.cfg.Topology.Exchange
 	if !at.IsZero() {
 		headers[HeaderHoldUntil] = at.UnixMilli()

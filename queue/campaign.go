@@ -66,12 +66,12 @@ func (b *Broker) withChannel(ctx context.Context, f func(*amqp.Channel) error) e
 
 // Route publishes a batch body to a campaign's queue, declaring the queue
 // when it does not exist. It implements dispatcher.CampaignQueues.
-func (b *Broker) Route(ctx context.Context, campaign string, body []byte, attempt int) error {
+func (b *Broker) Route(ctx context.Context, campaign string, body []byte, h dispatcher.Hop) error {
 	msg := amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    b.cfg.Now(),
-		Headers:      amqp.Table{HeaderAttempt: int32(attempt)},
+		Headers:      hopHeaders(h),
 		Body:         body,
 	}
 	name := b.cfg.Topology.CampaignQueue(campaign)

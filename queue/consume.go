@@ -194,6 +194,21 @@ func (d *Delivery) Attempt() int {
 	return int(n)
 }
 
+// Key returns the x-pushd-key header, empty when absent.
+func (d *Delivery) Key() string {
+	k, _ := d.d.Headers[HeaderKey].(string)
+	return k
+}
+
+// hopHeaders returns the headers that carry h.
+func hopHeaders(h dispatcher.Hop) amqp.Table {
+	t := amqp.Table{HeaderAttempt: int32(h.Attempt)}
+	if h.Key != "" {
+		t[HeaderKey] = h.Key
+	}
+	return t
+}
+
 // HoldUntil returns the x-pushd-hold-until header as a time, zero when
 // absent.
 func (d *Delivery) HoldUntil() time.Time {

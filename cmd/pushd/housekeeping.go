@@ -13,8 +13,9 @@ import (
 // reloads the lists whole.
 const listChangesKept = 24 * time.Hour
 
-// pruneListChanges trims the list change log every hour until ctx ends.
-func pruneListChanges(ctx context.Context, st *store.Store, logger *slog.Logger) error {
+// housekeeping prunes the store every hour until ctx ends: the list change
+// log, and the dedup ledger rows older than ledgerKept.
+func housekeeping(ctx context.Context, st *store.Store, ledgerKept time.Duration, logger *slog.Logger) error {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
@@ -23,13 +24,22 @@ func pruneListChanges(ctx context.Context, st *store.Store, logger *slog.Logger)
 			return nil
 		case <-tick.C:
 		}
-		n, err := st.PruneListChanges(ctx, time.Now().Add(-listChangesKept))
-		if err != nil {
-			logger.Warn("cannot prune list changes", "err", err)
-			continue
-		}
-		if n > 0 {
-			logger.Info("pruned list changes", "deleted", n)
-		}
+		prune(logger, "list changes", func() (int, error) {
+			return st.PruneListChanges(ctx, time.Now().Add(-listChangesKept))
+		})
+		prune(logger, "ledger rows", func() (int, error) {
+			return st.PruneLedger(ctx, time.Now().Add(-ledgerKept))
+		})
+	}
+}
+
+func prune(logger *slog.Logger, what string, f func() (int, error)) {
+	n, err := f()
+	if err != nil {
+		logger.Warn("cannot prune "+what, "err", err)
+		return
+	}
+	if n > 0 {
+		logger.Info("pruned "+what, "deleted", n)
 	}
 }

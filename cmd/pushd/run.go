@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	dc.MaxAttempts = cfg.Dispatcher.MaxAttempts
 	dc.RetryBase, dc.RetryMax = cfg.Dispatcher.RetryBase, cfg.Dispatcher.RetryMax
 	dc.MaxHold, dc.CampaignIdle = cfg.Dispatcher.MaxHold, cfg.Dispatcher.CampaignIdle
+	dc.LedgerFlush = cfg.Dispatcher.LedgerFlush
 	dc.WhitelistOnly = cfg.Lists.WhitelistOnly
 	rl := cfg.RateLimit
 	dc.Limits.GlobalPerSecond, dc.Limits.GlobalBurst = rl.GlobalPerSecond, rl.GlobalBurst
@@ -105,6 +106,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Events:    broker,
 		Filter:    ls,
 		Providers: providers,
+		Ledger:    st,
 	}
 	if cfg.Lists.BlacklistInvalidTokens {
 		deps.Blacklist = blacklister{st, ls}
@@ -160,7 +162,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	g.Go(func() error { return msrv.Run(serveCtx) })
 	g.Go(func() error { return adm.Run(serveCtx, aln) })
 	g.Go(func() error { return ls.Run(serveCtx) })
-	g.Go(func() error { return pruneListChanges(serveCtx, st, logger.With("component", "store")) })
+	g.Go(func() error {
+		return housekeeping(serveCtx, st, cfg.Dispatcher.LedgerRetention, logger.With("component", "store"))
+	})
 
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,145 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+)
+
+func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
+	led := &fakeLedger{}
+	b := setupFull(t, Config{Workers: [numPlatforms]int{IOS: 1, Android: 1}}, nil, nil, led)
+	gate := make(chan struct{})
+	var n atomic.Int32
+	b.ios.send = func(ctx context.Context, _ *Recipient) Result {
+		if n.Add(1) == 4 {
+			<-gate // the fourth send hangs: the connection is lost meanwhile
+		}
+		return Result{Outcome: Sent}
+	}
+	c, err := b.d.observe(context.Background(), iosBatch("c", "a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := iosBatch("c", "a", 10)
+	first := newDelivery(t, batch)
+	go b.d.process(first, mustDecode(t, first.body), c)
+	eventually(t, "three sent, the fourth in flight", func() bool { return n.Load() == 4 })
+	close(first.lost) // the channel dies: the broker will redeliver
+	close(gate)
+	eventually(t, "lost run finished", func() bool { return b.d.Drain(context.Background()) })
+	if got := b.ios.total(); got != 4 {
+		t.Fatalf("%d sends before the redelivery, want 4", got)
+	}
+	// The broker delivers the same message again.
+	again := newDelivery(t, batch)
+	b.d.process(again, mustDecode(t, again.body), c)
+	if acked, _ := again.wait(t); acked != 1 {
+		t.Fatal("redelivery not acked")
+	}
+	for tok, k := range b.ios.sends() {
+		if k != 1 {
+			t.Errorf("%s sent %d times", ShortToken(tok), k)
+		}
+	}
+	if got := b.ios.total(); got != 10 {
+		t.Errorf("%d sends in all, want 10", got)
+	}
+	if got := b.met.skipped.Load(); got != 4 {
+		t.Errorf("%d recipients skipped by the ledger, want 4", got)
+	}
+	// A third copy, after the ack: everything is skipped.
+	third := newDelivery(t, batch)
+	b.d.process(third, mustDecode(t, third.body), c)
+	third.wait(t)
+	if got := b.ios.total(); got != 10 {
+		t.Errorf("a copy of an acked batch was sent again (%d sends)", got)
+	}
+}
+
+func TestIdenticalCopyIsPutBackWhileTheFirstRuns(t *testing.T) {
+	led := &fakeLedger{}
+	// Enough workers that the first copy is wholly submitted, and its
+	// consumer free for the second, while one send hangs.
+	b := setupFull(t, Config{}, nil, nil, led)
+	gate := make(chan struct{})
+	var first atomic.Bool
+	b.ios.send = func(context.Context, *Recipient) Result {
+		if first.CompareAndSwap(false, true) {
+			<-gate
+		}
+		return Result{Outcome: Sent}
+	}
+	batch := iosBatch("c", "a", 5)
+	b.handle(t, batch, Normal)
+	eventually(t, "first copy sending", first.Load)
+	b.handle(t, batch, Normal) // a second, identical copy
+	eventually(t, "the copy put back", func() bool {
+		b.queues.mu.Lock()
+		defer b.queues.mu.Unlock()
+		return b.queues.routed["c"] >= 3
+	})
+	close(gate)
+	b.settle(t)
+	for tok, k := range b.ios.sends() {
+		if k != 1 {
+			t.Errorf("%s sent %d times", ShortToken(tok), k)
+		}
+	}
+	if got := len(b.ios.sends()); got != 5 {
+		t.Errorf("%d tokens sent, want 5", got)
+	}
+}
+
+func TestRetriesWithTheSameBodyAreNotSkipped(t *testing.T) {
+	led := &fakeLedger{}
+	b := setupFull(t, Config{MaxAttempts: 6}, nil, nil, led)
+	var n atomic.Int32
+	b.ios.send = func(context.Context, *Recipient) Result {
+		if n.Add(1) <= 3 {
+			return Result{Outcome: RetryLater, Status: 503, Reason: "ServiceUnavailable"}
+		}
+		return Result{Outcome: Sent}
+	}
+	del := newDelivery(t, iosBatch("c", "a", 1))
+	for pass := 1; pass <= 4; pass++ {
+		b.d.Handle(context.Background(), del)
+		b.settle(t)
+		if got := n.Load(); got != int32(pass) {
+			t.Fatalf("pass %d: %d sends, want %d (a retry was skipped as already resolved)", pass, got, pass)
+		}
+		holds, _ := b.out.snapshot()
+		if pass == 4 {
+			if len(holds) != 3 {
+				t.Fatalf("%d holds after the send went through, want 3", len(holds))
+			}
+			break
+		}
+		h := holds[len(holds)-1]
+		// Every retry carries the same body; only the key tells them apart.
+		body, err := json.Marshal(h.batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.key == "" {
+			t.Fatal("retry published without a ledger key")
+		}
+		del = rawDelivery(body)
+		del.attempt, del.key, del.repub = h.attempt, h.key, true
+	}
+	if got := b.met.skipped.Load(); got != 0 {
+		t.Errorf("%d recipients skipped by the ledger, want 0", got)
+	}
+}
+
+func TestChildKeysDependOnTheParent(t *testing.T) {
+	body := []byte(`{"same":"body"}`)
+	a, b := childKey("k1", "retry", body), childKey("k2", "retry", body)
+	if a == b || a == childKey("k1", "rest", body) {
+		t.Error("child keys collide across parents or kinds")
+	}
+	if a != childKey("k1", "retry", body) {
+		t.Error("child key not deterministic: a redelivered parent would not be deduplicated")
+	}
+}
