@@ -200,11 +200,23 @@ func (d *Dispatcher) newRun(del Delivery, b *Batch, c *campaign) (*run, error) {
 		if !present[p] || d.providers[p] == nil {
 			continue
 		}
-		m, err := d.providers[p].Prepare(&b.Notification)
+		m, err := prepare(d.providers[p], &b.Notification)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Provider(), err)
 		}
 		r.msgs[p] = m
 	}
 	return r, nil
+}
+
+// prepare renders n for provider p, turning a panic of the renderer into
+// an error: the batch is dead-lettered as render_failed rather than
+// crashing the daemon each time it is delivered.
+func prepare(p Provider, n *Notification) (m Message, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("rendering panicked: %v", v)
+		}
+	}()
+	return p.Prepare(n)
 }

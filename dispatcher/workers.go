@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"time"
 
 	"github.com/pushd/pushd/lists"
@@ -44,7 +45,7 @@ func (d *Dispatcher) send(ctx context.Context, p Platform, j job) {
 	}
 	rc := &r.batch.Recipients[j.i]
 	start := d.now()
-	res := r.msgs[p].Send(ctx, rc)
+	res := d.safeSend(ctx, r.msgs[p], rc)
 	d.met.SendDone(p, res.Outcome, d.now().Sub(start))
 	if res.Outcome != RetryLater {
 		r.markResolved(int(j.i))
@@ -191,6 +192,21 @@ func (d *Dispatcher) flushLedger(ctx context.Context) {
 			d.dirtyMu.Unlock()
 		}
 	}
+}
+
+// safeSend sends through m, turning a panic of the provider code into a
+// RetryLater (reason "panic"): one recipient that trips a bug is retried
+// and, after the last attempt, dead-lettered, instead of taking the
+// daemon and every batch in flight down with it.
+func (d *Dispatcher) safeSend(ctx context.Context, m Message, rc *Recipient) (res Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			d.log.Error("provider send panicked; the recipient will be retried",
+				"platform", rc.Platform, "token", ShortToken(rc.Token), "panic", v, "stack", string(debug.Stack()))
+			res = Result{Outcome: RetryLater, Reason: "panic", Err: fmt.Errorf("panic: %v", v)}
+		}
+	}()
+	return m.Send(ctx, rc)
 }
 
 // tokenEvent is the body of a token.invalid event.

@@ -45,6 +45,7 @@ type Metrics struct {
 	amqpConnectFails prometheus.Counter
 	amqpConsuming    *prometheus.GaugeVec
 	amqpPublished    *prometheus.CounterVec
+	panics           prometheus.Counter
 }
 
 // New creates and registers the collectors on reg.
@@ -82,6 +83,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		amqpConnected: f.NewGauge(prometheus.GaugeOpts{
 			Name: "pushd_amqp_connected",
 			Help: "1 while connected to RabbitMQ.",
+		}),
+		panics: f.NewCounter(prometheus.CounterOpts{
+			Name: "pushd_handler_panics_total",
+			Help: "Deliveries whose handling panicked; each was requeued, and is dead-lettered by the broker after amqp.delivery_limit deliveries.",
 		}),
 		amqpConnectFails: f.NewCounter(prometheus.CounterOpts{
 			Name: "pushd_amqp_connect_failures_total",
@@ -292,6 +297,9 @@ func (m *Metrics) Connected(up bool) { m.amqpConnected.Set(b2f(up)) }
 
 // ConnectFailed implements queue.Metrics.
 func (m *Metrics) ConnectFailed() { m.amqpConnectFails.Inc() }
+
+// HandlerPanicked implements queue.Metrics.
+func (m *Metrics) HandlerPanicked() { m.panics.Inc() }
 
 // Consuming implements queue.Metrics.
 func (m *Metrics) Consuming(l dispatcher.Lane, up bool) {

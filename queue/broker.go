@@ -80,6 +80,8 @@ type Metrics interface {
 	// Published counts a confirmed publish of kind (hold, dead_letter,
 	// event) or a failed one.
 	Published(kind string, ok bool)
+	// HandlerPanicked counts a delivery whose handler panicked.
+	HandlerPanicked()
 }
 
 // Header names pushd reads and writes.

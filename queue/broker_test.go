@@ -32,6 +32,7 @@ func (m *nopMetrics) Connected(up bool) {
 func (*nopMetrics) ConnectFailed()                  {}
 func (*nopMetrics) Consuming(dispatcher.Lane, bool) {}
 func (*nopMetrics) Published(string, bool)          {}
+func (*nopMetrics) HandlerPanicked()                {}
 
 type bundle struct {
 	broker *queue.Broker
@@ -394,5 +395,53 @@ func TestPublishEventsArriveOnce(t *testing.T) {
 	}
 	if n := queuetest.Ready(t, b.ch, q.Name); n != 0 {
 		t.Errorf("%d extra events", n)
+	}
+}
+
+func TestPoisonMessageIsDeadLetteredAfterTheDeliveryLimit(t *testing.T) {
+	b := setup(t, "", queue.Config{})
+	var poisoned atomic.Int32
+	good := make(chan string, 10)
+	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) {
+		if string(d.Body()) == "poison" {
+			poisoned.Add(1)
+			panic("processing this message fails every time")
+		}
+		good <- string(d.Body())
+		_ = d.Ack()
+	})
+	waitFor(t, "ready", b.broker.Ready)
+	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("poison"))
+	for i := range 3 {
+		queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, fmt.Appendf(nil, "good-%d", i))
+	}
+	// The others are handled while the poison goes round.
+	for range 3 {
+		select {
+		case <-good:
+		case <-time.After(10 * time.Second):
+			t.Fatal("good messages held up by the poison one")
+		}
+	}
+	d := queuetest.Get(t, b.ch, b.top.DeadQueue, 30*time.Second)
+	if string(d.Body) != "poison" {
+		t.Fatalf("dead letter %q", d.Body)
+	}
+	reason, _ := d.Headers["x-first-death-reason"].(string)
+	n := poisoned.Load()
+	t.Logf("poison message handled %d times, then dead-lettered by the broker (%s)", n, reason)
+	if reason != "delivery_limit" {
+		t.Errorf("dead-letter reason %q, want delivery_limit (headers %v)", reason, d.Headers)
+	}
+	if limit := int32(b.top.DeliveryLimit); n < limit || n > limit+1 {
+		t.Errorf("poison handled %d times, want the delivery limit %d (+1)", n, limit)
+	}
+	// No loop: it does not come back.
+	time.Sleep(500 * time.Millisecond)
+	if got := poisoned.Load(); got != n {
+		t.Errorf("poison handled again after being dead-lettered (%d times)", got)
+	}
+	if ready, unacked := queuetest.Counts(t, b.top.Queue); ready+unacked != 0 {
+		t.Errorf("lane holds %d ready, %d unacked", ready, unacked)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,7 +121,7 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h Handler)
 			if !ok {
 				return errors.New("channel or consumer closed")
 			}
-			h(ctx, t.deliver(d, c.lane))
+			b.handle(ctx, h, t.deliver(d, c.lane))
 		case <-ctx.Done():
 		}
 	}
@@ -131,13 +132,34 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h Handler)
 	}
 	for d := range deliveries {
 		if c.handOver {
-			h(ctx, t.deliver(d, c.lane))
+			b.handle(ctx, h, t.deliver(d, c.lane))
 		} else {
 			_ = d.Nack(false, true)
 		}
 	}
 	t.stop()
 	return nil
+}
+
+// handle calls h for d. A panic in h is a poison message's doing, or a
+// bug: it is logged and counted, and d is requeued unless h resolved it.
+// Each requeue raises the message's delivery count, so after
+// x-delivery-limit deliveries the broker dead-letters it instead of
+// handing it out forever; the rest of the queue keeps flowing meanwhile.
+func (b *Broker) handle(ctx context.Context, h func(context.Context, *Delivery), d *Delivery) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		b.met.HandlerPanicked()
+		b.log.Error("handling a message panicked; requeueing it (dead-lettered after the delivery limit)",
+			"message_id", d.MessageID(), "delivery_count", d.d.Headers["x-delivery-count"], "panic", v, "stack", string(debug.Stack()))
+		if !d.resolved.Load() {
+			_ = d.Requeue()
+		}
+	}()
+	h(ctx, d)
 }
 
 // channelTracker closes a consumer's channel once the consumer is cancelled
