@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"strconv"
 	"sync"
@@ -194,9 +193,12 @@ func (b *Broker) connect() (*session, error) {
 		Heartbeat:  amqpHeartbeat(b.cfg.Heartbeat),
 		Locale:     "en_US",
 		Properties: amqp.Table{"connection_name": b.cfg.Name},
-		Dial: func(network, addr string) (net.Conn, error) {
-			return net.DialTimeout(network, addr, 10*time.Second)
-		},
+		// Bounds the TCP connect and the TLS and AMQP handshakes together
+		// by the same silence as an open connection gets (amqp091-go
+		// clears the deadline once the connection is open): a broker that
+		// accepts but never answers (a half-open link, a frozen proxy)
+		// fails the attempt instead of hanging it.
+		Dial: amqp.DefaultDial(b.cfg.Heartbeat),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", redactURL(b.cfg.URL), err)

@@ -339,8 +339,17 @@ func TestDetectsASilentConnectionByHeartbeat(t *testing.T) {
 	if took > silence {
 		t.Errorf("silent link detected after %v, want within amqp.heartbeat (%v)", took, silence)
 	}
+	// Reconnection attempts while the link is still silent must time out
+	// (their handshake gets no answer), not hang: stay frozen a while.
+	time.Sleep(time.Second)
+	accepted := proxy.Accepted()
+	if accepted < 2 {
+		t.Errorf("no reconnection attempt while frozen (%d connections)", accepted)
+	}
 	proxy.Thaw()
+	thawed := time.Now()
 	waitFor(t, "reconnected", b.broker.Ready)
+	t.Logf("reconnected %v after the link came back", time.Since(thawed).Round(time.Millisecond))
 }
 
 func TestPublishWaitsForTheConnection(t *testing.T) {
