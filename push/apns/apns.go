@@ -119,6 +119,7 @@ func parseHost(host string) (base string, h2c bool, err error) {
 
 // Sender sends notifications to APNs. It is safe for concurrent use.
 type Sender struct {
+	tok       *token.Token // nil with certificate auth
 	clients   []*apns2.Client
 	next      atomic.Uint64
 	topic     string
@@ -164,7 +165,8 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 		// token be refreshed no more often than every 20 minutes
 		// (TooManyProviderTokenUpdates) and be no older than 60 minutes
 		// (ExpiredProviderToken). Sharing it keeps it one token, not one
-		// per connection.
+		// per connection. Should APNs call it expired sooner, renewToken
+		// drops it once it is 20 minutes old.
 		tok = &token.Token{AuthKey: key, KeyID: cfg.KeyID, TeamID: cfg.TeamID}
 		if _, err := tok.Generate(); err != nil {
 			return nil, fmt.Errorf("apns: sign provider token with key_file %q: %w", cfg.KeyFile, err)
@@ -184,6 +186,7 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 	}
 
 	s := &Sender{
+		tok:       tok,
 		topic:     cfg.Topic,
 		needTopic: tok != nil,
 		timeout:   cfg.Timeout,
@@ -207,6 +210,28 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 		logger.Warn("apns sender has no credentials; only a stand-in will accept its pushes", "host", host)
 	}
 	return s, nil
+}
+
+// minTokenAge is Apple's limit on provider token updates: a token
+// replaced sooner draws 429 TooManyProviderTokenUpdates.
+const minTokenAge = 20 * time.Minute
+
+// renewToken makes the next push sign a new provider token, after APNs
+// answered 403 ExpiredProviderToken although apns2 (which renews at 50
+// minutes) still holds it valid: the clocks disagree, or Apple revoked
+// it. Apple's 20-minute minimum still holds: a younger token is kept, and
+// the pushes are retried later. It reports whether the token was dropped.
+func (s *Sender) renewToken() bool {
+	if s.tok == nil {
+		return false
+	}
+	s.tok.Lock()
+	defer s.tok.Unlock()
+	if time.Since(time.Unix(s.tok.IssuedAt, 0)) < minTokenAge {
+		return false
+	}
+	s.tok.IssuedAt = 0 // Expired: GenerateIfExpired signs a new one
+	return true
 }
 
 // client returns the next client, round-robin.

@@ -494,3 +494,46 @@ func TestCloseTwice(t *testing.T) {
 	s.Close()
 	s.Close()
 }
+
+func TestExpiredProviderTokenIsRenewedWithinApplesRules(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		age   time.Duration
+		renew bool
+	}{
+		// apns2 renews at 50 minutes; Apple may still call a token expired
+		// earlier (clock skew, revocation): renewed, since it is over 20
+		// minutes old.
+		{"older than 20 minutes", 25 * time.Minute, true},
+		// Renewing sooner would draw TooManyProviderTokenUpdates: kept,
+		// the push is retried later.
+		{"younger than 20 minutes", 5 * time.Minute, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFake(t, nil)
+			keyFile, _ := writeP8(t)
+			s := newSender(t, Config{
+				Host: f.srv.URL, RootCAs: f.roots(), Topic: "com.example.app",
+				KeyFile: keyFile, KeyID: "ABC123DEFG", TeamID: "TEAM123456", Connections: 1,
+			})
+			s.tok.Lock()
+			s.tok.IssuedAt = time.Now().Add(-tc.age).Unix()
+			s.tok.Unlock()
+			refused, fine := deviceToken("refused"), deviceToken("fine")
+			f.answer(refused, answerRow{status: http.StatusForbidden, reason: "ExpiredProviderToken"})
+			m := prepare(t, s, alert())
+			got := send(m, refused)
+			if got.Outcome != dispatcher.RetryLater || !got.Credential {
+				t.Fatalf("403 ExpiredProviderToken: %+v, want a credential fault to retry", got)
+			}
+			if r := send(m, fine); r.Outcome != dispatcher.Sent {
+				t.Fatalf("next push: %+v", r)
+			}
+			reqs := f.received()
+			before, after := reqs[0].header.Get("Authorization"), reqs[1].header.Get("Authorization")
+			if renewed := before != after; renewed != tc.renew {
+				t.Errorf("token renewed: %v, want %v", renewed, tc.renew)
+			}
+		})
+	}
+}

@@ -184,7 +184,11 @@ func (m *message) Send(ctx context.Context, to *dispatcher.Recipient) dispatcher
 	if err != nil {
 		err = hideToken(err, to.Token)
 	}
-	return classify(resp, err, c)
+	res := classify(resp, err, c)
+	if res.Credential && res.Reason == apns2.ReasonExpiredProviderToken {
+		m.s.renewToken()
+	}
+	return res
 }
 
 // hideToken strips the request URL, which holds the full device token, from
