@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -397,8 +398,12 @@ func (b *Broker) Hold(ctx context.Context, lane dispatcher.Lane, body []byte, h 
 
 // DeadLetter publishes body to the dead-letter exchange with headers naming
 // the reason. It implements dispatcher.Outbox.
+//
+// A dead letter gets a ledger key of its own (x-pushd-key, random): moved
+// back to a lane with its headers (a shovel), it is new work and is sent,
+// even if its body equals a batch the ledger already has as resolved.
 func (b *Broker) DeadLetter(ctx context.Context, body []byte, why dispatcher.DeadLetter) error {
-	h := amqp.Table{HeaderReason: why.Reason, HeaderDetail: why.Detail}
+	h := amqp.Table{HeaderReason: why.Reason, HeaderDetail: why.Detail, HeaderKey: "dead-" + crand.Text()}
 	if why.Attempts > 0 {
 		h[HeaderAttempts] = int32(why.Attempts)
 	}

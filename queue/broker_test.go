@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,6 +225,10 @@ func TestDeadLetterCarriesTheReason(t *testing.T) {
 		h[queue.HeaderAttempts] != int32(5) || h[queue.HeaderProvider] != "apns" ||
 		h[queue.HeaderStatus] != int32(503) || h[queue.HeaderPReason] != "ServiceUnavailable" {
 		t.Errorf("headers %v", h)
+	}
+	// Its own ledger key: sent again if it is moved back to a lane.
+	if k, _ := h[queue.HeaderKey].(string); !strings.HasPrefix(k, "dead-") || len(k) < 20 {
+		t.Errorf("dead letter key %q", k)
 	}
 }
 
