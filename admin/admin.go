@@ -43,6 +43,12 @@ type Control interface {
 	ResumeCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error)
 	// CancelCampaign cancels a campaign for good.
 	CancelCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error)
+	// Limits returns the global and provider buckets.
+	Limits() []dispatcher.LimitInfo
+	// SetLimit sets the operator's rate and burst of a level (global,
+	// apns, fcm) for the whole cluster; nil goes back to the configured
+	// values.
+	SetLimit(ctx context.Context, level string, ls *dispatcher.LimitSetting) ([]dispatcher.LimitInfo, error)
 }
 
 // AuditEntry is one change made through the admin module.

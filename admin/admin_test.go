@@ -54,6 +54,43 @@ type fakeControl struct {
 	PauseCampaignFn   func(ctx context.Context, id string) (dispatcher.CampaignInfo, error)
 	ResumeCampaignFn  func(ctx context.Context, id string) (dispatcher.CampaignInfo, error)
 	CancelCampaignFn  func(ctx context.Context, id string) (dispatcher.CampaignInfo, error)
+
+	limMu  sync.Mutex
+	limits map[string]dispatcher.LimitSetting // operators' settings
+}
+
+func (f *fakeControl) Limits() []dispatcher.LimitInfo {
+	f.limMu.Lock()
+	defer f.limMu.Unlock()
+	var out []dispatcher.LimitInfo
+	for _, level := range []string{"global", "apns", "fcm"} {
+		li := dispatcher.LimitInfo{Level: level}
+		if o, ok := f.limits[level]; ok {
+			li.PerSecond, li.Burst, li.Operator = o.PerSecond, o.Burst, &o
+		}
+		out = append(out, li)
+	}
+	return out
+}
+
+func (f *fakeControl) SetLimit(_ context.Context, level string, ls *dispatcher.LimitSetting) ([]dispatcher.LimitInfo, error) {
+	switch {
+	case level != "global" && level != "apns" && level != "fcm":
+		return nil, fmt.Errorf("%w: level %q", dispatcher.ErrNotFound, level)
+	case ls != nil && ls.PerSecond < 0:
+		return nil, fmt.Errorf("%w: negative", dispatcher.ErrInvalid)
+	}
+	f.limMu.Lock()
+	if f.limits == nil {
+		f.limits = map[string]dispatcher.LimitSetting{}
+	}
+	if ls == nil {
+		delete(f.limits, level)
+	} else {
+		f.limits[level] = *ls
+	}
+	f.limMu.Unlock()
+	return f.Limits(), nil
 }
 
 func (f *fakeControl) Campaigns(ctx context.Context) ([]dispatcher.CampaignInfo, error) {

@@ -22,6 +22,11 @@ func (s *Server) routes() {
 	s.handle("POST /api/campaigns/{id}/resume", roleOperator, s.campaignChange("campaign.resume", s.ctl.ResumeCampaign))
 	s.handle("POST /api/campaigns/{id}/cancel", roleOperator, s.campaignChange("campaign.cancel", s.ctl.CancelCampaign))
 
+	// {level} is global, apns or fcm.
+	s.handle("GET /api/limits", roleViewer, s.getLimits)
+	s.handle("PUT /api/limits/{level}", roleOperator, s.setLimit)
+	s.handle("DELETE /api/limits/{level}", roleOperator, s.setLimit)
+
 	// {name} is blacklist or whitelist; listRoute answers 404 otherwise.
 	s.handle("GET /api/lists/{name}", roleViewer, s.listRoute(s.getList))
 	s.handle("GET /api/lists/{name}/entries", roleViewer, s.listRoute(s.listEntries))
@@ -164,6 +169,49 @@ func (s *Server) setCampaignRate(w http.ResponseWriter, r *http.Request, p princ
 	return s.change(w, r, p, "campaign.rate", id, func(ctx context.Context) (dispatcher.CampaignInfo, error) {
 		return s.ctl.SetCampaignRate(ctx, id, rate)
 	})
+}
+
+// limitRequest is the body of PUT /api/limits/{level}.
+type limitRequest struct {
+	// PerSecond is required: a number >= 0 (0: no limit).
+	PerSecond *float64 `json:"per_second"`
+	// Burst is optional, 0 or more (0: a tenth of a second's worth).
+	Burst int `json:"burst"`
+}
+
+func (s *Server) getLimits(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	return writeJSON(w, http.StatusOK, map[string]any{"limits": s.ctl.Limits()})
+}
+
+// setLimit sets a level's rate (PUT) or goes back to the configured one
+// (DELETE), audits it and answers with every level.
+func (s *Server) setLimit(w http.ResponseWriter, r *http.Request, p principal) error {
+	level := r.PathValue("level")
+	var ls *dispatcher.LimitSetting
+	if r.Method == http.MethodPut {
+		var req limitRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return err
+		}
+		if req.PerSecond == nil {
+			return badRequest("per_second is required: a number >= 0 (0: no limit); DELETE goes back to the configured rate")
+		}
+		ls = &dispatcher.LimitSetting{PerSecond: *req.PerSecond, Burst: req.Burst}
+	}
+	before := s.ctl.Limits()
+	after, err := s.ctl.SetLimit(r.Context(), level, ls)
+	if err != nil {
+		return err
+	}
+	s.audit(r.Context(), AuditEntry{
+		At:     s.now(),
+		Actor:  p.actor,
+		Action: "limit.set",
+		Target: level,
+		Before: s.marshalAudit(before),
+		After:  s.marshalAudit(after),
+	})
+	return writeJSON(w, http.StatusOK, map[string]any{"limits": after})
 }
 
 // campaignChange returns the handler of a POST that changes a campaign with

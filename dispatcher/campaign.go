@@ -301,6 +301,7 @@ func (d *Dispatcher) bookkeeping(ctx context.Context) {
 		case <-tick.C:
 		}
 		d.syncChanges(ctx)
+		d.syncLimits(ctx)
 		d.flushCounters(ctx)
 		d.finishIdle(ctx)
 		if n%5 == 0 {

@@ -315,6 +315,9 @@ type Deps struct {
 	Blacklist Blacklister
 	// Ledger records resolved recipients; nil: no deduplication.
 	Ledger Ledger
+	// Limits keeps the operators' settings of the global and provider
+	// buckets; nil: SetLimit applies to this instance until it stops.
+	Limits LimitStore
 	// Providers send per platform; a platform without one has its
 	// recipients dropped as unknown_platform.
 	Providers map[Platform]Provider
@@ -335,7 +338,11 @@ type Dispatcher struct {
 	filter    Filter
 	blacklist Blacklister
 	ledger    Ledger
+	limits    LimitStore
 	providers [numPlatforms]Provider
+
+	limMu     sync.Mutex
+	overrides map[string]LimitSetting // operators' settings by level
 
 	global    *ratelimit.Bucket
 	perPlat   [numPlatforms]*ratelimit.Bucket
@@ -389,6 +396,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		filter:    deps.Filter,
 		blacklist: deps.Blacklist,
 		ledger:    deps.Ledger,
+		limits:    deps.Limits,
 		keys:      make(map[string]*run),
 		dirty:     make(map[*run]struct{}),
 		finished:  make(chan *run, 64),
@@ -440,6 +448,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err := d.loadCampaigns(ctx); err != nil {
 		return err
 	}
+	d.syncLimits(ctx)
 	var wg sync.WaitGroup
 	for _, p := range Platforms {
 		for range d.cfg.Workers[p] {
@@ -576,12 +585,7 @@ func (d *Dispatcher) setInstances(n int) {
 		return
 	}
 	d.log.Info("instances consuming changed; rates rescaled", "instances", n)
-	lim := d.cfg.Limits
-	d.global.Set(d.share(lim.GlobalPerSecond), lim.GlobalBurst)
-	for _, p := range Platforms {
-		d.perPlat[p].Set(d.share(lim.ProviderPerSecond[p]), lim.ProviderBurst[p])
-	}
-	d.reportLimits()
+	d.applyLimits()
 	for _, c := range d.campaigns.all() {
 		c.applyRate(d)
 	}

@@ -18,6 +18,7 @@ type bundle struct {
 	out      *fakeOutbox
 	queues   *fakeQueues
 	store    *fakeStore
+	limits   *fakeLimits
 	ios, and *fakeProvider
 	met      *countingMetrics
 	stop     context.CancelFunc
@@ -36,7 +37,7 @@ func setupWith(t *testing.T, cfg Config, filter Filter, blacklist Blacklister) *
 func setupFull(t *testing.T, cfg Config, filter Filter, blacklist Blacklister, ledger Ledger) *bundle {
 	t.Helper()
 	b := &bundle{
-		out: &fakeOutbox{}, queues: newFakeQueues(), store: newFakeStore(),
+		out: &fakeOutbox{}, queues: newFakeQueues(), store: newFakeStore(), limits: &fakeLimits{},
 		ios: &fakeProvider{}, and: &fakeProvider{}, met: &countingMetrics{}, stopped: make(chan struct{}),
 	}
 	if cfg.Workers[IOS] == 0 {
@@ -54,7 +55,7 @@ func setupFull(t *testing.T, cfg Config, filter Filter, blacklist Blacklister, l
 	}
 	b.d = New(cfg, Deps{
 		Logger: logger, Metrics: b.met, Outbox: b.out, Queues: b.queues, Store: b.store, Events: b.queues,
-		Filter: filter, Blacklist: blacklist, Ledger: ledger,
+		Filter: filter, Blacklist: blacklist, Ledger: ledger, Limits: b.limits,
 		Providers: map[Platform]Provider{IOS: b.ios, Android: b.and},
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -462,6 +463,32 @@ func (l *fakeLedger) RecordResolved(_ context.Context, marks map[string][]byte) 
 	}
 	for k, v := range marks {
 		l.marks[k] = append([]byte(nil), v...)
+	}
+	return nil
+}
+
+// fakeLimits is an in-memory LimitStore, shared like the store would be.
+type fakeLimits struct {
+	mu sync.Mutex
+	m  map[string]LimitSetting
+}
+
+func (l *fakeLimits) RateLimits(context.Context) (map[string]LimitSetting, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.m), nil
+}
+
+func (l *fakeLimits) SetRateLimit(_ context.Context, level string, ls *LimitSetting) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]LimitSetting{}
+	}
+	if ls == nil {
+		delete(l.m, level)
+	} else {
+		l.m[level] = *ls
 	}
 	return nil
 }

@@ -43,6 +43,7 @@ commands:
   enqueue     publish batches (from a file, or a synthetic campaign) with publisher confirms
   campaigns   list, show, pause, resume, cancel campaigns and change their rate (admin API)
   lists       show, add to, remove from, import (CSV) and export the blacklist and whitelist (admin API)
+  limits      show and change the global and provider rate limits at run time (admin API)
 
 Run "pushctl <command> -h" for the flags of a command.
 `
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return campaigns(ctx, args[1:], getenv, stdout)
 	case "lists":
 		return listsCommand(ctx, args[1:], getenv, stdin, stdout)
+	case "limits":
+		return limitsCommand(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -107,6 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Filter:    ls,
 		Providers: providers,
 		Ledger:    st,
+		Limits:    st,
 	}
 	if cfg.Lists.BlacklistInvalidTokens {
 		deps.Blacklist = blacklister{st, ls}
