@@ -39,6 +39,21 @@ func (a *adminClient) register(fs *flag.FlagSet, getenv func(string) string) (to
 	return fs.String("token-file", getenv("PUSHD_ADMIN_TOKEN_FILE"), "file holding the bearer token (env PUSHD_ADMIN_TOKEN_FILE)")
 }
 
+// adminFlags returns the flag set of an admin API command: its usage text
+// (followed by the flags), the admin client to set up with init once the
+// flags are parsed, and the -token-file flag.
+func adminFlags(name, usage string, getenv func(string) string, stdout io.Writer) (fs *flag.FlagSet, a *adminClient, tokenFile *string) {
+	fs = flag.NewFlagSet("pushctl "+name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprint(stdout, usage+"\nflags:\n")
+		fs.PrintDefaults()
+	}
+	a = &adminClient{}
+	tokenFile = a.register(fs, getenv)
+	return fs, a, tokenFile
+}
+
 func (a *adminClient) init(tokenFile string) error {
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
@@ -94,10 +109,7 @@ func (a *adminClient) do(ctx context.Context, method, path, contentType string, 
 }
 
 func campaigns(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("pushctl campaigns", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
-		fmt.Fprint(stdout, `usage: pushctl campaigns [flags] <action> [id] [rate]
+	fs, a, tokenFile := adminFlags("campaigns", `usage: pushctl campaigns [flags] <action> [id] [rate]
 
 actions:
   list                 every campaign, newest first
@@ -107,13 +119,7 @@ actions:
   cancel ID            stop for good; the rest is counted as cancelled
   rate ID N            set the campaign's rate to N per second (0: no limit)
   rate ID default      go back to the rate given in the campaign's messages
-
-flags:
-`)
-		fs.PrintDefaults()
-	}
-	var a adminClient
-	tokenFile := a.register(fs, getenv)
+`, getenv, stdout)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

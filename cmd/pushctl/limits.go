@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -15,23 +14,14 @@ import (
 )
 
 func limitsCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("pushctl limits", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
-		fmt.Fprint(stdout, `usage: pushctl limits [flags] [action] [level] [rate] [burst]
+	fs, a, tokenFile := adminFlags("limits", `usage: pushctl limits [flags] [action] [level] [rate] [burst]
 
 actions:
   list                     the global and provider limits (the default)
   set LEVEL N [BURST]      limit LEVEL (global, apns, fcm) to N per second for
                            the whole cluster (0: no limit), at run time
   reset LEVEL              go back to the configured rate of LEVEL
-
-flags:
-`)
-		fs.PrintDefaults()
-	}
-	var a adminClient
-	tokenFile := a.register(fs, getenv)
+`, getenv, stdout)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -22,10 +22,7 @@ const listsPageSize = 1000
 
 // listsCommand runs "pushctl lists".
 func listsCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
-	fs := flag.NewFlagSet("pushctl lists", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
-		fmt.Fprint(stdout, `usage: pushctl lists [flags] <action> NAME [args] [flags]
+	fs, a, tokenFile := adminFlags("lists", `usage: pushctl lists [flags] <action> NAME [args] [flags]
 
 NAME is blacklist or whitelist; flags may come before or after the
 arguments ("--" ends them, for a value starting with "-").
@@ -44,13 +41,7 @@ actions:
   export NAME [FILE.csv]        write the list as CSV to FILE, or to stdout
 
 CSV files have the header kind,value,platform,reason.
-
-flags:
-`)
-		fs.PrintDefaults()
-	}
-	var a adminClient
-	tokenFile := a.register(fs, getenv)
+`, getenv, stdout)
 	replace := fs.Bool("replace", false, "import: replace the list with the file's entries instead of adding them")
 	platform := fs.String("platform", "", "add, remove: platform of a token entry, ios or android")
 	reason := fs.String("reason", "", "add: why the entry is there (opt_out, invalid_token, abuse, test_device...)")
@@ -119,7 +110,7 @@ flags:
 		_, err := fmt.Fprintf(stdout, "%s: %d entries\n", info.List, info.Entries)
 		return err
 	case "entries":
-		return listEntries(ctx, &a, path, *limit, stdout)
+		return listEntries(ctx, a, path, *limit, stdout)
 	case "add":
 		body, _ := json.Marshal(map[string]string{"kind": rest[2], "value": rest[3], "platform": *platform, "reason": *reason})
 		var res struct {
@@ -146,13 +137,13 @@ flags:
 		_, err := fmt.Fprintf(stdout, "%s: %d removed%s\n", name, res.Removed, note)
 		return err
 	case "import":
-		return listImport(ctx, &a, path, name, rest[2], *replace, stdin, stdout)
+		return listImport(ctx, a, path, name, rest[2], *replace, stdin, stdout)
 	case "export":
 		file := "-"
 		if len(rest) == 3 {
 			file = rest[2]
 		}
-		return listExport(ctx, &a, path, name, file, stdout)
+		return listExport(ctx, a, path, name, file, stdout)
 	}
 	return nil
 }
