@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sideshow/apns2"
 
@@ -95,7 +96,10 @@ func priority(p, pushType string) int {
 // put through the same transformation here, so that the size checked is the
 // size sent. Strings are encoded by encoding/json (quotes, control
 // characters, invalid UTF-8), data values compacted, keys sorted so the
-// payload is stable.
+// payload is stable. Neither json.Compact nor json.Marshal checks UTF-8, so
+// bytes of a data value that are not UTF-8 (they can only be inside its
+// strings) are replaced by U+FFFD, one for each, as encoding/json does in
+// the other strings: a payload is always valid UTF-8 JSON.
 func renderPayload(n *dispatcher.Notification, background bool) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(256)
@@ -156,8 +160,14 @@ func renderPayload(n *dispatcher.Notification, background bool) ([]byte, error) 
 		buf.WriteByte(',')
 		str(k)
 		buf.WriteByte(':')
+		start := buf.Len()
 		if err := json.Compact(&buf, n.Data[k]); err != nil {
 			return nil, fmt.Errorf("apns: data key %q: invalid JSON value: %w", k, err)
+		}
+		if v := buf.Bytes()[start:]; !utf8.Valid(v) {
+			v = replaceInvalidUTF8(v)
+			buf.Truncate(start)
+			buf.Write(v)
 		}
 	}
 	buf.WriteByte('}')
@@ -166,6 +176,22 @@ func renderPayload(n *dispatcher.Notification, background bool) ([]byte, error) 
 		return nil, fmt.Errorf("apns: render payload: %w", err)
 	}
 	return wire, nil
+}
+
+// replaceInvalidUTF8 returns a copy of b with each byte that is not part of
+// a valid UTF-8 sequence replaced by U+FFFD.
+func replaceInvalidUTF8(b []byte) []byte {
+	out := make([]byte, 0, len(b)+2*utf8.UTFMax)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			out = utf8.AppendRune(out, utf8.RuneError)
+		} else {
+			out = append(out, b[:size]...)
+		}
+		b = b[size:]
+	}
+	return out
 }
 
 // Send pushes the message to one device and classifies Apple's answer. It is

@@ -93,6 +93,11 @@ func TestPrepareRenders(t *testing.T) {
 			n:       dispatcher.Notification{Title: `a "quoted" <b>&</b>`, Body: "line\nbreak\ttab\\ \x01 \u2028", Data: map[string]json.RawMessage{"html": json.RawMessage(`"<i>"`)}},
 			payload: `{"aps":{"alert":{"title":"a \"quoted\" \u003cb\u003e\u0026\u003c/b\u003e","body":"line\nbreak\ttab\\ \u0001 \u2028"}},"html":"\u003ci\u003e"}`, priority: 10, pushType: "alert", topic: "com.example.app",
 		},
+		{
+			name:    "bytes of data values that are not UTF-8 become U+FFFD",
+			n:       dispatcher.Notification{Title: "t\xff", Data: map[string]json.RawMessage{"k": json.RawMessage("\"a\xf9b\xc3\""), "l": json.RawMessage("[\"\xed\xa0\x80 é\"]")}},
+			payload: "{\"aps\":{\"alert\":{\"title\":\"t\\ufffd\"}},\"k\":\"a\uFFFDb\uFFFD\",\"l\":[\"\uFFFD\uFFFD\uFFFD é\"]}", priority: 10, pushType: "alert", topic: "com.example.app",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmpl := rendered(t, s, &tc.n)
