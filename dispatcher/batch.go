@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -293,6 +294,18 @@ func (n *Notification) validate() error {
 		return schemaErr("notification", "empty: give a title, body, data, badge or sound")
 	}
 	return nil
+}
+
+// TTL returns TTLSeconds as a duration, and false when the notification has
+// none. A TTL longer than a time.Duration holds (about 292 years) becomes the
+// longest one in whole seconds instead of overflowing into a negative or
+// short TTL.
+func (n *Notification) TTL() (time.Duration, bool) {
+	if n.TTLSeconds == nil {
+		return 0, false
+	}
+	const maxSeconds = math.MaxInt64 / int64(time.Second)
+	return time.Duration(min(int64(*n.TTLSeconds), maxSeconds)) * time.Second, true
 }
 
 // Expired reports whether the batch is past its expires_at at now.

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,30 @@ func TestDecodeBatchErrors(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestNotificationTTL(t *testing.T) {
+	longest := time.Duration(math.MaxInt64/int64(time.Second)) * time.Second
+	for _, tc := range []struct {
+		seconds int // -1: none
+		want    time.Duration
+	}{
+		{-1, 0},
+		{0, 0},
+		{3600, time.Hour},
+		{int(longest / time.Second), longest},
+		{int(longest/time.Second) + 1, longest},
+		{10_000_000_000, longest},
+		{math.MaxInt, longest},
+	} {
+		var n Notification
+		if tc.seconds >= 0 {
+			n.TTLSeconds = &tc.seconds
+		}
+		if got, ok := n.TTL(); got != tc.want || ok != (tc.seconds >= 0) {
+			t.Errorf("TTL() with ttl_seconds %d = %v, %v; want %v", tc.seconds, got, ok, tc.want)
+		}
 	}
 }
 

@@ -75,8 +75,8 @@ func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error)
 		},
 		ttl: -1,
 	}
-	if n.TTLSeconds != nil {
-		m.ttl = time.Duration(*n.TTLSeconds) * time.Second
+	if ttl, ok := n.TTL(); ok {
+		m.ttl = ttl
 	}
 	return m, nil
 }

@@ -3,9 +3,11 @@ package apns
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sideshow/apns2"
@@ -112,6 +114,28 @@ func TestPrepareRenders(t *testing.T) {
 				t.Error("template carries a device token")
 			}
 		})
+	}
+}
+
+func TestPrepareTTL(t *testing.T) {
+	s := offlineSender(t, Config{})
+	longest := time.Duration(math.MaxInt64/int64(time.Second)) * time.Second
+	for _, tc := range []struct {
+		seconds int // -1: none
+		want    time.Duration
+	}{
+		{-1, -1},
+		{0, 0},
+		{3600, time.Hour},
+		{10_000_000_000, longest}, // past time.Duration: capped, not negative
+	} {
+		n := &dispatcher.Notification{Title: "T"}
+		if tc.seconds >= 0 {
+			n.TTLSeconds = &tc.seconds
+		}
+		if got := prepare(t, s, n).(*message).ttl; got != tc.want {
+			t.Errorf("ttl for ttl_seconds %d = %v, want %v", tc.seconds, got, tc.want)
+		}
 	}
 }
 

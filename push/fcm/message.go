@@ -57,8 +57,7 @@ func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error)
 	if n.Priority == "normal" {
 		android.Priority = "normal"
 	}
-	if n.TTLSeconds != nil {
-		ttl := time.Duration(*n.TTLSeconds) * time.Second
+	if ttl, ok := n.TTL(); ok {
 		android.TTL = &ttl
 	}
 	if n.FCM.ChannelID != "" || n.Sound != "" || n.Badge != nil {

@@ -3,6 +3,7 @@ package fcm
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -70,6 +71,12 @@ func TestPrepareRenders(t *testing.T) {
 			n:    dispatcher.Notification{Badge: ptr(0), TTLSeconds: ptr(0)},
 			want: messaging.Message{Android: &messaging.AndroidConfig{Priority: "high", TTL: ptr(time.Duration(0)),
 				Notification: &messaging.AndroidNotification{NotificationCount: ptr(0)}}},
+		},
+		{
+			name: "ttl past time.Duration capped, not negative",
+			n:    dispatcher.Notification{Title: "T", TTLSeconds: ptr(10_000_000_000)},
+			want: messaging.Message{Notification: &messaging.Notification{Title: "T"},
+				Android: &messaging.AndroidConfig{Priority: "high", TTL: ptr(time.Duration(math.MaxInt64/int64(time.Second)) * time.Second)}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
