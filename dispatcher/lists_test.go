@@ -84,9 +84,16 @@ func TestInvalidTokensAreReportedAndBlacklisted(t *testing.T) {
 	if len(events) != 3 {
 		t.Fatalf("%d events, want 3: %v", len(events), events)
 	}
+	// Sends finish in any order: find the event of recipient 0.
 	var ev map[string]any
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(events[0], "token.invalid ")), &ev); err != nil {
-		t.Fatalf("event %q: %v", events[0], err)
+	for _, e := range events {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(e, "token.invalid ")), &m); err != nil {
+			t.Fatalf("event %q: %v", e, err)
+		}
+		if m["token"] == batch.Recipients[0].Token {
+			ev = m
+		}
 	}
 	if ev["event"] != "token.invalid" || ev["platform"] != "ios" || ev["reason"] != "Unregistered" ||
 		ev["user_id"] != "u-0" || ev["campaign_id"] != "c" || ev["provider_timestamp"] != "2026-11-20T08:00:00Z" ||
