@@ -132,6 +132,15 @@ func (d *Dispatcher) Limits() []LimitInfo {
 	return out
 }
 
+// SetConfiguredLimits replaces the configured global and provider limits
+// (a configuration reload). Operators' settings still win over them.
+func (d *Dispatcher) SetConfiguredLimits(lim Limits) {
+	d.limMu.Lock()
+	d.cfg.Limits = lim
+	d.limMu.Unlock()
+	d.applyLimits()
+}
+
 // SetLimit sets the operator's rate and burst of a level (global, apns,
 // fcm) for the whole cluster, or with nil goes back to the configured
 // values. It applies at once here and within SyncInterval on the other

@@ -55,6 +55,26 @@ func TestSetLimitAppliesAtOnceAndGoesBack(t *testing.T) {
 	}
 }
 
+func TestConfiguredLimitsReloaded(t *testing.T) {
+	b := setup(t, Config{})
+	var lim Limits
+	lim.GlobalPerSecond, lim.ProviderPerSecond[IOS] = 5000, 700
+	b.d.SetConfiguredLimits(lim)
+	if r, _ := b.d.perPlat[IOS].Limit(); r != 700 {
+		t.Errorf("apns bucket %v after reload, want 700", r)
+	}
+	// An operator's setting still wins.
+	if _, err := b.d.SetLimit(context.Background(), "apns", &LimitSetting{PerSecond: 50}); err != nil {
+		t.Fatal(err)
+	}
+	lim.ProviderPerSecond[IOS] = 800
+	b.d.SetConfiguredLimits(lim)
+	li := limitOf(t, b.d.Limits(), "apns")
+	if r, _ := b.d.perPlat[IOS].Limit(); r != 50 || li.Configured.PerSecond != 800 {
+		t.Errorf("apns bucket %v, configured %v; want the operator's 50 and 800 configured", r, li.Configured.PerSecond)
+	}
+}
+
 func TestSetLimitRefusesBadInput(t *testing.T) {
 	b := setup(t, Config{})
 	ctx := context.Background()

@@ -141,11 +141,12 @@ func (h *harness) start(extra map[string]string) *daemon {
 	return d
 }
 
-// spawn runs the pushd binary with the harness environment plus extra.
-func (h *harness) spawn(extra map[string]string) *daemon {
+// spawn runs the pushd binary with the harness environment plus extra,
+// and args.
+func (h *harness) spawn(extra map[string]string, args ...string) *daemon {
 	h.t.Helper()
 	env := h.daemonEnv(extra)
-	cmd := exec.Command(binary)
+	cmd := exec.Command(binary, args...)
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

@@ -8,6 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -93,10 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	dc.MaxHold, dc.CampaignIdle = cfg.Dispatcher.MaxHold, cfg.Dispatcher.CampaignIdle
 	dc.LedgerFlush = cfg.Dispatcher.LedgerFlush
 	dc.WhitelistOnly = cfg.Lists.WhitelistOnly
-	rl := cfg.RateLimit
-	dc.Limits.GlobalPerSecond, dc.Limits.GlobalBurst = rl.GlobalPerSecond, rl.GlobalBurst
-	dc.Limits.ProviderPerSecond[dispatcher.IOS], dc.Limits.ProviderBurst[dispatcher.IOS] = rl.APNsPerSecond, rl.APNsBurst
-	dc.Limits.ProviderPerSecond[dispatcher.Android], dc.Limits.ProviderBurst[dispatcher.Android] = rl.FCMPerSecond, rl.FCMBurst
+	dc.Limits = limitsOf(cfg.RateLimit)
 	deps := dispatcher.Deps{
 		Logger:    logger.With("component", "dispatcher"),
 		Metrics:   met,
@@ -166,6 +166,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	g.Go(func() error {
 		return housekeeping(serveCtx, st, cfg.Dispatcher.LedgerRetention, logger.With("component", "store"))
 	})
+	g.Go(func() error {
+		reloadOnHUP(serveCtx, logger, func() (dispatcher.Limits, error) {
+			c, err := configs.Load(*configFile, getenv)
+			if err != nil {
+				return dispatcher.Limits{}, err
+			}
+			return limitsOf(c.RateLimit), nil
+		}, disp.SetConfiguredLimits)
+		return nil
+	})
 
 	select {
 	case <-ctx.Done():
@@ -228,4 +238,41 @@ func newLogger(c configs.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// limitsOf returns the dispatcher's global and provider limits of the
+// ratelimit configuration.
+func limitsOf(rl configs.RateLimit) dispatcher.Limits {
+	var lim dispatcher.Limits
+	lim.GlobalPerSecond, lim.GlobalBurst = rl.GlobalPerSecond, rl.GlobalBurst
+	lim.ProviderPerSecond[dispatcher.IOS], lim.ProviderBurst[dispatcher.IOS] = rl.APNsPerSecond, rl.APNsBurst
+	lim.ProviderPerSecond[dispatcher.Android], lim.ProviderBurst[dispatcher.Android] = rl.FCMPerSecond, rl.FCMBurst
+	return lim
+}
+
+// reloadOnHUP reads the configuration again on each SIGHUP until ctx ends
+// and applies its rate limits (the ratelimit section). Other keys need a
+// restart. A configuration that does not load is refused, with its error
+// logged, and the running one kept.
+func reloadOnHUP(ctx context.Context, logger *slog.Logger, load func() (dispatcher.Limits, error), apply func(dispatcher.Limits)) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		lim, err := load()
+		if err != nil {
+			logger.Error("SIGHUP: configuration refused; keeping the running one", "err", err)
+			continue
+		}
+		apply(lim)
+		logger.Info("SIGHUP: rate limits reloaded (other keys need a restart)",
+			"global_per_second", lim.GlobalPerSecond,
+			"apns_per_second", lim.ProviderPerSecond[dispatcher.IOS],
+			"fcm_per_second", lim.ProviderPerSecond[dispatcher.Android])
+	}
 }
