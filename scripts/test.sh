@@ -2,7 +2,8 @@
 # Runs pushd's whole test suite the way CI does: starts the services the
 # integration tests need, checks formatting and static analysis, then runs
 # every test with the race detector against the real RabbitMQ and the
-# simulator. Integration tests fail (they do not skip) without RabbitMQ.
+# simulator, and a short run of every fuzz target. Integration tests fail
+# (they do not skip) without RabbitMQ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,11 @@ go vet ./...
 echo "test: staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+echo "test: deploy/check.sh (alert rules and their tests, dashboard, unit)"
+deploy/check.sh
+
 echo "test: go test -race"
 go test -race -count=1 -p 1 -timeout 18m ./...
+
+echo "test: a short fuzz run of each fuzz target (FUZZTIME, default 10s each)"
+scripts/fuzz.sh
