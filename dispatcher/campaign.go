@@ -75,10 +75,17 @@ func (c *campaign) applyRate(d *Dispatcher) {
 	c.bucket.Set(d.share(rate), 0)
 }
 
-func (c *campaign) isFinishing() bool {
+// claim counts a run in c.active unless the campaign's queue is being
+// deleted, atomically with that check: finishQueue, which holds c.life and
+// looks at c.active, then cannot finish the campaign under the run.
+func (c *campaign) claim() bool {
 	c.life.Lock()
 	defer c.life.Unlock()
-	return c.finishing
+	if c.finishing {
+		return false
+	}
+	c.active.Add(1)
+	return true
 }
 
 func (c *campaign) idle(now time.Time, idleFor time.Duration) bool {

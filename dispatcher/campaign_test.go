@@ -155,9 +155,13 @@ func TestIdleCampaignFinishesAndReopens(t *testing.T) {
 	b := setup(t, Config{CampaignIdle: 50 * time.Millisecond})
 	ctx := context.Background()
 	b.handle(t, iosBatch("c", "a", 4), Normal)
+	// The status changes first, then the queue is deleted and the event
+	// published.
 	eventually(t, "finished", func() bool {
 		info, _ := b.d.Campaign(ctx, "c")
-		return info.Status == StatusFinished
+		b.queues.mu.Lock()
+		defer b.queues.mu.Unlock()
+		return info.Status == StatusFinished && len(b.queues.events) > 0
 	})
 	b.queues.mu.Lock()
 	deleted, events := append([]string(nil), b.queues.deleted...), append([]string(nil), b.queues.events...)

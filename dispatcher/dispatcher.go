@@ -129,17 +129,34 @@ type Filter interface {
 	Filter(platform, token, userID string, test bool) (list lists.Name, reason string, blocked bool)
 }
 
-// Ledger remembers, for each batch message (keyed by a hash of its body),
-// which of its recipients are resolved: sent, failed for good, filtered,
-// or handed on durably. A redelivered message, or a second copy of one,
-// skips them. The store implements it.
+// Ledger remembers, for each batch message (see messageKey), which of its
+// recipients are resolved: sent, failed for good, filtered, or handed on
+// durably. A redelivered message, or a second copy of one, skips them. The
+// store implements it.
 type Ledger interface {
-	// Resolved returns the bitmap recorded for key (bit i: recipient i),
-	// or nil.
-	Resolved(ctx context.Context, key string) ([]byte, error)
-	// RecordResolved stores the bitmaps of several messages.
-	RecordResolved(ctx context.Context, marks map[string][]byte) error
+	// LedgerEntry returns the entry recorded for key, the zero entry when
+	// none.
+	LedgerEntry(ctx context.Context, key string) (LedgerEntry, error)
+	// RecordLedger stores the entries of several messages.
+	RecordLedger(ctx context.Context, entries map[string]LedgerEntry) error
 }
+
+// LedgerEntry is what the ledger holds for a message. Bit i of a bitmap
+// (byte i/8, bit i%8) stands for recipient i.
+type LedgerEntry struct {
+	// Resolved marks the recipients this message needs do nothing more
+	// for.
+	Resolved []byte
+	// Rest and Retry mark, once its run is over, the recipients handed on
+	// to the campaign's queue and to their next attempt. They are written
+	// before those hand-offs are published: the message delivered again
+	// (a crash before its ack) publishes the same hand-offs again, which
+	// the ledger then drops as copies, instead of sending them itself.
+	Rest, Retry []byte
+}
+
+// handedOff reports whether e records hand-offs.
+func (e LedgerEntry) handedOff() bool { return len(e.Rest) > 0 || len(e.Retry) > 0 }
 
 // Blacklister adds entries to the blacklist, for tokens providers reported
 // invalid.
@@ -372,8 +389,9 @@ type Dispatcher struct {
 	keys   map[string]*run // active runs by message key
 	idle   chan struct{}   // closed and replaced when active becomes empty
 
-	dirtyMu sync.Mutex
-	dirty   map[*run]struct{} // runs whose ledger bitmap changed since the last flush
+	dirtyMu  sync.Mutex
+	dirty    map[*run]struct{} // runs whose ledger bitmap changed since the last flush
+	ledgerMu sync.Mutex        // orders the ledger writes of flushes and finishing runs
 }
 
 // job is one recipient of one run, small enough to pass by value.
@@ -544,6 +562,7 @@ func (d *Dispatcher) untrack(r *run) {
 		d.idle = make(chan struct{})
 	}
 	d.mu.Unlock()
+	close(r.untracked)
 }
 
 func (d *Dispatcher) requeueDelivery(del Delivery) {

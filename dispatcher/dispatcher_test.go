@@ -349,7 +349,7 @@ func TestLostDeliveryIsNotAckedAndStopsSending(t *testing.T) {
 	}
 	del := newDelivery(t, iosBatch("c", "a", 4))
 	done := make(chan struct{})
-	go func() { b.d.process(del, mustDecode(t, del.body), c); close(done) }()
+	go func() { processDirect(b.d, del, mustDecode(t, del.body), c); close(done) }()
 	eventually(t, "first send started", first.Load)
 	close(del.lost)
 	close(gate)

@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -445,24 +446,26 @@ func (b *fakeBlacklist) AddListEntries(_ context.Context, es []lists.Entry) (int
 
 // fakeLedger is an in-memory Ledger.
 type fakeLedger struct {
-	mu    sync.Mutex
-	marks map[string][]byte
+	mu      sync.Mutex
+	entries map[string]LedgerEntry
 }
 
-func (l *fakeLedger) Resolved(_ context.Context, key string) ([]byte, error) {
+func (l *fakeLedger) LedgerEntry(_ context.Context, key string) (LedgerEntry, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]byte(nil), l.marks[key]...), nil
+	return l.entries[key], nil
 }
 
-func (l *fakeLedger) RecordResolved(_ context.Context, marks map[string][]byte) error {
+func (l *fakeLedger) RecordLedger(_ context.Context, entries map[string]LedgerEntry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.marks == nil {
-		l.marks = map[string][]byte{}
+	if l.entries == nil {
+		l.entries = map[string]LedgerEntry{}
 	}
-	for k, v := range marks {
-		l.marks[k] = append([]byte(nil), v...)
+	for k, e := range entries {
+		l.entries[k] = LedgerEntry{
+			Resolved: bytes.Clone(e.Resolved), Rest: bytes.Clone(e.Rest), Retry: bytes.Clone(e.Retry),
+		}
 	}
 	return nil
 }
@@ -491,4 +494,11 @@ func (l *fakeLimits) SetRateLimit(_ context.Context, level string, ls *LimitSett
 		l.m[level] = *ls
 	}
 	return nil
+}
+
+// processDirect runs process as the intake or a campaign consumer would,
+// counting the run in the campaign first.
+func processDirect(d *Dispatcher, del Delivery, b *Batch, c *campaign) {
+	c.active.Add(1)
+	d.process(del, b, c)
 }

@@ -76,12 +76,30 @@ func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
 	case st == StatusCancelled:
 		d.dropCancelled(c, n)
 		d.settle(del, nil)
-	case st == StatusRunning && del.Lane() == High && c.bucket.Unlimited() && !c.isFinishing():
+	case st == StatusRunning && del.Lane() == High && c.bucket.Unlimited() && c.claim():
 		d.process(del, b, c)
 	default:
 		c.touch(now)
 		d.route(del, c)
 	}
+}
+
+// routeBack publishes a body to its campaign's queue, as route does for a
+// delivery: while the campaign's queue is being deleted it is held for a
+// second on lane instead. A campaign finished meanwhile is reopened, so
+// that the queue is consumed.
+func (d *Dispatcher) routeBack(ctx context.Context, c *campaign, lane Lane, body []byte, h Hop) error {
+	c.life.Lock()
+	if c.finishing {
+		c.life.Unlock()
+		return d.out.Hold(ctx, lane, body, h, d.now().Add(time.Second))
+	}
+	err := d.queues.Route(ctx, c.id, body, h)
+	c.life.Unlock()
+	if err == nil {
+		d.routed(c)
+	}
+	return err
 }
 
 // route moves a delivery to its campaign's queue. While the campaign's

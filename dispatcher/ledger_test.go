@@ -3,6 +3,8 @@ package dispatcher
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 )
@@ -24,7 +26,7 @@ func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
 	}
 	batch := iosBatch("c", "a", 10)
 	first := newDelivery(t, batch)
-	go b.d.process(first, mustDecode(t, first.body), c)
+	go processDirect(b.d, first, mustDecode(t, first.body), c)
 	eventually(t, "three sent, the fourth in flight", func() bool { return n.Load() == 4 })
 	close(first.lost) // the channel dies: the broker will redeliver
 	close(gate)
@@ -34,7 +36,7 @@ func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
 	}
 	// The broker delivers the same message again.
 	again := newDelivery(t, batch)
-	b.d.process(again, mustDecode(t, again.body), c)
+	processDirect(b.d, again, mustDecode(t, again.body), c)
 	if acked, _ := again.wait(t); acked != 1 {
 		t.Fatal("redelivery not acked")
 	}
@@ -51,7 +53,7 @@ func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
 	}
 	// A third copy, after the ack: everything is skipped.
 	third := newDelivery(t, batch)
-	b.d.process(third, mustDecode(t, third.body), c)
+	processDirect(b.d, third, mustDecode(t, third.body), c)
 	third.wait(t)
 	if got := b.ios.total(); got != 10 {
 		t.Errorf("a copy of an acked batch was sent again (%d sends)", got)
@@ -141,5 +143,69 @@ func TestChildKeysDependOnTheParent(t *testing.T) {
 	}
 	if a != childKey("k1", "retry", body) {
 		t.Error("child key not deterministic: a redelivered parent would not be deduplicated")
+	}
+}
+
+func TestRedeliveryAfterTheLastLedgerWriteHandsOnAgainAndSendsNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		publishFail bool // the hand-off publish fails: requeued (else: a crash before the ack)
+	}{{"hand-off publish failed", true}, {"crash before the ack", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			led := &fakeLedger{}
+			b := setupFull(t, Config{MaxAttempts: 6}, nil, nil, led)
+			failing := fmt.Sprintf("%064x", 2)
+			b.ios.send = func(_ context.Context, to *Recipient) Result {
+				if to.Token == failing {
+					return Result{Outcome: RetryLater, Status: 503, Reason: "ServiceUnavailable"}
+				}
+				return Result{Outcome: Sent}
+			}
+			c, err := b.d.observe(context.Background(), iosBatch("c", "", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch := iosBatch("c", "", 5)
+			if tc.publishFail {
+				b.out.mu.Lock()
+				b.out.fail = errors.New("broker gone")
+				b.out.mu.Unlock()
+			}
+			first := newDelivery(t, batch)
+			processDirect(b.d, first, mustDecode(t, first.body), c)
+			acked, requeued := first.wait(t)
+			if tc.publishFail != (requeued == 1) || tc.publishFail == (acked == 1) {
+				t.Fatalf("first delivery acked %d, requeued %d", acked, requeued)
+			}
+			b.out.mu.Lock()
+			b.out.fail = nil
+			b.out.mu.Unlock()
+			sends := b.ios.total()
+
+			// The broker delivers the message again.
+			again := newDelivery(t, batch)
+			processDirect(b.d, again, mustDecode(t, again.body), c)
+			if acked, _ := again.wait(t); acked != 1 {
+				t.Fatal("redelivery not acked")
+			}
+			if got := b.ios.total(); got != sends {
+				t.Errorf("the redelivery sent %d more; it must only hand on again", got-sends)
+			}
+			holds, _ := b.out.snapshot()
+			want := 1
+			if !tc.publishFail {
+				want = 2 // the first run's, and the same again
+			}
+			if len(holds) != want {
+				t.Fatalf("%d holds, want %d", len(holds), want)
+			}
+			h := holds[len(holds)-1]
+			if len(h.batch.Recipients) != 1 || h.batch.Recipients[0].Token != failing || h.attempt != 1 {
+				t.Errorf("held again %+v (attempt %d), want the failing recipient at attempt 1", h.batch.Recipients, h.attempt)
+			}
+			if !tc.publishFail && holds[0].key != h.key {
+				t.Errorf("hand-off published again under key %s, first under %s: the copy would be sent twice", h.key, holds[0].key)
+			}
+		})
 	}
 }

@@ -41,6 +41,7 @@ func (d *Dispatcher) handleCampaign(ctx context.Context, del Delivery) {
 		d.settle(del, nil)
 		return
 	}
+	c.active.Add(1)
 	d.process(del, b, c)
 }
 
@@ -49,9 +50,14 @@ func (d *Dispatcher) handleCampaign(ctx context.Context, del Delivery) {
 // the campaign leaves running, consuming stops, or the delivery has been
 // held for MaxHold; the recipients not submitted are then resolved when the
 // run finishes (put back in the campaign's queue, or counted as cancelled).
+//
+// The caller has counted the run in c.active (so that the campaign is not
+// finished under it); the run's untrack, or process itself when no run is
+// made, takes it back.
 func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	r, err := d.newRun(del, b, c)
 	if err != nil {
+		c.active.Add(-1)
 		reason := "render_failed"
 		if errors.Is(err, ErrPayloadTooLarge) {
 			reason = "payload_too_large"
@@ -68,19 +74,45 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		// batch routed twice around a crash): put this copy back at the
 		// end of the campaign's queue; by the time it comes back the
 		// ledger has the first one's recipients.
+		c.active.Add(-1)
 		d.settle(del, func(ctx context.Context) error {
-			return d.queues.Route(ctx, c.id, del.Body(), hopOf(del))
+			return d.routeBack(ctx, c, del.Lane(), del.Body(), hopOf(del))
 		})
 		return
 	}
-	c.active.Add(1)
+	defer func() {
+		// A panic from here on (a filter, the ledger, a bug) would leave the
+		// run tracked forever: Drain would never return and every
+		// redelivery would be put back as a copy, escaping the delivery
+		// limit. Abandon the run as if its delivery were lost, let it
+		// finish (ledger written, untracked), then let the consumer
+		// requeue the delivery.
+		if v := recover(); v != nil {
+			close(r.abandoned)
+			r.release()
+			select {
+			case <-r.untracked:
+			case <-d.runCtx.Done():
+			}
+			panic(v)
+		}
+	}()
 	if d.ledger != nil {
-		bits, err := d.ledger.Resolved(d.runCtx, r.key)
+		e, err := d.ledger.LedgerEntry(d.runCtx, r.key)
 		if err != nil {
 			d.log.Warn("cannot read the ledger; a redelivered batch may be sent twice", "batch_id", b.BatchID, "err", err)
-		} else if n := r.skipResolved(bits); n > 0 {
+		} else if n := r.skipResolved(e.Resolved); n > 0 {
 			d.met.LedgerSkipped(n)
 			d.log.Info("skipped recipients already resolved", "batch_id", b.BatchID, "recipients", n, "of", len(b.Recipients))
+		}
+		if e.handedOff() {
+			// An earlier run finished and handed recipients on, but its
+			// delivery was not acked (a crash, a failed publish): hand
+			// the same ones on again, send nothing.
+			n := r.restoreHandOff(e)
+			d.log.Info("handing on again what an earlier delivery handed on", "batch_id", b.BatchID, "recipients", n)
+			r.release()
+			return
 		}
 	}
 	ctx, cancel := context.WithDeadline(c.runContext(), r.started.Add(d.cfg.MaxHold))
@@ -181,15 +213,17 @@ func (d *Dispatcher) throttle(ctx context.Context, c *campaign, p Platform) erro
 // newRun renders the notification once for each platform present in b.
 func (d *Dispatcher) newRun(del Delivery, b *Batch, c *campaign) (*run, error) {
 	r := &run{
-		d:        d,
-		c:        c,
-		del:      del,
-		key:      messageKey(del),
-		resolved: make([]uint64, (len(b.Recipients)+63)/64),
-		lost:     del.Lost(),
-		batch:    b,
-		state:    make([]recipientState, len(b.Recipients)),
-		started:  d.now(),
+		d:         d,
+		c:         c,
+		del:       del,
+		key:       messageKey(del),
+		resolved:  make([]uint64, (len(b.Recipients)+63)/64),
+		lost:      del.Lost(),
+		abandoned: make(chan struct{}),
+		untracked: make(chan struct{}),
+		batch:     b,
+		state:     make([]recipientState, len(b.Recipients)),
+		started:   d.now(),
 	}
 	r.pending.Store(1)
 	var present [numPlatforms]bool

@@ -21,15 +21,20 @@ const (
 
 // run is the processing of one delivery.
 type run struct {
-	d       *Dispatcher
-	c       *campaign
-	del     Delivery
-	key     string // the ledger's key of the message: a hash of its body
-	lost    <-chan struct{}
-	batch   *Batch
-	msgs    [numPlatforms]Message
-	state   []recipientState
-	started time.Time
+	d    *Dispatcher
+	c    *campaign
+	del  Delivery
+	key  string // the ledger's key of the message: a hash of its body
+	lost <-chan struct{}
+	// abandoned is closed when processing panicked: the run is treated as
+	// lost (its delivery is requeued by the consumer). untracked is closed
+	// once the run is finished and forgotten.
+	abandoned chan struct{}
+	untracked chan struct{}
+	batch     *Batch
+	msgs      [numPlatforms]Message
+	state     []recipientState
+	started   time.Time
 	// pending counts submitted, unresolved recipients plus one guard held
 	// while submitting; the run is finished when it reaches 0.
 	pending atomic.Int32
@@ -37,6 +42,7 @@ type run struct {
 	// resolved); dirty is set when it changed since the last flush.
 	resolved []uint64
 	dirty    atomic.Bool
+	final    atomic.Bool // the last bitmap is written or being written: flushes skip the run
 
 	mu                sync.Mutex // guards the retry summary and invalid below
 	lastRetry         Result
@@ -112,12 +118,31 @@ func (r *run) bitmap() []byte {
 	return out
 }
 
+// bitSet reports whether bit i of a ledger bitmap is set.
+func bitSet(bits []byte, i int) bool { return i/8 < len(bits) && bits[i/8]&(1<<(i%8)) != 0 }
+
+// stateBits returns the ledger bitmap of the recipients in state s, nil
+// when there are none.
+func (r *run) stateBits(s recipientState) []byte {
+	var out []byte
+	for i, st := range r.state {
+		if st != s {
+			continue
+		}
+		if out == nil {
+			out = make([]byte, (len(r.state)+7)/8)
+		}
+		out[i/8] |= 1 << (i % 8)
+	}
+	return out
+}
+
 // skipResolved marks as done the recipients a ledger bitmap has resolved,
 // and returns how many.
 func (r *run) skipResolved(bits []byte) int {
 	n := 0
 	for i := range r.state {
-		if i/8 < len(bits) && bits[i/8]&(1<<(i%8)) != 0 {
+		if bitSet(bits, i) {
 			r.state[i] = stateDone
 			r.markResolved(i)
 			n++
@@ -126,9 +151,30 @@ func (r *run) skipResolved(bits []byte) int {
 	return n
 }
 
+// restoreHandOff puts the recipients an earlier run of this message handed
+// on back in the states that make finish hand them on again: the same
+// bodies, so the same child keys. It returns how many.
+func (r *run) restoreHandOff(e LedgerEntry) int {
+	n := 0
+	for i := range r.state {
+		switch {
+		case bitSet(e.Rest, i):
+			r.state[i] = stateNone
+		case bitSet(e.Retry, i):
+			r.state[i] = stateRetry
+		default:
+			continue
+		}
+		n++
+	}
+	return n
+}
+
 func (r *run) isLost() bool {
 	select {
 	case <-r.lost:
+		return true
+	case <-r.abandoned:
 		return true
 	default:
 		return false

@@ -47,7 +47,11 @@ func (d *Dispatcher) send(ctx context.Context, p Platform, j job) {
 	start := d.now()
 	res := d.safeSend(ctx, r.msgs[p], rc)
 	d.met.SendDone(p, res.Outcome, d.now().Sub(start))
-	if res.Outcome != RetryLater {
+	// Sent or failed for good: a redelivery skips it. Not an invalid
+	// token yet: its token.invalid event and blacklist entry are made when
+	// the run finishes, and a redelivery must send it again (to be told
+	// again) if the run never gets there.
+	if res.Outcome == Sent || res.Outcome == Failed {
 		r.markResolved(int(j.i))
 	}
 	switch res.Outcome {
@@ -94,28 +98,51 @@ func (d *Dispatcher) finishLoop(ctx context.Context) {
 // paused, consuming stopped, or the run yielded after MaxHold) go back to
 // the campaign's queue; those that failed for now are held for their next
 // attempt, or dead-lettered after the last; in a cancelled campaign both are
-// counted as cancelled instead. Then the delivery is acked. If a hand-off
-// cannot be published the delivery is requeued whole.
+// counted as cancelled instead. Then the delivery is acked.
+//
+// The order keeps a crash anywhere from losing or doubling work: the
+// token.invalid events first (a redelivery sends those tokens again and
+// reports them again); then the ledger's last entry, with the hand-offs
+// about to be published; then the hand-offs; then the ack. A redelivery
+// after the ledger write publishes the same hand-offs again (same bodies,
+// same child keys: the copies are dropped) and sends nothing. If a
+// hand-off cannot be published the delivery is requeued, to the same end.
 func (d *Dispatcher) finish(ctx context.Context, r *run) {
 	defer d.untrack(r)
 	if r.isLost() {
 		// The broker delivers the message again: record how far this run
 		// got, so that the next one skips it.
-		d.recordLedger(ctx, r)
+		d.recordLedger(ctx, r, LedgerEntry{})
 		return
 	}
 	c := r.c
-	rest, retry := r.subset(stateNone), r.subset(stateRetry)
 	if c.status() == StatusCancelled {
+		rest, retry := r.subset(stateNone), r.subset(stateRetry)
 		if n := len(rest) + len(retry); n > 0 {
 			d.dropCancelled(c, n)
 		}
-		rest, retry = nil, nil
+		for i, st := range r.state {
+			if st != stateDone {
+				r.state[i] = stateDone
+			}
+		}
 	}
+	if err := d.feedback(ctx, r); err != nil {
+		d.log.Error("could not publish token.invalid events; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
+		d.recordLedger(ctx, r, LedgerEntry{})
+		d.requeueDelivery(r.del)
+		return
+	}
+	hand := LedgerEntry{Rest: r.stateBits(stateNone), Retry: r.stateBits(stateRetry)}
+	rest, retry := r.subset(stateNone), r.subset(stateRetry)
+	for i := range r.state {
+		r.markResolved(i)
+	}
+	d.recordLedger(ctx, r, hand)
 	if len(rest) > 0 {
 		body, err := r.encode(rest)
 		if err == nil {
-			err = d.queues.Route(ctx, c.id, body, Hop{Attempt: r.del.Attempt(), Key: childKey(r.key, "rest", body)})
+			err = d.routeBack(ctx, c, Normal, body, Hop{Attempt: r.del.Attempt(), Key: childKey(r.key, "rest", body)})
 		}
 		if err != nil {
 			d.log.Error("could not put unsent recipients back; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
@@ -124,11 +151,6 @@ func (d *Dispatcher) finish(ctx context.Context, r *run) {
 		}
 		d.log.Debug("unsent recipients back in the campaign queue", "batch_id", r.batch.BatchID, "recipients", len(rest))
 	}
-	if err := d.feedback(ctx, r); err != nil {
-		d.log.Error("could not publish token.invalid events; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
-		d.requeueDelivery(r.del)
-		return
-	}
 	if len(retry) > 0 {
 		if err := d.holdRetries(ctx, r, retry); err != nil {
 			d.log.Error("could not hand off failed recipients; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
@@ -136,23 +158,23 @@ func (d *Dispatcher) finish(ctx context.Context, r *run) {
 			return
 		}
 	}
-	// Every recipient is now resolved or handed on durably. Record that
-	// before the ack: should the message come again (a redelivery racing
-	// the ack, a second copy), it is skipped whole.
-	for i := range r.state {
-		r.markResolved(i)
-	}
-	d.recordLedger(ctx, r)
 	d.ack(r.del)
 }
 
-// recordLedger writes a run's bitmap to the ledger now.
-func (d *Dispatcher) recordLedger(ctx context.Context, r *run) {
+// recordLedger writes a run's last entry to the ledger now: its bitmap,
+// with the hand-offs of hand. The run is finishing: later flushes skip it,
+// and ledgerMu keeps a flush that took an older bitmap from writing it
+// over this one.
+func (d *Dispatcher) recordLedger(ctx context.Context, r *run, hand LedgerEntry) {
 	if d.ledger == nil {
 		return
 	}
+	r.final.Store(true)
+	d.ledgerMu.Lock()
+	defer d.ledgerMu.Unlock()
 	r.dirty.Store(false)
-	if err := d.ledger.RecordResolved(ctx, map[string][]byte{r.key: r.bitmap()}); err != nil {
+	hand.Resolved = r.bitmap()
+	if err := d.ledger.RecordLedger(ctx, map[string]LedgerEntry{r.key: hand}); err != nil {
 		d.log.Warn("cannot record the batch in the ledger; a redelivery would send it again", "batch_id", r.batch.BatchID, "err", err)
 	}
 }
@@ -177,17 +199,25 @@ func (d *Dispatcher) flushLedger(ctx context.Context) {
 		if len(runs) == 0 {
 			continue
 		}
-		marks := make(map[string][]byte, len(runs))
+		d.ledgerMu.Lock()
+		marks := make(map[string]LedgerEntry, len(runs))
 		for r := range runs {
+			if r.final.Load() {
+				continue // finish writes its last bitmap
+			}
 			r.dirty.Store(false)
-			marks[r.key] = r.bitmap()
+			marks[r.key] = LedgerEntry{Resolved: r.bitmap()}
 		}
-		if err := d.ledger.RecordResolved(ctx, marks); err != nil {
+		err := d.ledger.RecordLedger(ctx, marks)
+		d.ledgerMu.Unlock()
+		if err != nil {
 			d.log.Warn("cannot write the ledger; will retry", "err", err)
 			d.dirtyMu.Lock()
 			for r := range runs {
-				r.dirty.Store(true)
-				d.dirty[r] = struct{}{}
+				if !r.final.Load() {
+					r.dirty.Store(true)
+					d.dirty[r] = struct{}{}
+				}
 			}
 			d.dirtyMu.Unlock()
 		}

@@ -8,49 +8,61 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/pushd/pushd/dispatcher"
 )
 
 // SQL of the dedup ledger.
 const (
-	sqlLedgerGet    = `SELECT resolved FROM sent_ledger WHERE key = $1`
-	sqlLedgerUpsert = `INSERT INTO sent_ledger (key, resolved, updated_at) VALUES ($1, $2, $3)
-ON CONFLICT (key) DO UPDATE SET resolved = excluded.resolved, updated_at = excluded.updated_at`
+	sqlLedgerGet    = `SELECT resolved, rest, retry FROM sent_ledger WHERE key = $1`
+	sqlLedgerUpsert = `INSERT INTO sent_ledger (key, resolved, rest, retry, updated_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (key) DO UPDATE SET resolved = excluded.resolved, rest = excluded.rest, retry = excluded.retry, updated_at = excluded.updated_at`
 	sqlLedgerPrune = `DELETE FROM sent_ledger WHERE updated_at < $1`
 )
 
-// Resolved returns the bitmap of resolved recipients recorded for the
-// message with key, or nil when none is. It implements dispatcher.Ledger.
-func (s *Store) Resolved(ctx context.Context, key string) ([]byte, error) {
-	var h string
-	err := s.r.QueryRowContext(ctx, sqlLedgerGet, key).Scan(&h)
+// LedgerEntry returns what the ledger holds for the message with key: the
+// zero entry when nothing. It implements dispatcher.Ledger.
+func (s *Store) LedgerEntry(ctx context.Context, key string) (dispatcher.LedgerEntry, error) {
+	var resolved, rest, retry string
+	err := s.r.QueryRowContext(ctx, sqlLedgerGet, key).Scan(&resolved, &rest, &retry)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return dispatcher.LedgerEntry{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ledger %s: %w", key, err)
+		return dispatcher.LedgerEntry{}, fmt.Errorf("ledger %s: %w", key, err)
 	}
-	b, err := hex.DecodeString(h)
-	if err != nil {
-		return nil, fmt.Errorf("ledger %s: %w", key, err)
+	var e dispatcher.LedgerEntry
+	for _, f := range []struct {
+		hex string
+		out *[]byte
+	}{{resolved, &e.Resolved}, {rest, &e.Rest}, {retry, &e.Retry}} {
+		if f.hex == "" {
+			continue
+		}
+		if *f.out, err = hex.DecodeString(f.hex); err != nil {
+			return dispatcher.LedgerEntry{}, fmt.Errorf("ledger %s: %w", key, err)
+		}
 	}
-	return b, nil
+	return e, nil
 }
 
-// RecordResolved stores the bitmaps of several messages in one write. It
+// RecordLedger stores the entries of several messages in one write. It
 // implements dispatcher.Ledger.
-func (s *Store) RecordResolved(ctx context.Context, marks map[string][]byte) error {
-	if len(marks) == 0 {
+func (s *Store) RecordLedger(ctx context.Context, entries map[string]dispatcher.LedgerEntry) error {
+	if len(entries) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(marks))
-	for k := range marks {
+	keys := make([]string, 0, len(entries))
+	for k := range entries {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys) // a fixed order: no lock-order deadlocks in PostgreSQL
 	now := toMillis(s.now())
 	return s.write(ctx, func(tx *sql.Tx) error {
 		for _, k := range keys {
-			if _, err := tx.ExecContext(ctx, sqlLedgerUpsert, k, hex.EncodeToString(marks[k]), now); err != nil {
+			e := entries[k]
+			if _, err := tx.ExecContext(ctx, sqlLedgerUpsert, k,
+				hex.EncodeToString(e.Resolved), hex.EncodeToString(e.Rest), hex.EncodeToString(e.Retry), now); err != nil {
 				return fmt.Errorf("ledger %s: %w", k, err)
 			}
 		}
