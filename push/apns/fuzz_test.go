@@ -15,6 +15,7 @@ import (
 	"github.com/sideshow/apns2"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/push/pushtest"
 )
 
 // FuzzRender checks Prepare on notifications built from arbitrary text. It
@@ -66,26 +67,16 @@ func FuzzRender(f *testing.F) {
 	// Payloads of exactly MaxPayloadBytes, and one body unit over, with
 	// bodies of one-byte, multi-byte and escaped characters.
 	for _, unit := range []string{"a", "€", "😀", "\u2028", "\x01"} {
-		sd := in{title: "Ünïcödé é€😀\"\\\n\x01<>&", body: unit, bodyRepeat: 1, key: "k\"ey", value: `"v€"`, badge: -1, ttl: -1}
-		size := func(sd in) int {
-			p, err := renderPayload(&dispatcher.Notification{Title: sd.title, Body: repeated(sd.body, sd.bodyRepeat), Data: map[string]json.RawMessage{sd.key: json.RawMessage(sd.value)}}, false)
-			if err != nil {
-				f.Fatal(err)
-			}
-			return len(p)
+		sd := in{title: "Ünïcödé é€😀\"\\\n\x01<>&", body: unit, key: "k\"ey", value: `"v€"`, badge: -1, ttl: -1}
+		pad, n, err := pushtest.EdgeSize(dispatcher.MaxPayloadBytes, func(pad, n int) (int, error) {
+			p, err := renderPayload(&dispatcher.Notification{Title: sd.title + strings.Repeat("x", pad), Body: repeated(unit, uint16(n)), Data: map[string]json.RawMessage{sd.key: json.RawMessage(sd.value)}}, false)
+			return len(p), err
+		})
+		if err != nil {
+			f.Fatalf("edge seed of %q: %v", unit, err)
 		}
-		one := size(sd)
-		sd.body = unit + unit
-		per := size(sd) - one
-		sd.body = unit
-		for (dispatcher.MaxPayloadBytes-one)%per != 0 {
-			sd.title += "x"
-			one++
-		}
-		sd.bodyRepeat = uint16(1 + (dispatcher.MaxPayloadBytes-one)/per)
-		if size(sd) != dispatcher.MaxPayloadBytes {
-			f.Fatalf("edge seed of %q is %d bytes", unit, size(sd))
-		}
+		sd.title += strings.Repeat("x", pad)
+		sd.bodyRepeat = uint16(n)
 		seeds = append(seeds, sd)
 		sd.bodyRepeat++
 		seeds = append(seeds, sd)

@@ -16,6 +16,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/push/pushtest"
 )
 
 // FuzzRender checks Prepare on notifications built from arbitrary text. It
@@ -68,30 +69,20 @@ func FuzzRender(f *testing.F) {
 	// Messages of exactly MaxPayloadBytes, and one body unit over, with
 	// bodies of one-byte, multi-byte and escaped characters.
 	for _, unit := range []string{"a", "€", "😀", "\u2028", "\x01"} {
-		sd := in{title: "Ünïcödé é€😀\"\\\n\x01<>&", body: unit, bodyRepeat: 1, key: "k\"ey<", value: `"v€&"`, badge: -1, ttl: -1}
-		size := func(sd in) int {
-			m, err := s.Prepare(&dispatcher.Notification{Title: sd.title, Body: repeated(sd.body, sd.bodyRepeat), Data: map[string]json.RawMessage{sd.key: json.RawMessage(sd.value)}})
+		sd := in{title: "Ünïcödé é€😀\"\\\n\x01<>&", body: unit, key: "k\"ey<", value: `"v€&"`, badge: -1, ttl: -1}
+		pad, n, err := pushtest.EdgeSize(dispatcher.MaxPayloadBytes, func(pad, n int) (int, error) {
+			m, err := s.Prepare(&dispatcher.Notification{Title: sd.title + strings.Repeat("x", pad), Body: repeated(unit, uint16(n)), Data: map[string]json.RawMessage{sd.key: json.RawMessage(sd.value)}})
 			if err != nil {
-				f.Fatal(err)
+				return 0, err
 			}
 			b, err := json.Marshal(&m.(*message).tmpl)
-			if err != nil {
-				f.Fatal(err)
-			}
-			return len(b)
+			return len(b), err
+		})
+		if err != nil {
+			f.Fatalf("edge seed of %q: %v", unit, err)
 		}
-		one := size(sd)
-		sd.body = unit + unit
-		per := size(sd) - one
-		sd.body = unit
-		for (dispatcher.MaxPayloadBytes-one)%per != 0 {
-			sd.title += "x"
-			one++
-		}
-		sd.bodyRepeat = uint16(1 + (dispatcher.MaxPayloadBytes-one)/per)
-		if size(sd) != dispatcher.MaxPayloadBytes {
-			f.Fatalf("edge seed of %q is %d bytes", unit, size(sd))
-		}
+		sd.title += strings.Repeat("x", pad)
+		sd.bodyRepeat = uint16(n)
 		seeds = append(seeds, sd)
 		sd.bodyRepeat++
 		seeds = append(seeds, sd)
