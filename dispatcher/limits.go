@@ -109,23 +109,20 @@ func (d *Dispatcher) syncLimits(ctx context.Context) {
 
 // Limits returns the global and provider buckets.
 func (d *Dispatcher) Limits() []LimitInfo {
-	eff := d.effectiveLimits()
 	d.limMu.Lock()
 	defer d.limMu.Unlock()
 	var out []LimitInfo
 	for _, level := range limitLevels() {
-		li := LimitInfo{Level: level}
-		if level == LevelGlobal {
-			li.PerSecond, li.Burst = eff.GlobalPerSecond, eff.GlobalBurst
-			li.Configured = LimitSetting{d.cfg.Limits.GlobalPerSecond, d.cfg.Limits.GlobalBurst}
-		} else {
+		li := LimitInfo{Level: level, Configured: LimitSetting{d.cfg.Limits.GlobalPerSecond, d.cfg.Limits.GlobalBurst}}
+		if level != LevelGlobal {
 			p := platformOfProvider(level)
-			li.PerSecond, li.Burst = eff.ProviderPerSecond[p], eff.ProviderBurst[p]
 			li.Configured = LimitSetting{d.cfg.Limits.ProviderPerSecond[p], d.cfg.Limits.ProviderBurst[p]}
 		}
+		inForce := li.Configured
 		if o, ok := d.overrides[level]; ok {
-			li.Operator = &o
+			li.Operator, inForce = &o, o
 		}
+		li.PerSecond, li.Burst = inForce.PerSecond, inForce.Burst
 		li.InstanceShare = d.share(li.PerSecond)
 		out = append(out, li)
 	}
