@@ -49,30 +49,18 @@ func Topology(t testing.TB, url string) queue.Topology {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	top := queue.DefaultTopology().WithPrefix("t-" + hex.EncodeToString(b[:]) + ".")
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			t.Logf("cleanup: %v", err)
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		for _, q := range top.Queues() {
-			_, _ = ch.QueueDelete(q, false, false, false)
-		}
-		for _, x := range top.Exchanges() {
-			_ = ch.ExchangeDelete(x, false, false)
-		}
-	})
+	deleteAtEnd(t, url, top.Queues(), top.Exchanges())
 	return top
 }
 
 // DeleteAtEnd deletes the named queues (campaign queues, say) when the test
 // ends.
 func DeleteAtEnd(t testing.TB, url string, queues ...string) {
+	deleteAtEnd(t, url, queues, nil)
+}
+
+// deleteAtEnd deletes queues, then exchanges, when the test ends.
+func deleteAtEnd(t testing.TB, url string, queues, exchanges []string) {
 	t.Cleanup(func() {
 		conn, err := amqp.Dial(url)
 		if err != nil {
@@ -86,6 +74,9 @@ func DeleteAtEnd(t testing.TB, url string, queues ...string) {
 		}
 		for _, q := range queues {
 			_, _ = ch.QueueDelete(q, false, false, false)
+		}
+		for _, x := range exchanges {
+			_ = ch.ExchangeDelete(x, false, false)
 		}
 	})
 }
