@@ -241,6 +241,8 @@ func (d *Dispatcher) startConsumerLocked(c *campaign) {
 	go func() {
 		defer d.consumers.Done()
 		defer close(done)
+		d.signals.consumerStarted.Signal(c.id)
+		defer d.signals.consumerStopped.Signal(c.id)
 		if err := d.queues.ConsumeCampaign(ctx, c.id, d.handleCampaign); err != nil {
 			d.log.Error("campaign consumer failed", "campaign", c.id, "err", err)
 		}
@@ -298,15 +300,10 @@ func (d *Dispatcher) loadCampaigns(ctx context.Context) error {
 // bookkeeping runs until ctx ends: it applies changes made elsewhere (other
 // instances, or the admin module of this one), writes counters to the
 // store, finishes idle campaigns and follows the number of instances.
-func (d *Dispatcher) bookkeeping(ctx context.Context) {
-	tick := time.NewTicker(d.cfg.SyncInterval)
-	defer tick.Stop()
-	for n := 0; ; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+func (d *Dispatcher) bookkeeping(ctx context.Context, tick *ticker) {
+	n := 0
+	tick.run(ctx, func() {
+		defer func() { n++ }()
 		d.syncChanges(ctx)
 		d.syncLimits(ctx)
 		d.flushCounters(ctx)
@@ -321,7 +318,8 @@ func (d *Dispatcher) bookkeeping(ctx context.Context) {
 			byStatus[c.status()]++
 		}
 		d.met.Campaigns(byStatus)
-	}
+		d.signals.bookkept.Signal(struct{}{})
+	})
 }
 
 func (d *Dispatcher) syncChanges(ctx context.Context) {
@@ -428,6 +426,7 @@ func (d *Dispatcher) finishQueue(ctx context.Context, c *campaign) (finished boo
 	gone, err := d.queues.DeleteCampaignQueue(ctx, c.id)
 	if err == nil && gone {
 		deleted = true
+		d.signals.campaignEnded.Signal(c.id)
 		return wasRunning
 	}
 	if err != nil {

@@ -392,6 +392,8 @@ type Dispatcher struct {
 	dirtyMu  sync.Mutex
 	dirty    map[*run]struct{} // runs whose ledger bitmap changed since the last flush
 	ledgerMu sync.Mutex        // orders the ledger writes of flushes and finishing runs
+
+	signals testSignals
 }
 
 // job is one recipient of one run, small enough to pass by value.
@@ -461,6 +463,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	d.runCtx = ctx
 	d.consumeCtx, d.stopConsume = context.WithCancel(ctx)
+	bookTick := newTicker(d.cfg.Clock, d.cfg.SyncInterval)
+	var flushTick *ticker
+	if d.ledger != nil {
+		flushTick = newTicker(d.cfg.Clock, d.cfg.LedgerFlush)
+	}
 	close(d.started)
 
 	if err := d.loadCampaigns(ctx); err != nil {
@@ -478,9 +485,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		fwg.Go(func() { d.finishLoop(ctx) })
 	}
 	var bwg sync.WaitGroup
-	bwg.Go(func() { d.bookkeeping(ctx) })
-	if d.ledger != nil {
-		bwg.Go(func() { d.flushLedger(ctx) })
+	bwg.Go(func() { d.bookkeeping(ctx, bookTick) })
+	if flushTick != nil {
+		bwg.Go(func() { d.flushLedger(ctx, flushTick) })
 	}
 
 	<-ctx.Done()

@@ -11,10 +11,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pushd/pushd/internal/testwait"
+	"github.com/pushd/pushd/ratelimit"
 )
 
 type bundle struct {
 	d        *Dispatcher
+	clock    *ratelimit.ManualClock
 	out      *fakeOutbox
 	queues   *fakeQueues
 	store    *fakeStore
@@ -23,6 +29,14 @@ type bundle struct {
 	met      *countingMetrics
 	stop     context.CancelFunc
 	stopped  chan struct{}
+}
+
+// waitLong bounds every wait of these tests: far longer than anything
+// takes, so that only a bug reaches it.
+const waitLong = 10 * time.Second
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }
 
 func setup(t *testing.T, cfg Config) *bundle {
@@ -34,12 +48,17 @@ func setupWith(t *testing.T, cfg Config, filter Filter, blacklist Blacklister) *
 	return setupFull(t, cfg, filter, blacklist, nil)
 }
 
+// setupFull starts a Dispatcher on fakes and a manual clock that starts at
+// the wall-clock time: time moves for it only when a test advances it.
 func setupFull(t *testing.T, cfg Config, filter Filter, blacklist Blacklister, ledger Ledger) *bundle {
 	t.Helper()
 	b := &bundle{
-		out: &fakeOutbox{}, queues: newFakeQueues(), store: newFakeStore(), limits: &fakeLimits{},
+		clock: ratelimit.NewManualClock(time.Now()),
+		out:   &fakeOutbox{}, queues: newFakeQueues(), store: newFakeStore(), limits: &fakeLimits{},
 		ios: &fakeProvider{}, and: &fakeProvider{}, met: &countingMetrics{}, stopped: make(chan struct{}),
 	}
+	cfg.Clock = b.clock
+	b.store.now = b.clock.Now
 	if cfg.Workers[IOS] == 0 {
 		cfg.Workers = [numPlatforms]int{IOS: 8, Android: 8}
 	}
@@ -58,6 +77,7 @@ func setupFull(t *testing.T, cfg Config, filter Filter, blacklist Blacklister, l
 		Filter: filter, Blacklist: blacklist, Ledger: ledger, Limits: b.limits,
 		Providers: map[Platform]Provider{IOS: b.ios, Android: b.and},
 	})
+	b.d.signals.init()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop = cancel
 	go func() {
@@ -78,16 +98,35 @@ type tWriter struct{ t *testing.T }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
-// eventually polls cond until it holds, failing the test after 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
+// tick moves the clock by the sync interval and waits for the bookkeeping
+// pass it starts to be over.
+func (b *bundle) tick(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	b.clock.Advance(b.d.cfg.SyncInterval)
+	b.d.signals.bookkept.Wait(t)
+}
+
+// waitResolved waits until the run of del is resolved and forgotten: a
+// copy handed in earlier would be put back as a duplicate in progress.
+func (b *bundle) waitResolved(t *testing.T, del Delivery) {
+	t.Helper()
+	key := messageKey(del)
+	b.d.signals.runResolved.WaitFor(t, func(k string) bool { return k == key })
+}
+
+// pump moves the clock on in steps of step until cond holds: each time
+// something waits on the clock (a token bucket, a timer) and cond does not
+// hold yet, it advances. Tests of throttled campaigns use it to let
+// exactly as much clock time pass as their sends need.
+func (b *bundle) pump(t *testing.T, step time.Duration, what string, cond func() bool) {
+	t.Helper()
+	testwait.For(t, waitLong, what, func() bool {
+		if cond() {
+			return true
 		}
-		time.Sleep(time.Millisecond)
-	}
+		b.clock.Advance(step)
+		return cond()
+	})
 }
 
 func (b *bundle) hardStop(t *testing.T) {
@@ -95,7 +134,7 @@ func (b *bundle) hardStop(t *testing.T) {
 	b.stop()
 	select {
 	case <-b.stopped:
-	case <-time.After(10 * time.Second):
+	case <-time.After(waitLong):
 		t.Fatal("Run did not return after the hard stop")
 	}
 }
@@ -113,7 +152,7 @@ func (b *bundle) handle(t *testing.T, batch *Batch, lane Lane) *fakeDelivery {
 // settle waits until everything routed to campaign queues is resolved.
 func (b *bundle) settle(t *testing.T) {
 	t.Helper()
-	eventually(t, "campaign queues settled", b.queues.settled)
+	testwait.For(t, waitLong, "campaign queues settled", b.queues.settled)
 }
 
 // makeBatch returns a batch of n recipients, alternating iOS and Android.
@@ -169,7 +208,7 @@ func TestEveryRecipientSentOnceThroughTheCampaignQueue(t *testing.T) {
 		t.Error("not idle after the batch was acked")
 	}
 	// Counters reach the store and the control API.
-	eventually(t, "counters flushed", func() bool {
+	testwait.For(t, waitLong, "counters flushed", func() bool {
 		info, err := b.d.Campaign(context.Background(), "c")
 		return err == nil && info.Counters.Sent == 100 && info.Counters.Received == 100
 	})
@@ -241,7 +280,7 @@ func TestTransientFailuresAreHeldForTheNextAttempt(t *testing.T) {
 	}
 	batch := makeBatch("c", 10)
 	batch.Campaign.RatePerSecond = 1000
-	start := time.Now()
+	start := b.clock.Now()
 	b.handle(t, batch, High)
 	b.settle(t)
 	holds, dead := b.out.snapshot()
@@ -296,7 +335,7 @@ func TestLastAttemptGoesToTheDeadLetterQueue(t *testing.T) {
 func TestExpiredBatchIsAckedUnsent(t *testing.T) {
 	b := setup(t, Config{})
 	batch := makeBatch("c", 4)
-	past := time.Now().Add(-time.Minute)
+	past := b.clock.Now().Add(-time.Minute)
 	batch.ExpiresAt = &past
 	del := b.handle(t, batch, Normal)
 	if acked, _ := del.wait(t); acked != 1 {
@@ -313,7 +352,7 @@ func TestExpiredBatchIsAckedUnsent(t *testing.T) {
 func TestNotBeforeIsHeld(t *testing.T) {
 	b := setup(t, Config{})
 	batch := makeBatch("c", 2)
-	later := time.Now().Add(time.Hour)
+	later := b.clock.Now().Add(time.Hour)
 	batch.NotBefore = &later
 	b.handle(t, batch, Normal).wait(t)
 	holds, _ := b.out.snapshot()
@@ -350,7 +389,7 @@ func TestLostDeliveryIsNotAckedAndStopsSending(t *testing.T) {
 	del := newDelivery(t, iosBatch("c", "a", 4))
 	done := make(chan struct{})
 	go func() { processDirect(b.d, del, mustDecode(t, del.body), c); close(done) }()
-	eventually(t, "first send started", first.Load)
+	testwait.For(t, waitLong, "first send started", first.Load)
 	close(del.lost)
 	close(gate)
 	<-done
@@ -392,9 +431,9 @@ func TestHardStopHandsBackOnlyUnsentRecipients(t *testing.T) {
 		return Result{Outcome: RetryLater, Reason: "canceled", Err: ctx.Err()}
 	}
 	b.handle(t, iosBatch("c", "a", 20), Normal)
-	eventually(t, "3 sent and 2 workers stuck", func() bool { return b.ios.total() >= 5 })
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
+	testwait.For(t, waitLong, "3 sent and 2 workers stuck", func() bool { return b.ios.total() >= 5 })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
 	if b.d.Drain(ctx) {
 		t.Fatal("Drain reported idle with sends stuck")
 	}
@@ -425,7 +464,7 @@ func TestHardStopRequeuesWhenHandBackFails(t *testing.T) {
 		return Result{Outcome: RetryLater, Err: ctx.Err()}
 	}
 	b.handle(t, iosBatch("c", "a", 3), Normal)
-	eventually(t, "a send started", func() bool { return b.ios.total() > 0 })
+	testwait.For(t, waitLong, "a send started", func() bool { return b.ios.total() > 0 })
 	b.queues.mu.Lock()
 	b.queues.fail = errors.New("broker down")
 	b.queues.mu.Unlock()
@@ -446,11 +485,11 @@ func TestHighLaneIsServedFirst(t *testing.T) {
 		return Result{Outcome: Sent}
 	}
 	b.handle(t, iosBatch("bulk", "a", 3), Normal)
-	eventually(t, "first bulk send", first.Load)
+	testwait.For(t, waitLong, "first bulk send", first.Load)
 	// The worker is busy with a0; a1 waits in the normal channel, a2 in
 	// the run. Now a high-lane batch arrives.
 	go b.handle(t, iosBatch("otp", "b", 1), High)
-	eventually(t, "high job queued", func() bool { return len(b.d.jobs[IOS][High]) > 0 })
+	testwait.For(t, waitLong, "high job queued", func() bool { return len(b.d.jobs[IOS][High]) > 0 })
 	close(gate)
 	b.settle(t)
 	b.ios.mu.Lock()

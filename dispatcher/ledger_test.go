@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/pushd/pushd/internal/testwait"
 )
 
 func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
@@ -27,10 +29,10 @@ func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
 	batch := iosBatch("c", "a", 10)
 	first := newDelivery(t, batch)
 	go processDirect(b.d, first, mustDecode(t, first.body), c)
-	eventually(t, "three sent, the fourth in flight", func() bool { return n.Load() == 4 })
+	testwait.For(t, waitLong, "three sent, the fourth in flight", func() bool { return n.Load() == 4 })
 	close(first.lost) // the channel dies: the broker will redeliver
 	close(gate)
-	eventually(t, "lost run finished", func() bool { return b.d.Drain(context.Background()) })
+	testwait.For(t, waitLong, "lost run finished", func() bool { return b.d.Drain(context.Background()) })
 	if got := b.ios.total(); got != 4 {
 		t.Fatalf("%d sends before the redelivery, want 4", got)
 	}
@@ -40,6 +42,7 @@ func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
 	if acked, _ := again.wait(t); acked != 1 {
 		t.Fatal("redelivery not acked")
 	}
+	b.waitResolved(t, again)
 	for tok, k := range b.ios.sends() {
 		if k != 1 {
 			t.Errorf("%s sent %d times", ShortToken(tok), k)
@@ -75,9 +78,9 @@ func TestIdenticalCopyIsPutBackWhileTheFirstRuns(t *testing.T) {
 	}
 	batch := iosBatch("c", "a", 5)
 	b.handle(t, batch, Normal)
-	eventually(t, "first copy sending", first.Load)
+	testwait.For(t, waitLong, "first copy sending", first.Load)
 	b.handle(t, batch, Normal) // a second, identical copy
-	eventually(t, "the copy put back", func() bool {
+	testwait.For(t, waitLong, "the copy put back", func() bool {
 		b.queues.mu.Lock()
 		defer b.queues.mu.Unlock()
 		return b.queues.routed["c"] >= 3
@@ -177,6 +180,7 @@ func TestRedeliveryAfterTheLastLedgerWriteHandsOnAgainAndSendsNothing(t *testing
 			if tc.publishFail != (requeued == 1) || tc.publishFail == (acked == 1) {
 				t.Fatalf("first delivery acked %d, requeued %d", acked, requeued)
 			}
+			b.waitResolved(t, first)
 			b.out.mu.Lock()
 			b.out.fail = nil
 			b.out.mu.Unlock()

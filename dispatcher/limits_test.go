@@ -97,10 +97,10 @@ func TestLimitSetThroughAnotherInstanceApplies(t *testing.T) {
 	if err := b.limits.SetRateLimit(context.Background(), "apns", &LimitSetting{PerSecond: 42}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "setting read from the store", func() bool {
-		r, _ := b.d.perPlat[IOS].Limit()
-		return r == 42
-	})
+	b.tick(t)
+	if r, _ := b.d.perPlat[IOS].Limit(); r != 42 {
+		t.Fatalf("apns bucket %v after a sync, want the stored 42", r)
+	}
 	// Two instances consuming: each takes half.
 	b.d.setInstances(2)
 	if r, _ := b.d.perPlat[IOS].Limit(); r != 21 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushd/pushd/internal/testwait"
 	"github.com/pushd/pushd/lists"
 )
 
@@ -38,7 +39,7 @@ func TestBlacklistAndWhitelistFilter(t *testing.T) {
 		if len(sent) != 7 || b.met.filtered.Load() != 3 {
 			t.Errorf("sent %d, filtered %d; want 7 and 3", len(sent), b.met.filtered.Load())
 		}
-		eventually(t, "filtered counter", func() bool {
+		testwait.For(t, waitLong, "filtered counter", func() bool {
 			info, _ := b.d.Campaign(context.Background(), "c")
 			return info.Counters.Filtered == 3 && info.Counters.Sent == 7
 		})

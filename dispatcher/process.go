@@ -115,7 +115,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 			return
 		}
 	}
-	ctx, cancel := context.WithDeadline(c.runContext(), r.started.Add(d.cfg.MaxHold))
+	ctx, cancel := withClockTimeout(c.runContext(), d.cfg.Clock, d.cfg.MaxHold)
 	defer cancel()
 	lane := del.Lane()
 	test := b.Campaign.Test || d.cfg.WhitelistOnly

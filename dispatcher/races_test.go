@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushd/pushd/internal/testwait"
 	"github.com/pushd/pushd/lists"
 )
 
@@ -34,10 +35,10 @@ func TestInvalidTokenIsReportedAfterALostDelivery(t *testing.T) {
 	batch := iosBatch("c", "", 5)
 	first := newDelivery(t, batch)
 	go processDirect(b.d, first, mustDecode(t, first.body), c)
-	eventually(t, "invalid answered, a send in flight", func() bool { return n.Load() == 2 })
+	testwait.For(t, waitLong, "invalid answered, a send in flight", func() bool { return n.Load() == 2 })
 	close(first.lost)
 	close(gate)
-	eventually(t, "lost run finished", func() bool { return b.d.Drain(context.Background()) })
+	testwait.For(t, waitLong, "lost run finished", func() bool { return b.d.Drain(context.Background()) })
 	again := newDelivery(t, batch)
 	processDirect(b.d, again, mustDecode(t, again.body), c)
 	again.wait(t)
@@ -132,9 +133,13 @@ func TestFlushDoesNotOverwriteTheLastBitmap(t *testing.T) {
 	b := setupFull(t, Config{}, nil, nil, led)
 	retry := fmt.Sprintf("%064x", 1)
 	var once sync.Once
+	sending := make(chan struct{})
 	b.ios.send = func(ctx context.Context, to *Recipient) Result {
 		if to.Token == retry {
-			once.Do(func() { <-led.started }) // the flush has its snapshot
+			once.Do(func() {
+				close(sending)
+				<-led.started // the flush has its snapshot
+			})
 			return Result{Outcome: RetryLater, Status: 503}
 		}
 		return Result{Outcome: Sent}
@@ -142,16 +147,25 @@ func TestFlushDoesNotOverwriteTheLastBitmap(t *testing.T) {
 	c, _ := b.d.observe(context.Background(), iosBatch("c", "", 1))
 	batch := iosBatch("c", "", 2)
 	del := newDelivery(t, batch)
-	go func() {
-		// The flush is writing its older bitmap; the run finishes
-		// meanwhile and wants to write its last one.
-		<-led.started
-		time.Sleep(50 * time.Millisecond)
-		close(led.release)
-	}()
-	processDirect(b.d, del, mustDecode(t, del.body), c)
-	del.wait(t)                       // finish wrote the full bitmap and acked
-	time.Sleep(50 * time.Millisecond) // later flushes, if any
+	go processDirect(b.d, del, mustDecode(t, del.body), c)
+	<-sending
+	testwait.For(t, waitLong, "the other recipient sent, its bit to flush", func() bool {
+		b.d.dirtyMu.Lock()
+		defer b.d.dirtyMu.Unlock()
+		return len(b.d.dirty) > 0
+	})
+	b.clock.Advance(b.d.cfg.LedgerFlush) // the flush takes its snapshot and is held
+	// The flush is writing its older bitmap; the run finishes meanwhile
+	// and is about to write its last one.
+	b.d.signals.finalLedgerWrite.Wait(t)
+	close(led.release)
+	del.wait(t) // finish wrote the full bitmap and acked
+	b.waitResolved(t, del)
+	b.d.signals.ledgerFlushed.Wait(t)
+	for range 2 { // later flushes, if any
+		b.clock.Advance(b.d.cfg.LedgerFlush)
+		b.d.signals.ledgerFlushed.Wait(t)
+	}
 	led.mu.Lock()
 	final := led.entries[messageKey(del)].Resolved
 	led.mu.Unlock()
@@ -174,7 +188,7 @@ func TestFlushDoesNotOverwriteTheLastBitmap(t *testing.T) {
 func TestHighLaneBatchIsNotStrandedByFinishIdle(t *testing.T) {
 	b := setupFull(t, Config{CampaignIdle: time.Millisecond, SyncInterval: time.Hour}, nil, nil, &fakeLedger{})
 	c, _ := b.d.observe(context.Background(), iosBatch("c", "", 1))
-	time.Sleep(5 * time.Millisecond)
+	b.clock.Advance(5 * time.Millisecond) // idle for longer than CampaignIdle
 	inPrepare, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	b.ios.prepare = func(*Notification) error {
@@ -190,7 +204,7 @@ func TestHighLaneBatchIsNotStrandedByFinishIdle(t *testing.T) {
 	if acked, _ := del.wait(t); acked != 1 {
 		t.Fatal("not acked")
 	}
-	time.Sleep(100 * time.Millisecond)
+	b.settle(t)
 	if n := b.ios.total(); n != 5 {
 		t.Fatalf("delivery acked, campaign %s, %d of 5 sent, %d stranded in the campaign queue",
 			c.status(), n, b.queues.pending("c"))

@@ -108,6 +108,7 @@ func (d *Dispatcher) finishLoop(ctx context.Context) {
 // same child keys: the copies are dropped) and sends nothing. If a
 // hand-off cannot be published the delivery is requeued, to the same end.
 func (d *Dispatcher) finish(ctx context.Context, r *run) {
+	defer d.signals.runResolved.Signal(r.key)
 	defer d.untrack(r)
 	if r.isLost() {
 		// The broker delivers the message again: record how far this run
@@ -170,6 +171,7 @@ func (d *Dispatcher) recordLedger(ctx context.Context, r *run, hand LedgerEntry)
 		return
 	}
 	r.final.Store(true)
+	d.signals.finalLedgerWrite.Signal(r.key)
 	d.ledgerMu.Lock()
 	defer d.ledgerMu.Unlock()
 	r.dirty.Store(false)
@@ -183,21 +185,15 @@ func (d *Dispatcher) recordLedger(ctx context.Context, r *run, hand LedgerEntry)
 // bitmap changed, so that after a crash a redelivered batch skips what was
 // sent: duplicates are then the sends in flight plus those of the last
 // LedgerFlush.
-func (d *Dispatcher) flushLedger(ctx context.Context) {
-	tick := time.NewTicker(d.cfg.LedgerFlush)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+func (d *Dispatcher) flushLedger(ctx context.Context, tick *ticker) {
+	tick.run(ctx, func() {
+		defer d.signals.ledgerFlushed.Signal(struct{}{})
 		d.dirtyMu.Lock()
 		runs := d.dirty
 		d.dirty = make(map[*run]struct{})
 		d.dirtyMu.Unlock()
 		if len(runs) == 0 {
-			continue
+			return
 		}
 		d.ledgerMu.Lock()
 		marks := make(map[string]LedgerEntry, len(runs))
@@ -221,7 +217,7 @@ func (d *Dispatcher) flushLedger(ctx context.Context) {
 			}
 			d.dirtyMu.Unlock()
 		}
-	}
+	})
 }
 
 // safeSend sends through m, turning a panic of the provider code into a
