@@ -2,10 +2,8 @@ package dispatcher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"math"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,27 +24,53 @@ const (
 
 var statusCodes = map[Status]int32{StatusRunning: 0, StatusPaused: 1, StatusCancelled: 2, StatusFinished: 3}
 
-// campaign is this instance's view of one campaign: its control state (from
-// the store), its token bucket, its queue's consumer, and the counters not
-// yet written to the store.
+// campaignEnv is what every campaign of a Dispatcher works with.
+type campaignEnv struct {
+	log       *slog.Logger
+	met       Metrics
+	clock     ratelimit.Clock
+	queues    CampaignQueues
+	out       Outbox
+	store     CampaignStore
+	lim       *limiter
+	consumers *consumerGroup
+	// handle processes a delivery from a campaign's queue; ctx is done
+	// when the consumer is stopping.
+	handle  func(ctx context.Context, c *campaign, del Delivery)
+	signals *testSignals
+}
+
+// campaign is this instance's view of one campaign, and its owner here:
+// its state machine (following the store's record), its token bucket, its
+// queue's consumer (started while running or cancelled, stopped otherwise),
+// the routing of batches to its queue, and its ending: when idle, it is
+// marked finished and its queue deleted. It keeps the counters not yet
+// written to the store.
 type campaign struct {
 	id     string
+	env    *campaignEnv
 	state  atomic.Int32 // index into Statuses, read on the hot path
 	bucket *ratelimit.Bucket
 
-	life      sync.Mutex // guards the fields below: transitions happen one at a time
-	rec       CampaignRecord
-	runCtx    context.Context // live while running; runs stop submitting when it ends
-	stopRun   context.CancelFunc
-	stopCons  context.CancelFunc // stops the campaign queue's consumer
-	consDone  chan struct{}
-	finishing bool // the bookkeeping loop is checking whether it is finished
+	life     sync.Mutex // guards the fields below: transitions happen one at a time
+	rec      CampaignRecord
+	runCtx   context.Context // live while running; runs stop submitting when it ends
+	stopRun  context.CancelFunc
+	stopCons context.CancelFunc // stops the campaign queue's consumer
+	consDone <-chan struct{}
+	ending   bool // its queue is being deleted: nothing is routed to it
 
 	active     atomic.Int32 // runs in progress
-	inFlight   atomic.Int64 // recipients submitted and not resolved
+	inFlight   atomic.Int64 // recipients submitted and not tried
 	retrying   atomic.Int64 // recipients held for a later attempt
 	lastActive atomic.Int64 // unix nanoseconds
 	delta      [numCounters]atomic.Int64
+}
+
+func newCampaign(id string, env *campaignEnv) *campaign {
+	c := &campaign{id: id, env: env, bucket: ratelimit.NewBucket(0, 0, env.clock)}
+	c.touch(env.clock.Now())
+	return c
 }
 
 func (c *campaign) status() Status { return Statuses[c.state.Load()] }
@@ -54,6 +78,20 @@ func (c *campaign) status() Status { return Statuses[c.state.Load()] }
 func (c *campaign) count(i, n int) { c.delta[i].Add(int64(n)) }
 
 func (c *campaign) touch(t time.Time) { c.lastActive.Store(t.UnixNano()) }
+
+// dropCancelled counts recipients not sent because the campaign is
+// cancelled.
+func (c *campaign) dropCancelled(n int) {
+	c.count(cCancelled, n)
+	c.env.met.RecipientsCancelled(n)
+}
+
+// messageRate returns the rate seen in the campaign's messages.
+func (c *campaign) messageRate() float64 {
+	c.life.Lock()
+	defer c.life.Unlock()
+	return c.rec.MessageRate
+}
 
 // runContext returns the context of the campaign's current running period:
 // done as soon as it is paused or cancelled, or consuming stops.
@@ -68,20 +106,21 @@ func (c *campaign) runContext() context.Context {
 	return c.runCtx
 }
 
-func (c *campaign) applyRate(d *Dispatcher) {
+// rescale sets the bucket to this instance's share of the campaign's rate.
+func (c *campaign) rescale() {
 	c.life.Lock()
 	rate := c.rec.Rate()
 	c.life.Unlock()
-	c.bucket.Set(d.share(rate), 0)
+	c.bucket.Set(c.env.lim.share(rate), 0)
 }
 
 // claim counts a run in c.active unless the campaign's queue is being
-// deleted, atomically with that check: finishQueue, which holds c.life and
-// looks at c.active, then cannot finish the campaign under the run.
+// deleted, atomically with that check: end, which holds c.life and looks
+// at c.active, then cannot end the campaign under the run.
 func (c *campaign) claim() bool {
 	c.life.Lock()
 	defer c.life.Unlock()
-	if c.finishing {
+	if c.ending {
 		return false
 	}
 	c.active.Add(1)
@@ -124,84 +163,26 @@ func (c *campaign) putBack(n Counters) {
 	c.delta[cCancelled].Add(n.Cancelled)
 }
 
-// registry holds the campaigns this instance knows.
-type registry struct {
-	mu       sync.Mutex
-	byID     map[string]*campaign
-	stopping bool  // no new campaign consumers
-	rev      int64 // the highest store revision applied
-
-	// flushMu is held while counters move from the campaigns to the store,
-	// so that readers never see them in neither place.
-	flushMu sync.RWMutex
-}
-
-func (g *registry) get(id string) *campaign {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.byID[id]
-}
-
-func (g *registry) all() []*campaign {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make([]*campaign, 0, len(g.byID))
-	for _, c := range g.byID {
-		out = append(out, c)
-	}
-	return out
-}
-
-// observe returns the campaign of a batch, recording it in the store the
-// first time this instance sees it, when the rate in its messages changes,
-// and when a finished campaign gets batches again.
-func (d *Dispatcher) observe(ctx context.Context, b *Batch) (*campaign, error) {
-	id, rate := b.Campaign.ID, b.Campaign.RatePerSecond
-	if c := d.campaigns.get(id); c != nil && c.status() != StatusFinished {
-		c.life.Lock()
-		same := c.rec.MessageRate == rate
-		c.life.Unlock()
-		if same {
-			return c, nil
-		}
-	}
-	rec, err := d.store.EnsureCampaign(ctx, id, rate)
-	if err != nil {
-		return nil, err
-	}
-	return d.apply(rec), nil
-}
-
-// apply makes this instance follow a campaign record.
-func (d *Dispatcher) apply(rec CampaignRecord) *campaign {
-	d.campaigns.mu.Lock()
-	c := d.campaigns.byID[rec.ID]
-	if c == nil {
-		c = &campaign{id: rec.ID, bucket: ratelimit.NewBucket(0, 0, d.cfg.Clock)}
-		c.touch(d.now())
-		d.campaigns.byID[rec.ID] = c
-	}
-	if rec.Rev > d.campaigns.rev {
-		d.campaigns.rev = rec.Rev
-	}
-	d.campaigns.mu.Unlock()
+// apply makes the campaign follow a record of the store.
+func (c *campaign) apply(rec CampaignRecord) {
 	c.life.Lock()
-	d.applyLocked(c, rec)
-	c.life.Unlock()
-	return c
+	defer c.life.Unlock()
+	c.applyLocked(rec)
 }
 
-func (d *Dispatcher) applyLocked(c *campaign, rec CampaignRecord) {
+// applyLocked moves the campaign to rec's state: its bucket, the context
+// of its running period, its queue's consumer.
+func (c *campaign) applyLocked(rec CampaignRecord) {
 	if rec.Rev < c.rec.Rev {
 		return // an older read than what we follow already
 	}
 	was := c.rec.Status
 	c.rec = rec
 	c.state.Store(statusCodes[rec.Status])
-	c.bucket.Set(d.share(rec.Rate()), 0)
+	c.bucket.Set(c.env.lim.share(rec.Rate()), 0)
 	if rec.Status == StatusRunning {
-		if c.runCtx == nil && d.consumeCtx != nil {
-			c.runCtx, c.stopRun = context.WithCancel(d.consumeCtx)
+		if c.runCtx == nil {
+			c.runCtx, c.stopRun = context.WithCancel(c.env.consumers.context())
 		}
 	} else if c.stopRun != nil {
 		c.stopRun()
@@ -211,42 +192,33 @@ func (d *Dispatcher) applyLocked(c *campaign, rec CampaignRecord) {
 	case StatusRunning, StatusCancelled:
 		// A cancelled campaign's queue is consumed too, to count and drop
 		// what is left in it.
-		if !c.finishing {
-			d.startConsumerLocked(c)
+		if !c.ending {
+			c.startConsumerLocked()
 		}
 	default:
 		c.stopConsumerLocked()
 	}
 	if was != "" && was != rec.Status {
-		d.log.Info("campaign status", "campaign", c.id, "from", was, "to", rec.Status)
+		c.env.log.Info("campaign status", "campaign", c.id, "from", was, "to", rec.Status)
 	}
 }
 
-func (d *Dispatcher) startConsumerLocked(c *campaign) {
-	if c.stopCons != nil || d.consumeCtx == nil {
+// startConsumerLocked starts consuming the campaign's queue, unless a
+// consumer runs or consuming stopped.
+func (c *campaign) startConsumerLocked() {
+	if c.stopCons != nil {
 		return
 	}
-	d.campaigns.mu.Lock()
-	stopping := d.campaigns.stopping
-	if !stopping {
-		d.consumers.Add(1)
-	}
-	d.campaigns.mu.Unlock()
-	if stopping {
-		return
-	}
-	ctx, cancel := context.WithCancel(d.consumeCtx)
-	done := make(chan struct{})
-	c.stopCons, c.consDone = cancel, done
-	go func() {
-		defer d.consumers.Done()
-		defer close(done)
-		d.signals.consumerStarted.Signal(c.id)
-		defer d.signals.consumerStopped.Signal(c.id)
-		if err := d.queues.ConsumeCampaign(ctx, c.id, d.handleCampaign); err != nil {
-			d.log.Error("campaign consumer failed", "campaign", c.id, "err", err)
+	cancel, done, ok := c.env.consumers.start(func(ctx context.Context) {
+		c.env.signals.consumerStarted.Signal(c.id)
+		defer c.env.signals.consumerStopped.Signal(c.id)
+		if err := c.env.queues.ConsumeCampaign(ctx, c.id, func(ctx context.Context, del Delivery) { c.env.handle(ctx, c, del) }); err != nil {
+			c.env.log.Error("campaign consumer failed", "campaign", c.id, "err", err)
 		}
-	}()
+	})
+	if ok {
+		c.stopCons, c.consDone = cancel, done
+	}
 }
 
 // stopConsumerLocked stops the campaign's consumer and returns a channel
@@ -262,308 +234,170 @@ func (c *campaign) stopConsumerLocked() <-chan struct{} {
 	return done
 }
 
-// routed makes sure a batch just routed to a campaign's queue will be
-// consumed: the campaign may have been finished, and its queue deleted,
-// between observe and the routing.
-func (d *Dispatcher) routed(c *campaign) {
+// routeBack publishes a body to the campaign's queue, confirmed. While the
+// queue is being deleted (the campaign just ended) it is held for a
+// second on lane instead, then routed to the queue made anew. A campaign
+// ended meanwhile is reopened, so that its queue is consumed.
+func (c *campaign) routeBack(ctx context.Context, lane Lane, body []byte, h Hop) error {
+	c.life.Lock()
+	if c.ending {
+		c.life.Unlock()
+		return c.env.out.Hold(ctx, lane, body, h, c.env.clock.Now().Add(time.Second))
+	}
+	err := c.env.queues.Route(ctx, c.id, body, h)
+	c.life.Unlock()
+	if err == nil {
+		c.reopen(ctx)
+	}
+	return err
+}
+
+// reopen makes sure a batch just routed to the campaign's queue will be
+// consumed: the campaign may have ended, and its queue been deleted,
+// between observing the batch and routing it.
+func (c *campaign) reopen(ctx context.Context) {
 	if c.status() != StatusFinished {
 		return
 	}
+	rec, err := c.env.store.EnsureCampaign(ctx, c.id, c.messageRate())
+	if err != nil {
+		c.env.log.Error("cannot reopen campaign", "campaign", c.id, "err", err)
+		return
+	}
+	c.apply(rec)
+}
+
+// endIfIdle ends a running or cancelled campaign that has had nothing
+// queued, held or in flight for idleFor: it stops the consumer and deletes
+// the queue, marking a running campaign finished first. It reports whether
+// a running campaign was finished.
+func (c *campaign) endIfIdle(ctx context.Context, now time.Time, idleFor time.Duration) bool {
+	st := c.status()
+	if (st != StatusRunning && st != StatusCancelled) || !c.idle(now, idleFor) {
+		return false
+	}
 	c.life.Lock()
-	rate := c.rec.MessageRate
-	c.life.Unlock()
-	rec, err := d.store.EnsureCampaign(d.runCtx, c.id, rate)
-	if err != nil {
-		d.log.Error("cannot reopen campaign", "campaign", c.id, "err", err)
-		return
-	}
-	d.apply(rec)
-}
-
-// loadCampaigns follows every campaign of the store that is not finished.
-func (d *Dispatcher) loadCampaigns(ctx context.Context) error {
-	recs, err := d.store.Campaigns(ctx)
-	if err != nil {
-		return fmt.Errorf("load campaigns: %w", err)
-	}
-	for _, rec := range recs {
-		if rec.Status != StatusFinished {
-			d.apply(rec)
-		}
-		if rec.Rev > d.campaigns.rev {
-			d.campaigns.rev = rec.Rev
-		}
-	}
-	return nil
-}
-
-// bookkeeping runs until ctx ends: it applies changes made elsewhere (other
-// instances, or the admin module of this one), writes counters to the
-// store, finishes idle campaigns and follows the number of instances.
-func (d *Dispatcher) bookkeeping(ctx context.Context, tick *ticker) {
-	n := 0
-	tick.run(ctx, func() {
-		defer func() { n++ }()
-		d.syncChanges(ctx)
-		d.syncLimits(ctx)
-		d.flushCounters(ctx)
-		d.finishIdle(ctx)
-		if n%5 == 0 {
-			if inst, err := d.queues.Instances(ctx); err == nil {
-				d.setInstances(inst)
-			}
-		}
-		byStatus := map[Status]int{}
-		for _, c := range d.campaigns.all() {
-			byStatus[c.status()]++
-		}
-		d.met.Campaigns(byStatus)
-		d.signals.bookkept.Signal(struct{}{})
-	})
-}
-
-func (d *Dispatcher) syncChanges(ctx context.Context) {
-	d.campaigns.mu.Lock()
-	since := d.campaigns.rev
-	d.campaigns.mu.Unlock()
-	recs, err := d.store.CampaignChanges(ctx, since)
-	if err != nil {
-		d.log.Warn("cannot read campaign changes", "err", err)
-		return
-	}
-	for _, rec := range recs {
-		if d.campaigns.get(rec.ID) != nil || rec.Status != StatusFinished {
-			d.apply(rec)
-		}
-	}
-}
-
-// flushCounters writes the counters gathered since the last flush.
-func (d *Dispatcher) flushCounters(ctx context.Context) {
-	d.campaigns.flushMu.Lock()
-	defer d.campaigns.flushMu.Unlock()
-	deltas := map[string]Counters{}
-	taken := map[string]*campaign{}
-	for _, c := range d.campaigns.all() {
-		if n := c.take(); !n.IsZero() {
-			deltas[c.id], taken[c.id] = n, c
-		}
-	}
-	if len(deltas) == 0 {
-		return
-	}
-	if err := d.store.AddCampaignCounters(ctx, deltas); err != nil {
-		d.log.Warn("cannot write campaign counters; will retry", "err", err)
-		for id, c := range taken {
-			c.putBack(deltas[id])
-		}
-	}
-}
-
-// finishIdle finishes the running campaigns with nothing queued, held or in
-// flight for CampaignIdle, deleting their queues, and deletes the drained
-// queues of cancelled campaigns.
-func (d *Dispatcher) finishIdle(ctx context.Context) {
-	now := d.now()
-	for _, c := range d.campaigns.all() {
-		st := c.status()
-		if (st != StatusRunning && st != StatusCancelled) || !c.idle(now, d.cfg.CampaignIdle) {
-			continue
-		}
-		c.life.Lock()
-		if c.stopCons == nil || c.finishing {
-			c.life.Unlock()
-			continue
-		}
-		// From here until finishing is cleared, nothing is routed to the
-		// queue by this instance: intake holds the campaign's batches.
-		c.finishing = true
-		done := c.stopConsumerLocked()
+	if c.stopCons == nil || c.ending {
 		c.life.Unlock()
-		<-done
-		if d.finishQueue(ctx, c) {
-			d.publishFinished(ctx, c.id)
-		}
+		return false
 	}
+	// From here until ending is cleared, nothing is routed to the queue
+	// by this instance: batches are held for a second instead.
+	c.ending = true
+	done := c.stopConsumerLocked()
+	c.life.Unlock()
+	<-done
+	return c.end(ctx)
 }
 
-// finishQueue deletes an idle campaign's queue, marking a running campaign
+// end deletes the idle campaign's queue, marking a running campaign
 // finished first, or keeps both when work arrived meanwhile. Quorum queues
 // cannot be deleted "if empty" atomically, hence the order: stop routing
-// (finishing), mark finished in the store so other instances reopen the
+// (ending), mark finished in the store so other instances reopen the
 // campaign before routing, check the queue has no message and no consumer,
 // delete. It reports whether the campaign was finished.
-func (d *Dispatcher) finishQueue(ctx context.Context, c *campaign) (finished bool) {
+func (c *campaign) end(ctx context.Context) (finished bool) {
 	c.life.Lock()
 	defer c.life.Unlock()
 	deleted := false
 	defer func() {
-		c.finishing = false
+		c.ending = false
 		if !deleted && (c.rec.Status == StatusRunning || c.rec.Status == StatusCancelled) {
-			d.startConsumerLocked(c)
+			c.startConsumerLocked()
 		}
 	}()
 	if c.active.Load() > 0 || c.inFlight.Load() > 0 {
 		return false
 	}
+	store := c.env.store
 	wasRunning := c.rec.Status == StatusRunning
 	if wasRunning {
-		_, after, err := d.store.SetCampaignStatus(ctx, c.id, StatusFinished, StatusRunning)
+		_, after, err := store.SetCampaignStatus(ctx, c.id, StatusFinished, StatusRunning)
 		if err != nil {
 			if !errors.Is(err, ErrConflict) {
-				d.log.Warn("cannot finish campaign", "campaign", c.id, "err", err)
+				c.env.log.Warn("cannot finish campaign", "campaign", c.id, "err", err)
 			}
 			return false
 		}
-		d.applyLocked(c, after)
+		c.applyLocked(after)
 	}
 	// Another instance may have reopened the campaign meanwhile.
-	rec, err := d.store.Campaign(ctx, c.id)
+	rec, err := store.Campaign(ctx, c.id)
 	if err == nil && rec.Status != c.rec.Status {
-		d.applyLocked(c, rec)
+		c.applyLocked(rec)
 		return false
 	}
-	gone, err := d.queues.DeleteCampaignQueue(ctx, c.id)
+	gone, err := c.env.queues.DeleteCampaignQueue(ctx, c.id)
 	if err == nil && gone {
 		deleted = true
-		d.signals.campaignEnded.Signal(c.id)
+		c.env.signals.campaignEnded.Signal(c.id)
 		return wasRunning
 	}
 	if err != nil {
-		d.log.Warn("cannot delete campaign queue", "campaign", c.id, "err", err)
+		c.env.log.Warn("cannot delete campaign queue", "campaign", c.id, "err", err)
 	}
 	if wasRunning {
 		// Work arrived: running again.
-		_, after, err := d.store.SetCampaignStatus(ctx, c.id, StatusRunning, StatusFinished)
+		_, after, err := store.SetCampaignStatus(ctx, c.id, StatusRunning, StatusFinished)
 		if err == nil {
-			d.applyLocked(c, after)
+			c.applyLocked(after)
 		}
 	}
 	return false
 }
 
-// campaignEvent is the body of a campaign.finished event.
-type campaignEvent struct {
-	Event      string    `json:"event"`
-	CampaignID string    `json:"campaign_id"`
-	Status     Status    `json:"status"`
-	Counters   Counters  `json:"counters"`
-	At         time.Time `json:"at"`
+// consumerGroup runs the campaigns' queue consumers: it starts them until
+// consuming stops, and then waits for them.
+type consumerGroup struct {
+	ctx  context.Context // ends when consuming stops
+	stop context.CancelFunc
+
+	mu       sync.Mutex
+	stopping bool
+	wg       sync.WaitGroup
 }
 
-func (d *Dispatcher) publishFinished(ctx context.Context, id string) {
-	info, err := d.Campaign(ctx, id)
-	if err != nil {
-		d.log.Warn("campaign finished, but cannot read it for the event", "campaign", id, "err", err)
-		return
-	}
-	body, _ := json.Marshal(campaignEvent{Event: "campaign.finished", CampaignID: id, Status: info.Status, Counters: info.Counters, At: d.now()})
-	if err := d.events.PublishEvent(ctx, "campaign.finished", body); err != nil {
-		d.log.Warn("cannot publish campaign.finished", "campaign", id, "err", err)
-		return
-	}
-	d.log.Info("campaign finished", "campaign", id, "sent", info.Counters.Sent, "failed", info.Counters.Failed, "cancelled", info.Counters.Cancelled)
+func newConsumerGroup(parent context.Context) *consumerGroup {
+	ctx, cancel := context.WithCancel(parent)
+	return &consumerGroup{ctx: ctx, stop: cancel}
 }
 
-// Campaigns returns every campaign, newest first.
-func (d *Dispatcher) Campaigns(ctx context.Context) ([]CampaignInfo, error) {
-	d.campaigns.flushMu.RLock()
-	defer d.campaigns.flushMu.RUnlock()
-	recs, err := d.store.Campaigns(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]CampaignInfo, len(recs))
-	for i, rec := range recs {
-		out[i] = d.info(rec)
-	}
-	return out, nil
-}
+// context returns the context that ends when consuming stops.
+func (g *consumerGroup) context() context.Context { return g.ctx }
 
-// Campaign returns one campaign, or an error wrapping ErrNotFound.
-func (d *Dispatcher) Campaign(ctx context.Context, id string) (CampaignInfo, error) {
-	d.campaigns.flushMu.RLock()
-	defer d.campaigns.flushMu.RUnlock()
-	rec, err := d.store.Campaign(ctx, id)
-	if err != nil {
-		return CampaignInfo{}, err
+// start runs consume in a goroutine of its own, with a context that ends
+// when cancel is called or consuming stops; done is closed when consume
+// has returned. It reports false, starting nothing, once consuming
+// stopped.
+func (g *consumerGroup) start(consume func(ctx context.Context)) (cancel context.CancelFunc, done <-chan struct{}, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping {
+		return nil, nil, false
 	}
-	return d.info(rec), nil
-}
-
-func (d *Dispatcher) info(rec CampaignRecord) CampaignInfo {
-	info := CampaignInfo{
-		ID:            rec.ID,
-		Status:        rec.Status,
-		RatePerSecond: rec.Rate(),
-		RateSource:    "none",
-		Counters:      rec.Counters,
-		CreatedAt:     rec.CreatedAt,
-		UpdatedAt:     rec.UpdatedAt,
-	}
-	switch {
-	case rec.RateOverride != nil:
-		info.RateSource = "operator"
-	case rec.MessageRate > 0:
-		info.RateSource = "message"
-	}
-	if c := d.campaigns.get(rec.ID); c != nil {
-		info.Counters = info.Counters.Add(c.deltas())
-		info.InFlight = c.inFlight.Load()
-		info.Retrying = max(0, c.retrying.Load())
-	}
-	return info
-}
-
-// SetCampaignRate sets the operator's rate of a campaign for the whole
-// cluster (0: no campaign limit), or with nil goes back to the rate in its
-// messages. It takes effect at once on this instance and within
-// SyncInterval on the others.
-func (d *Dispatcher) SetCampaignRate(ctx context.Context, id string, perSecond *float64) (CampaignInfo, error) {
-	if perSecond != nil && (*perSecond < 0 || math.IsNaN(*perSecond) || math.IsInf(*perSecond, 0)) {
-		return CampaignInfo{}, fmt.Errorf("%w: rate_per_second must be a finite number, 0 or more", ErrInvalid)
-	}
-	return d.control(ctx, func() (CampaignRecord, error) {
-		_, after, err := d.store.SetCampaignRate(ctx, id, perSecond)
-		return after, err
+	ctx, cancel := context.WithCancel(g.ctx)
+	ch := make(chan struct{})
+	g.wg.Go(func() {
+		defer close(ch)
+		consume(ctx)
 	})
+	return cancel, ch, true
 }
 
-// PauseCampaign pauses a campaign: nothing more of it is sent, its batches
-// wait durably in its queue (across restarts), sends in flight finish.
-func (d *Dispatcher) PauseCampaign(ctx context.Context, id string) (CampaignInfo, error) {
-	return d.setStatus(ctx, id, StatusPaused, StatusRunning, StatusPaused, StatusFinished)
-}
-
-// ResumeCampaign resumes a paused campaign.
-func (d *Dispatcher) ResumeCampaign(ctx context.Context, id string) (CampaignInfo, error) {
-	return d.setStatus(ctx, id, StatusRunning, StatusPaused, StatusRunning)
-}
-
-// CancelCampaign cancels a campaign for good: sends stop at once, every
-// recipient not yet sent (queued, held or in flight) is counted as
-// cancelled, and batches that arrive later are dropped the same way.
-func (d *Dispatcher) CancelCampaign(ctx context.Context, id string) (CampaignInfo, error) {
-	return d.setStatus(ctx, id, StatusCancelled, StatusRunning, StatusPaused, StatusFinished, StatusCancelled)
-}
-
-func (d *Dispatcher) setStatus(ctx context.Context, id string, to Status, from ...Status) (CampaignInfo, error) {
-	return d.control(ctx, func() (CampaignRecord, error) {
-		_, after, err := d.store.SetCampaignStatus(ctx, id, to, from...)
-		return after, err
-	})
-}
-
-func (d *Dispatcher) control(ctx context.Context, change func() (CampaignRecord, error)) (CampaignInfo, error) {
+// stopAll stops every consumer, and starting new ones, and waits for them
+// to return, or for ctx. Calling it again is harmless.
+func (g *consumerGroup) stopAll(ctx context.Context) {
+	g.mu.Lock()
+	g.stopping = true
+	g.mu.Unlock()
+	g.stop()
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
 	select {
-	case <-d.started:
+	case <-done:
 	case <-ctx.Done():
-		return CampaignInfo{}, ctx.Err()
 	}
-	rec, err := change()
-	if err != nil {
-		return CampaignInfo{}, err
-	}
-	d.apply(rec)
-	return d.Campaign(ctx, rec.ID)
 }

@@ -23,7 +23,7 @@ func TestPauseKeepsTheRestQueuedAndResumeSendsItOnce(t *testing.T) {
 	if err != nil || info.Status != StatusPaused {
 		t.Fatalf("pause: %+v %v", info, err)
 	}
-	testwait.For(t, waitLong, "paused run put back", func() bool { return b.queues.pending("c") == 1 && b.d.Drain(ctx) })
+	testwait.For(t, waitLong, "paused run put back", func() bool { return b.queues.pending("c") == 1 && b.d.res.drain(ctx) })
 	atPause := b.ios.total()
 	// Nothing may be sent while paused, however much time passes: ten
 	// seconds of the clock would let 400 through at the campaign's rate.

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pushd/pushd/lists"
@@ -112,6 +111,14 @@ type CampaignQueues interface {
 	DeleteCampaignQueue(ctx context.Context, campaign string) (bool, error)
 	// Instances returns the number of pushd instances consuming.
 	Instances(ctx context.Context) (int, error)
+}
+
+// Lanes are where producers' batches arrive: the normal and the high lane.
+type Lanes interface {
+	// Consume consumes both lanes until ctx ends, across reconnects,
+	// calling h for each delivery; when ctx ends it hands the deliveries
+	// not yet given to h back to the broker, and returns.
+	Consume(ctx context.Context, h func(context.Context, Delivery))
 }
 
 // EventPublisher publishes events for producers (token.invalid,
@@ -322,9 +329,12 @@ type Deps struct {
 	Logger  *slog.Logger
 	Metrics Metrics
 	Outbox  Outbox
-	Queues  CampaignQueues
-	Store   CampaignStore
-	Events  EventPublisher
+	// Lanes are consumed from Start to Stop; nil: nothing is consumed
+	// from them (tests hand deliveries to handleLane).
+	Lanes  Lanes
+	Queues CampaignQueues
+	Store  CampaignStore
+	Events EventPublisher
 	// Filter applies the lists; nil: no filtering.
 	Filter Filter
 	// Blacklist receives tokens reported invalid; nil: they are only
@@ -344,275 +354,222 @@ type Deps struct {
 // queue, sends recipients through bounded pools of workers per platform
 // under three levels of token buckets, and resolves each delivery exactly
 // once: ack, hand back, or leave to the broker when its channel is lost.
+//
+// It is made of parts with one job each, and no part points back to it:
+// the campaigns (registry, campaign) own their state, consumers and
+// ending; the limiter owns the global and provider buckets; the senders
+// send; the resolver resolves runs and keeps the ledger; Control is the
+// front the admin module uses. The Dispatcher itself takes deliveries in
+// (from the lanes, and from the campaign queues' consumers), turns each
+// into a run and submits its recipients, runs the bookkeeping loop, and
+// owns the life of the whole: Start, Stop.
 type Dispatcher struct {
+	*Control
+
 	cfg       Config
 	log       *slog.Logger
 	met       Metrics
 	out       Outbox
+	lanes     Lanes
 	queues    CampaignQueues
-	store     CampaignStore
-	events    EventPublisher
 	filter    Filter
-	blacklist Blacklister
 	ledger    Ledger
-	limits    LimitStore
 	providers [numPlatforms]Provider
 
-	limMu     sync.Mutex
-	overrides map[string]LimitSetting // operators' settings by level
+	lim       *limiter
+	campaigns *registry
+	consumers *consumerGroup
+	send      *senders
+	res       *resolver
 
-	global    *ratelimit.Bucket
-	perPlat   [numPlatforms]*ratelimit.Bucket
-	instances atomic.Int64
+	// hardCtx ends at the hard stop: nothing is sent any more, what is
+	// left is handed back.
+	hardCtx  context.Context
+	hardStop context.CancelFunc
+	started  chan struct{} // closed once Start has started everything
+	done     chan struct{} // closed once everything returned after the hard stop
+	doneOnce sync.Once
+	lifeMu   sync.Mutex // orders Start against Stop
+	begun    bool       // Start was called
 
-	// jobs[p][lane] feed the workers of platform p; workers take the high
-	// lane first.
-	jobs     [numPlatforms][2]chan job
-	finished chan *run
-
-	started chan struct{}   // closed by Run once the contexts are set
-	runCtx  context.Context // Run's context; it ends at the hard stop
-	// consumeCtx ends when consuming stops (StopConsuming or hard stop):
-	// campaign consumers end and runs stop submitting.
-	consumeCtx  context.Context
-	stopConsume context.CancelFunc
-	consumers   sync.WaitGroup // campaign queue consumers
-
-	campaigns registry
-
-	// handling is held shared by each Handle call and exclusively by the
-	// hand-back, so that the hand-back never races a submission.
+	// handling is held shared by each delivery being handled and
+	// exclusively by the hand-back, so that the hand-back never races a
+	// submission.
 	handling sync.RWMutex
-
-	mu     sync.Mutex
-	active map[*run]struct{}
-	keys   map[string]*run // active runs by message key
-	idle   chan struct{}   // closed and replaced when active becomes empty
-
-	dirtyMu  sync.Mutex
-	dirty    map[*run]struct{} // runs whose ledger bitmap changed since the last flush
-	ledgerMu sync.Mutex        // orders the ledger writes of flushes and finishing runs
 
 	signals testSignals
 }
 
-// job is one recipient of one run, small enough to pass by value.
-type job struct {
-	r *run
-	i int32
-}
-
-// New returns a Dispatcher. Run starts it.
+// New returns a Dispatcher. Start starts it.
 func New(cfg Config, deps Deps) *Dispatcher {
 	cfg.setDefaults()
 	d := &Dispatcher{
-		cfg:       cfg,
-		log:       deps.Logger,
-		met:       deps.Metrics,
-		out:       deps.Outbox,
-		queues:    deps.Queues,
-		store:     deps.Store,
-		events:    deps.Events,
-		filter:    deps.Filter,
-		blacklist: deps.Blacklist,
-		ledger:    deps.Ledger,
-		limits:    deps.Limits,
-		keys:      make(map[string]*run),
-		dirty:     make(map[*run]struct{}),
-		finished:  make(chan *run, 64),
-		started:   make(chan struct{}),
-		active:    make(map[*run]struct{}),
-		idle:      make(chan struct{}),
+		cfg:     cfg,
+		log:     deps.Logger,
+		met:     deps.Metrics,
+		out:     deps.Outbox,
+		lanes:   deps.Lanes,
+		queues:  deps.Queues,
+		filter:  deps.Filter,
+		ledger:  deps.Ledger,
+		started: make(chan struct{}),
+		done:    make(chan struct{}),
 	}
-	d.campaigns.byID = make(map[string]*campaign)
-	d.instances.Store(1)
+	d.hardCtx, d.hardStop = context.WithCancel(context.Background())
 	for p, prov := range deps.Providers {
 		if p > PlatformUnknown && p < numPlatforms {
 			d.providers[p] = prov
 		}
 	}
-	lim := cfg.Limits
-	d.global = ratelimit.NewBucket(lim.GlobalPerSecond, lim.GlobalBurst, cfg.Clock)
-	for _, p := range Platforms {
-		d.perPlat[p] = ratelimit.NewBucket(lim.ProviderPerSecond[p], lim.ProviderBurst[p], cfg.Clock)
-		for l := range d.jobs[p] {
-			d.jobs[p][l] = make(chan job, cfg.Workers[p])
-		}
+	d.lim = newLimiter(cfg.Limits, cfg.Clock, d.log, d.met, deps.Limits)
+	d.consumers = newConsumerGroup(d.hardCtx)
+	d.campaigns = newRegistry(&campaignEnv{
+		log:       d.log,
+		met:       d.met,
+		clock:     cfg.Clock,
+		queues:    deps.Queues,
+		out:       deps.Outbox,
+		store:     deps.Store,
+		lim:       d.lim,
+		consumers: d.consumers,
+		handle:    d.handleCampaign,
+		signals:   &d.signals,
+	}, deps.Events, cfg.CampaignIdle)
+	d.send = newSenders(d.log, d.met, cfg.Clock, d.lim, d.providers, cfg.Workers)
+	d.res = &resolver{
+		log:             d.log,
+		met:             d.met,
+		clock:           cfg.Clock,
+		out:             deps.Outbox,
+		events:          deps.Events,
+		blacklist:       deps.Blacklist,
+		ledger:          deps.Ledger,
+		signals:         &d.signals,
+		maxAttempts:     cfg.MaxAttempts,
+		retryBase:       cfg.RetryBase,
+		retryMax:        cfg.RetryMax,
+		handBackTimeout: cfg.HandBackTimeout,
+		stopped:         d.hardCtx.Done(),
+		tried:           make(chan *run, 64),
+		active:          make(map[*run]struct{}),
+		keys:            make(map[string]*run),
+		idle:            make(chan struct{}),
+		dirty:           make(map[*run]struct{}),
 	}
-	d.reportLimits()
+	d.Control = &Control{store: deps.Store, campaigns: d.campaigns, lim: d.lim, started: d.started}
 	return d
 }
 
 func (d *Dispatcher) now() time.Time { return d.cfg.Clock.Now() }
 
-// finishers is the number of goroutines that publish retries and ack
-// finished deliveries, so a slow broker round trip never holds a sender.
-const finishers = 4
+// Errors of the life cycle.
+var (
+	errStarted = errors.New("dispatcher: already started")
+	errStopped = errors.New("dispatcher: stopped")
+)
 
-// Run runs the dispatcher until ctx ends (the hard stop): it loads the
-// campaigns from the store, starts the workers, the campaign consumers and
-// the bookkeeping loop. At the hard stop it hands back every delivery not
-// yet resolved: unsent recipients go back to their campaign's queue and the
-// delivery is acked (or, if that fails, requeued whole). Call StopConsuming
-// and Drain first for a graceful stop.
-func (d *Dispatcher) Run(ctx context.Context) error {
-	select {
-	case <-d.started:
-		return errors.New("dispatcher: Run called twice")
-	default:
+// Start starts the dispatcher and returns once it consumes: the campaigns
+// of the store are followed, the senders, the resolver and the
+// bookkeeping run, and the lanes and the campaign queues are consumed, on
+// whatever broker connection is live. It fails when the store cannot be
+// read, or when called twice or after Stop.
+//
+// ctx is the dispatcher's life: when it ends the hard stop comes at once
+// (nothing is sent any more, what is left is handed back). Stop is the
+// soft stop.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	d.lifeMu.Lock()
+	defer d.lifeMu.Unlock()
+	switch {
+	case d.hardCtx.Err() != nil:
+		return errStopped
+	case d.begun:
+		return errStarted
 	}
-	d.runCtx = ctx
-	d.consumeCtx, d.stopConsume = context.WithCancel(ctx)
+	d.begun = true
+	hard := d.hardCtx
+	if err := d.campaigns.load(hard); err != nil {
+		d.hardStop()
+		d.doneOnce.Do(func() { close(d.done) })
+		return err
+	}
+	d.lim.sync(hard)
 	bookTick := newTicker(d.cfg.Clock, d.cfg.SyncInterval)
 	var flushTick *ticker
 	if d.ledger != nil {
 		flushTick = newTicker(d.cfg.Clock, d.cfg.LedgerFlush)
 	}
-	close(d.started)
-
-	if err := d.loadCampaigns(ctx); err != nil {
-		return err
-	}
-	d.syncLimits(ctx)
 	var wg sync.WaitGroup
-	for _, p := range Platforms {
-		for range d.cfg.Workers[p] {
-			wg.Go(func() { d.work(ctx, p) })
-		}
+	wg.Go(func() { d.send.run(hard) })
+	wg.Go(func() { d.res.run(hard, flushTick) })
+	wg.Go(func() { d.bookkeeping(hard, bookTick) })
+	if d.lanes != nil {
+		d.consumers.start(func(ctx context.Context) { d.lanes.Consume(ctx, d.handleLane) })
 	}
-	var fwg sync.WaitGroup
-	for range finishers {
-		fwg.Go(func() { d.finishLoop(ctx) })
-	}
-	var bwg sync.WaitGroup
-	bwg.Go(func() { d.bookkeeping(ctx, bookTick) })
-	if flushTick != nil {
-		bwg.Go(func() { d.flushLedger(ctx, flushTick) })
-	}
-
-	<-ctx.Done()
-	d.StopConsuming(context.Background())
-	wg.Wait()
-	fwg.Wait()
-	bwg.Wait()
-	d.handling.Lock()
-	d.handBack()
-	d.handling.Unlock()
-	d.flushCounters(context.Background())
+	unwatch := context.AfterFunc(ctx, d.hardStop)
+	close(d.started)
+	go func() {
+		<-hard.Done()
+		unwatch()
+		d.consumers.stopAll(context.Background())
+		wg.Wait()
+		d.handling.Lock()
+		d.res.handBack()
+		d.handling.Unlock()
+		d.campaigns.flushCounters(context.Background())
+		d.doneOnce.Do(func() { close(d.done) })
+	}()
 	return nil
 }
 
-// StopConsuming stops the campaign consumers and makes runs stop submitting
-// (their unsent recipients go back to their campaign's queue once their
-// sends in flight are resolved). It waits for the consumers to return, or
-// for ctx. Stopping twice, or before Run, is harmless.
-func (d *Dispatcher) StopConsuming(ctx context.Context) {
+// Run starts the dispatcher and blocks until ctx ends (the hard stop) and
+// everything it started has returned. cmd/pushd's phased shutdown calls
+// StopConsuming and Drain first. (It moves to Start and Stop next.)
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	<-d.done
+	return nil
+}
+
+// StopConsuming stops the campaign consumers and makes runs stop
+// submitting. It waits for the consumers to return, or for ctx.
+func (d *Dispatcher) StopConsuming(ctx context.Context) { d.consumers.stopAll(ctx) }
+
+// Drain waits until every delivery handed to the dispatcher is resolved,
+// or ctx ends. It reports whether all were resolved.
+func (d *Dispatcher) Drain(ctx context.Context) bool { return d.res.drain(ctx) }
+
+// Handle processes one delivery from a lane, once the dispatcher started.
+func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
 	select {
 	case <-d.started:
-	default:
-		return
-	}
-	d.campaigns.mu.Lock()
-	d.campaigns.stopping = true
-	d.campaigns.mu.Unlock()
-	d.stopConsume()
-	done := make(chan struct{})
-	go func() {
-		d.consumers.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
 	case <-ctx.Done():
-	}
-}
-
-// Drain waits until every delivery handed to the dispatcher is resolved, or
-// ctx ends. It reports whether all were resolved.
-func (d *Dispatcher) Drain(ctx context.Context) bool {
-	for {
-		d.mu.Lock()
-		n, idle := len(d.active), d.idle
-		d.mu.Unlock()
-		if n == 0 {
-			return true
-		}
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// track records an active run. It reports false, tracking nothing, when a
-// run of an identical message (same key) is active.
-func (d *Dispatcher) track(r *run) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.keys[r.key] != nil {
-		return false
-	}
-	d.keys[r.key] = r
-	d.active[r] = struct{}{}
-	return true
-}
-
-func (d *Dispatcher) untrack(r *run) {
-	r.c.active.Add(-1)
-	r.c.touch(d.now())
-	d.mu.Lock()
-	delete(d.active, r)
-	delete(d.keys, r.key)
-	if len(d.active) == 0 {
-		close(d.idle)
-		d.idle = make(chan struct{})
-	}
-	d.mu.Unlock()
-	close(r.untracked)
-}
-
-func (d *Dispatcher) requeueDelivery(del Delivery) {
-	if err := del.Requeue(); err != nil {
-		d.log.Debug("requeue failed; the broker will redeliver", "err", err)
-	}
-}
-
-func (d *Dispatcher) ack(del Delivery) {
-	if err := del.Ack(); err != nil {
-		d.log.Debug("ack failed; the broker will redeliver", "err", err)
-	}
-}
-
-// reportLimits publishes the global and provider rates as metrics.
-func (d *Dispatcher) reportLimits() {
-	r, _ := d.global.Limit()
-	d.met.RateLimit(LevelGlobal, r)
-	for _, p := range Platforms {
-		r, _ := d.perPlat[p].Limit()
-		d.met.RateLimit(p.Provider(), r)
-	}
-}
-
-// share divides a cluster-wide rate among the instances.
-func (d *Dispatcher) share(perSecond float64) float64 {
-	if perSecond <= 0 {
-		return 0
-	}
-	return perSecond / float64(max(1, d.instances.Load()))
-}
-
-// setInstances applies a new instance count to every bucket.
-func (d *Dispatcher) setInstances(n int) {
-	if n < 1 {
-		n = 1
-	}
-	if d.instances.Swap(int64(n)) == int64(n) {
+		requeue(d.log, del)
 		return
 	}
-	d.log.Info("instances consuming changed; rates rescaled", "instances", n)
-	d.applyLimits()
-	for _, c := range d.campaigns.all() {
-		c.applyRate(d)
-	}
+	d.handleLane(ctx, del)
+}
+
+// bookkeeping runs until ctx ends: on each tick it applies changes made
+// elsewhere (other instances, or the admin module of this one), writes
+// counters to the store, ends idle campaigns and follows the number of
+// instances.
+func (d *Dispatcher) bookkeeping(ctx context.Context, tick *ticker) {
+	n := 0
+	tick.run(ctx, func() {
+		d.campaigns.syncChanges(ctx)
+		d.lim.sync(ctx)
+		d.campaigns.flushCounters(ctx)
+		d.campaigns.endIdle(ctx)
+		if n%5 == 0 {
+			if inst, err := d.queues.Instances(ctx); err == nil && d.lim.setInstances(inst) {
+				d.campaigns.rescale()
+			}
+		}
+		n++
+		d.met.Campaigns(d.campaigns.byStatus())
+		d.signals.bookkept.Signal(struct{}{})
+	})
 }

@@ -27,8 +27,7 @@ type bundle struct {
 	limits   *fakeLimits
 	ios, and *fakeProvider
 	met      *countingMetrics
-	stop     context.CancelFunc
-	stopped  chan struct{}
+	stop     context.CancelFunc // the hard stop
 }
 
 // waitLong bounds every wait of these tests: far longer than anything
@@ -55,7 +54,7 @@ func setupFull(t *testing.T, cfg Config, filter Filter, blacklist Blacklister, l
 	b := &bundle{
 		clock: ratelimit.NewManualClock(time.Now()),
 		out:   &fakeOutbox{}, queues: newFakeQueues(), store: newFakeStore(), limits: &fakeLimits{},
-		ios: &fakeProvider{}, and: &fakeProvider{}, met: &countingMetrics{}, stopped: make(chan struct{}),
+		ios: &fakeProvider{}, and: &fakeProvider{}, met: &countingMetrics{},
 	}
 	cfg.Clock = b.clock
 	b.store.now = b.clock.Now
@@ -80,17 +79,13 @@ func setupFull(t *testing.T, cfg Config, filter Filter, blacklist Blacklister, l
 	b.d.signals.init()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop = cancel
-	go func() {
-		defer close(b.stopped)
-		if err := b.d.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	if err := b.d.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
 	t.Cleanup(func() {
 		cancel()
-		<-b.stopped
+		<-b.d.done
 	})
-	<-b.d.started
 	return b
 }
 
@@ -133,9 +128,9 @@ func (b *bundle) hardStop(t *testing.T) {
 	t.Helper()
 	b.stop()
 	select {
-	case <-b.stopped:
+	case <-b.d.done:
 	case <-time.After(waitLong):
-		t.Fatal("Run did not return after the hard stop")
+		t.Fatal("the dispatcher did not stop after the hard stop")
 	}
 }
 
@@ -145,7 +140,7 @@ func (b *bundle) handle(t *testing.T, batch *Batch, lane Lane) *fakeDelivery {
 	t.Helper()
 	del := newDelivery(t, batch)
 	del.lane = lane
-	b.d.Handle(context.Background(), del)
+	b.d.handleLane(context.Background(), del)
 	return del
 }
 
@@ -204,7 +199,7 @@ func TestEveryRecipientSentOnceThroughTheCampaignQueue(t *testing.T) {
 	if got := b.met.received.Load(); got != 100 {
 		t.Errorf("received metric %d", got)
 	}
-	if !b.d.Drain(context.Background()) || b.met.inFlight.Load() != 0 {
+	if !b.d.res.drain(context.Background()) || b.met.inFlight.Load() != 0 {
 		t.Error("not idle after the batch was acked")
 	}
 	// Counters reach the store and the control API.
@@ -234,7 +229,7 @@ func TestSchemaViolationsAreDeadLettered(t *testing.T) {
 	b := setup(t, Config{})
 	for _, body := range []string{`{not json`, `{"schema":"pushd.batch/v1"}`} {
 		del := rawDelivery([]byte(body))
-		b.d.Handle(context.Background(), del)
+		b.d.handleLane(context.Background(), del)
 		if acked, _ := del.wait(t); acked != 1 {
 			t.Fatalf("%s: acked %d", body, acked)
 		}
@@ -314,7 +309,7 @@ func TestLastAttemptGoesToTheDeadLetterQueue(t *testing.T) {
 	batch := makeBatch("c", 1)
 	del := newDelivery(t, batch)
 	del.attempt, del.repub = 2, true // the third pass, back from a delay queue
-	b.d.Handle(context.Background(), del)
+	b.d.handleLane(context.Background(), del)
 	b.settle(t)
 	holds, dead := b.out.snapshot()
 	if len(holds) != 0 || len(dead) != 1 {
@@ -362,7 +357,7 @@ func TestNotBeforeIsHeld(t *testing.T) {
 	// Back from a delay queue a little early: held again, not sent.
 	del := newDelivery(t, batch)
 	del.holdUntil, del.repub = later, true
-	b.d.Handle(context.Background(), del)
+	b.d.handleLane(context.Background(), del)
 	del.wait(t)
 	if holds, _ := b.out.snapshot(); len(holds) != 2 {
 		t.Fatalf("early release not held again: %+v", holds)
@@ -382,7 +377,7 @@ func TestLostDeliveryIsNotAckedAndStopsSending(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	c, err := b.d.observe(context.Background(), iosBatch("c", "a", 1))
+	c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "a", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +390,7 @@ func TestLostDeliveryIsNotAckedAndStopsSending(t *testing.T) {
 	<-done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if !b.d.Drain(ctx) {
+	if !b.d.res.drain(ctx) {
 		t.Fatal("lost delivery not released")
 	}
 	if del.acked+del.requeued != 0 {
@@ -434,7 +429,7 @@ func TestHardStopHandsBackOnlyUnsentRecipients(t *testing.T) {
 	testwait.For(t, waitLong, "3 sent and 2 workers stuck", func() bool { return b.ios.total() >= 5 })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if b.d.Drain(ctx) {
+	if b.d.res.drain(ctx) {
 		t.Fatal("Drain reported idle with sends stuck")
 	}
 	routedBefore := b.queues.routed["c"]
@@ -489,7 +484,7 @@ func TestHighLaneIsServedFirst(t *testing.T) {
 	// The worker is busy with a0; a1 waits in the normal channel, a2 in
 	// the run. Now a high-lane batch arrives.
 	go b.handle(t, iosBatch("otp", "b", 1), High)
-	testwait.For(t, waitLong, "high job queued", func() bool { return len(b.d.jobs[IOS][High]) > 0 })
+	testwait.For(t, waitLong, "high job queued", func() bool { return len(b.d.send.jobs[IOS][High]) > 0 })
 	close(gate)
 	b.settle(t)
 	b.ios.mu.Lock()

@@ -11,24 +11,18 @@ import (
 // on time.
 const holdSlack = 200 * time.Millisecond
 
-// Handle processes one delivery from a lane: it decodes and validates the
+// handleLane processes one delivery from a lane: it decodes and validates the
 // batch, dead-letters what breaks the contract, holds what is not due yet,
 // drops what is expired or cancelled, and routes the rest to its campaign's
 // queue. High-lane batches of running campaigns without a campaign rate
 // are sent at once instead. It returns when the delivery is settled or, for
 // a high-lane batch, when its recipients are submitted.
-func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
-	select {
-	case <-d.started:
-	case <-ctx.Done():
-		d.requeueDelivery(del)
-		return
-	}
+func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 	d.handling.RLock()
 	defer d.handling.RUnlock()
-	if d.runCtx.Err() != nil {
+	if d.hardCtx.Err() != nil {
 		// After the hard stop nothing is sent any more.
-		d.requeueDelivery(del)
+		requeue(d.log, del)
 		return
 	}
 	now := d.now()
@@ -43,11 +37,11 @@ func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
 	if !ok {
 		return
 	}
-	c, err := d.observe(d.runCtx, b)
+	c, err := d.campaigns.observe(d.hardCtx, b)
 	if err != nil {
 		// The store is unreachable: the batch waits in the broker.
 		d.log.Error("cannot record campaign; requeueing batch", "campaign", b.Campaign.ID, "err", err)
-		d.requeueDelivery(del)
+		requeue(d.log, del)
 		return
 	}
 	n := len(b.Recipients)
@@ -74,58 +68,19 @@ func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
 	}
 	switch st := c.status(); {
 	case st == StatusCancelled:
-		d.dropCancelled(c, n)
+		c.dropCancelled(n)
 		d.settle(del, nil)
 	case st == StatusRunning && del.Lane() == High && c.bucket.Unlimited() && c.claim():
 		d.process(del, b, c)
 	default:
 		c.touch(now)
-		d.route(del, c)
-	}
-}
-
-// routeBack publishes a body to its campaign's queue, as route does for a
-// delivery: while the campaign's queue is being deleted it is held for a
-// second on lane instead. A campaign finished meanwhile is reopened, so
-// that the queue is consumed.
-func (d *Dispatcher) routeBack(ctx context.Context, c *campaign, lane Lane, body []byte, h Hop) error {
-	c.life.Lock()
-	if c.finishing {
-		c.life.Unlock()
-		return d.out.Hold(ctx, lane, body, h, d.now().Add(time.Second))
-	}
-	err := d.queues.Route(ctx, c.id, body, h)
-	c.life.Unlock()
-	if err == nil {
-		d.routed(c)
-	}
-	return err
-}
-
-// route moves a delivery to its campaign's queue. While the campaign's
-// queue is being deleted (the campaign just finished) the batch is held for
-// a second instead, then routed to the queue made anew.
-func (d *Dispatcher) route(del Delivery, c *campaign) {
-	c.life.Lock()
-	finishing := c.finishing
-	var err error
-	if !finishing {
-		err = d.queues.Route(d.runCtx, c.id, del.Body(), hopOf(del))
-	}
-	c.life.Unlock()
-	switch {
-	case finishing:
+		// While the campaign's queue is being deleted (it just ended) the
+		// batch is held for a second instead, then routed to the queue
+		// made anew.
 		d.settle(del, func(ctx context.Context) error {
-			return d.out.Hold(ctx, del.Lane(), del.Body(), hopOf(del), d.now().Add(time.Second))
+			return c.routeBack(ctx, del.Lane(), del.Body(), hopOf(del))
 		})
-		return
-	case err != nil:
-		d.log.Error("could not route batch to its campaign queue; requeueing", "campaign", c.id, "err", err)
-		d.requeueDelivery(del)
-		return
 	}
-	d.ack(del)
-	d.routed(c)
 }
 
 // decode decodes a delivery's batch; a broken one is dead-lettered.
@@ -154,16 +109,11 @@ func (d *Dispatcher) decode(del Delivery) (*Batch, bool) {
 // waits for a broker connection until the hard stop.
 func (d *Dispatcher) settle(del Delivery, publish func(context.Context) error) {
 	if publish != nil {
-		if err := publish(d.runCtx); err != nil {
+		if err := publish(d.hardCtx); err != nil {
 			d.log.Error("could not publish; requeueing delivery", "err", err)
-			d.requeueDelivery(del)
+			requeue(d.log, del)
 			return
 		}
 	}
-	d.ack(del)
-}
-
-func (d *Dispatcher) dropCancelled(c *campaign, n int) {
-	c.count(cCancelled, n)
-	d.met.RecipientsCancelled(n)
+	ack(d.log, del)
 }

@@ -22,7 +22,7 @@ func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	c, err := b.d.observe(context.Background(), iosBatch("c", "a", 1))
+	c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "a", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
 	testwait.For(t, waitLong, "three sent, the fourth in flight", func() bool { return n.Load() == 4 })
 	close(first.lost) // the channel dies: the broker will redeliver
 	close(gate)
-	testwait.For(t, waitLong, "lost run finished", func() bool { return b.d.Drain(context.Background()) })
+	testwait.For(t, waitLong, "lost run finished", func() bool { return b.d.res.drain(context.Background()) })
 	if got := b.ios.total(); got != 4 {
 		t.Fatalf("%d sends before the redelivery, want 4", got)
 	}
@@ -109,7 +109,7 @@ func TestRetriesWithTheSameBodyAreNotSkipped(t *testing.T) {
 	}
 	del := newDelivery(t, iosBatch("c", "a", 1))
 	for pass := 1; pass <= 4; pass++ {
-		b.d.Handle(context.Background(), del)
+		b.d.handleLane(context.Background(), del)
 		b.settle(t)
 		if got := n.Load(); got != int32(pass) {
 			t.Fatalf("pass %d: %d sends, want %d (a retry was skipped as already resolved)", pass, got, pass)
@@ -164,7 +164,7 @@ func TestRedeliveryAfterTheLastLedgerWriteHandsOnAgainAndSendsNothing(t *testing
 				}
 				return Result{Outcome: Sent}
 			}
-			c, err := b.d.observe(context.Background(), iosBatch("c", "", 1))
+			c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
 			if err != nil {
 				t.Fatal(err)
 			}

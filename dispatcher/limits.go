@@ -3,8 +3,13 @@ package dispatcher
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pushd/pushd/ratelimit"
 )
 
 // LimitSetting is an operator's rate and burst for the global or a
@@ -50,102 +55,159 @@ func limitLevels() []string {
 	return out
 }
 
-// effectiveLimits returns the configured limits with the operators'
-// settings applied.
-func (d *Dispatcher) effectiveLimits() Limits {
-	d.limMu.Lock()
-	defer d.limMu.Unlock()
-	lim := d.cfg.Limits
-	if o, ok := d.overrides[LevelGlobal]; ok {
+// limiter owns the global and provider token buckets: the configured
+// limits, the operators' settings that win over them (kept in a
+// LimitStore shared by the instances), and this instance's share of each
+// cluster-wide rate.
+type limiter struct {
+	log   *slog.Logger
+	met   Metrics
+	store LimitStore // nil: operators' settings last until the process ends
+
+	global    *ratelimit.Bucket
+	perPlat   [numPlatforms]*ratelimit.Bucket
+	instances atomic.Int64
+
+	mu        sync.Mutex // guards cfg and overrides
+	cfg       Limits
+	overrides map[string]LimitSetting // operators' settings by level
+}
+
+func newLimiter(lim Limits, clock ratelimit.Clock, log *slog.Logger, met Metrics, store LimitStore) *limiter {
+	l := &limiter{log: log, met: met, store: store, cfg: lim}
+	l.instances.Store(1)
+	l.global = ratelimit.NewBucket(lim.GlobalPerSecond, lim.GlobalBurst, clock)
+	for _, p := range Platforms {
+		l.perPlat[p] = ratelimit.NewBucket(lim.ProviderPerSecond[p], lim.ProviderBurst[p], clock)
+	}
+	l.report()
+	return l
+}
+
+// share divides a cluster-wide rate among the instances.
+func (l *limiter) share(perSecond float64) float64 {
+	if perSecond <= 0 {
+		return 0
+	}
+	return perSecond / float64(max(1, l.instances.Load()))
+}
+
+// setInstances records the number of instances consuming and rescales the
+// global and provider buckets. It reports whether the number changed, so
+// that the caller rescales the campaigns' buckets too.
+func (l *limiter) setInstances(n int) bool {
+	n = max(n, 1)
+	if l.instances.Swap(int64(n)) == int64(n) {
+		return false
+	}
+	l.log.Info("instances consuming changed; rates rescaled", "instances", n)
+	l.apply()
+	return true
+}
+
+// effective returns the configured limits with the operators' settings
+// applied.
+func (l *limiter) effective() Limits {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.cfg
+	if o, ok := l.overrides[LevelGlobal]; ok {
 		lim.GlobalPerSecond, lim.GlobalBurst = o.PerSecond, o.Burst
 	}
 	for _, p := range Platforms {
-		if o, ok := d.overrides[p.Provider()]; ok {
+		if o, ok := l.overrides[p.Provider()]; ok {
 			lim.ProviderPerSecond[p], lim.ProviderBurst[p] = o.PerSecond, o.Burst
 		}
 	}
 	return lim
 }
 
-// applyLimits sets the global and provider buckets to this instance's
-// share of the limits in force.
-func (d *Dispatcher) applyLimits() {
-	lim := d.effectiveLimits()
-	d.global.Set(d.share(lim.GlobalPerSecond), lim.GlobalBurst)
+// apply sets the buckets to this instance's share of the limits in force.
+func (l *limiter) apply() {
+	lim := l.effective()
+	l.global.Set(l.share(lim.GlobalPerSecond), lim.GlobalBurst)
 	for _, p := range Platforms {
-		d.perPlat[p].Set(d.share(lim.ProviderPerSecond[p]), lim.ProviderBurst[p])
+		l.perPlat[p].Set(l.share(lim.ProviderPerSecond[p]), lim.ProviderBurst[p])
 	}
-	d.reportLimits()
+	l.report()
+}
+
+// report publishes the global and provider rates as metrics.
+func (l *limiter) report() {
+	r, _ := l.global.Limit()
+	l.met.RateLimit(LevelGlobal, r)
+	for _, p := range Platforms {
+		r, _ := l.perPlat[p].Limit()
+		l.met.RateLimit(p.Provider(), r)
+	}
 }
 
 // setOverrides replaces the operators' settings and applies them when they
 // changed.
-func (d *Dispatcher) setOverrides(o map[string]LimitSetting) {
-	d.limMu.Lock()
-	same := maps.Equal(d.overrides, o)
+func (l *limiter) setOverrides(o map[string]LimitSetting) {
+	l.mu.Lock()
+	same := maps.Equal(l.overrides, o)
 	if !same {
-		d.overrides = o
+		l.overrides = o
 	}
-	d.limMu.Unlock()
+	l.mu.Unlock()
 	if !same {
-		d.log.Info("rate limits changed", "operator_settings", o)
-		d.applyLimits()
+		l.log.Info("rate limits changed", "operator_settings", o)
+		l.apply()
 	}
 }
 
-// syncLimits reads the operators' settings from the store, so that a
-// change made through another instance applies here too.
-func (d *Dispatcher) syncLimits(ctx context.Context) {
-	if d.limits == nil {
+// sync reads the operators' settings from the store, so that a change
+// made through another instance applies here too.
+func (l *limiter) sync(ctx context.Context) {
+	if l.store == nil {
 		return
 	}
-	o, err := d.limits.RateLimits(ctx)
+	o, err := l.store.RateLimits(ctx)
 	if err != nil {
-		d.log.Warn("cannot read rate limit settings", "err", err)
+		l.log.Warn("cannot read rate limit settings", "err", err)
 		return
 	}
-	d.setOverrides(o)
+	l.setOverrides(o)
 }
 
-// Limits returns the global and provider buckets.
-func (d *Dispatcher) Limits() []LimitInfo {
-	d.limMu.Lock()
-	defer d.limMu.Unlock()
+// infos returns the global and provider buckets as the control API shows
+// them.
+func (l *limiter) infos() []LimitInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var out []LimitInfo
 	for _, level := range limitLevels() {
-		li := LimitInfo{Level: level, Configured: LimitSetting{d.cfg.Limits.GlobalPerSecond, d.cfg.Limits.GlobalBurst}}
+		li := LimitInfo{Level: level, Configured: LimitSetting{l.cfg.GlobalPerSecond, l.cfg.GlobalBurst}}
 		if level != LevelGlobal {
 			p := platformOfProvider(level)
-			li.Configured = LimitSetting{d.cfg.Limits.ProviderPerSecond[p], d.cfg.Limits.ProviderBurst[p]}
+			li.Configured = LimitSetting{l.cfg.ProviderPerSecond[p], l.cfg.ProviderBurst[p]}
 		}
 		inForce := li.Configured
-		if o, ok := d.overrides[level]; ok {
+		if o, ok := l.overrides[level]; ok {
 			li.Operator, inForce = &o, o
 		}
 		li.PerSecond, li.Burst = inForce.PerSecond, inForce.Burst
-		li.InstanceShare = d.share(li.PerSecond)
+		li.InstanceShare = l.share(li.PerSecond)
 		out = append(out, li)
 	}
 	return out
 }
 
-// SetConfiguredLimits replaces the configured global and provider limits
-// (a configuration reload). Operators' settings still win over them.
-func (d *Dispatcher) SetConfiguredLimits(lim Limits) {
-	d.limMu.Lock()
-	d.cfg.Limits = lim
-	d.limMu.Unlock()
-	d.applyLimits()
+// setConfigured replaces the configured limits (a configuration reload).
+func (l *limiter) setConfigured(lim Limits) {
+	l.mu.Lock()
+	l.cfg = lim
+	l.mu.Unlock()
+	l.apply()
 }
 
-// SetLimit sets the operator's rate and burst of a level (global, apns,
-// fcm) for the whole cluster, or with nil goes back to the configured
-// values. It applies at once here and within SyncInterval on the other
-// instances, and it survives restarts (with a store).
-func (d *Dispatcher) SetLimit(ctx context.Context, level string, ls *LimitSetting) ([]LimitInfo, error) {
+// set stores an operator's setting of a level, or with nil deletes it, and
+// applies it here at once.
+func (l *limiter) set(ctx context.Context, level string, ls *LimitSetting) ([]LimitInfo, error) {
 	known := false
-	for _, l := range limitLevels() {
-		known = known || l == level
+	for _, lv := range limitLevels() {
+		known = known || lv == level
 	}
 	if !known {
 		return nil, fmt.Errorf("%w: level %q: want one of global, apns, fcm", ErrNotFound, level)
@@ -153,14 +215,14 @@ func (d *Dispatcher) SetLimit(ctx context.Context, level string, ls *LimitSettin
 	if ls != nil && (ls.PerSecond < 0 || math.IsNaN(ls.PerSecond) || math.IsInf(ls.PerSecond, 0) || ls.Burst < 0) {
 		return nil, fmt.Errorf("%w: per_second must be a finite number, 0 or more, and burst 0 or more", ErrInvalid)
 	}
-	if d.limits != nil {
-		if err := d.limits.SetRateLimit(ctx, level, ls); err != nil {
+	if l.store != nil {
+		if err := l.store.SetRateLimit(ctx, level, ls); err != nil {
 			return nil, err
 		}
 	}
-	d.limMu.Lock()
-	o := maps.Clone(d.overrides)
-	d.limMu.Unlock()
+	l.mu.Lock()
+	o := maps.Clone(l.overrides)
+	l.mu.Unlock()
 	if o == nil {
 		o = map[string]LimitSetting{}
 	}
@@ -169,8 +231,8 @@ func (d *Dispatcher) SetLimit(ctx context.Context, level string, ls *LimitSettin
 	} else {
 		o[level] = *ls
 	}
-	d.setOverrides(o)
-	return d.Limits(), nil
+	l.setOverrides(o)
+	return l.infos(), nil
 }
 
 // platformOfProvider returns the platform whose provider is named name.

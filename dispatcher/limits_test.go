@@ -30,13 +30,13 @@ func TestSetLimitAppliesAtOnceAndGoesBack(t *testing.T) {
 	if li.PerSecond != 300 || li.Burst != 30 || li.Configured.PerSecond != 9500 || li.Operator == nil || li.InstanceShare != 300 {
 		t.Errorf("fcm after set: %+v", li)
 	}
-	if r, burst := b.d.perPlat[Android].Limit(); r != 300 || burst != 30 {
+	if r, burst := b.d.lim.perPlat[Android].Limit(); r != 300 || burst != 30 {
 		t.Errorf("fcm bucket %v/%d, want 300/30 at once", r, burst)
 	}
 	if _, err := b.d.SetLimit(ctx, "global", &LimitSetting{PerSecond: 1000}); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := b.d.global.Limit(); r != 1000 {
+	if r, _ := b.d.lim.global.Limit(); r != 1000 {
 		t.Errorf("global bucket %v, want 1000", r)
 	}
 	// Back to the configuration.
@@ -47,7 +47,7 @@ func TestSetLimitAppliesAtOnceAndGoesBack(t *testing.T) {
 	if li := limitOf(t, infos, "fcm"); li.PerSecond != 9500 || li.Operator != nil {
 		t.Errorf("fcm after reset: %+v", li)
 	}
-	if r, _ := b.d.perPlat[Android].Limit(); r != 9500 {
+	if r, _ := b.d.lim.perPlat[Android].Limit(); r != 9500 {
 		t.Errorf("fcm bucket %v after reset, want 9500", r)
 	}
 	if got, _ := b.limits.RateLimits(ctx); len(got) != 1 || got["global"].PerSecond != 1000 {
@@ -60,7 +60,7 @@ func TestConfiguredLimitsReloaded(t *testing.T) {
 	var lim Limits
 	lim.GlobalPerSecond, lim.ProviderPerSecond[IOS] = 5000, 700
 	b.d.SetConfiguredLimits(lim)
-	if r, _ := b.d.perPlat[IOS].Limit(); r != 700 {
+	if r, _ := b.d.lim.perPlat[IOS].Limit(); r != 700 {
 		t.Errorf("apns bucket %v after reload, want 700", r)
 	}
 	// An operator's setting still wins.
@@ -70,7 +70,7 @@ func TestConfiguredLimitsReloaded(t *testing.T) {
 	lim.ProviderPerSecond[IOS] = 800
 	b.d.SetConfiguredLimits(lim)
 	li := limitOf(t, b.d.Limits(), "apns")
-	if r, _ := b.d.perPlat[IOS].Limit(); r != 50 || li.Configured.PerSecond != 800 {
+	if r, _ := b.d.lim.perPlat[IOS].Limit(); r != 50 || li.Configured.PerSecond != 800 {
 		t.Errorf("apns bucket %v, configured %v; want the operator's 50 and 800 configured", r, li.Configured.PerSecond)
 	}
 }
@@ -98,12 +98,12 @@ func TestLimitSetThroughAnotherInstanceApplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.tick(t)
-	if r, _ := b.d.perPlat[IOS].Limit(); r != 42 {
+	if r, _ := b.d.lim.perPlat[IOS].Limit(); r != 42 {
 		t.Fatalf("apns bucket %v after a sync, want the stored 42", r)
 	}
 	// Two instances consuming: each takes half.
-	b.d.setInstances(2)
-	if r, _ := b.d.perPlat[IOS].Limit(); r != 21 {
+	b.d.lim.setInstances(2)
+	if r, _ := b.d.lim.perPlat[IOS].Limit(); r != 21 {
 		t.Errorf("apns bucket %v with 2 instances, want 21", r)
 	}
 	if li := limitOf(t, b.d.Limits(), "apns"); li.PerSecond != 42 || li.InstanceShare != 21 {

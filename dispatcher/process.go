@@ -6,31 +6,31 @@ import (
 	"fmt"
 )
 
-// handleCampaign processes one delivery from a campaign's queue. ctx is the
+// handleCampaign processes one delivery from campaign c's queue. ctx is the
 // consumer's; when it is done the consumer is stopping (pause, shutdown) and
 // the delivery is put back at the end of the queue, as a new message, so
 // that pausing never counts towards the queue's delivery limit.
-func (d *Dispatcher) handleCampaign(ctx context.Context, del Delivery) {
+func (d *Dispatcher) handleCampaign(ctx context.Context, _ *campaign, del Delivery) {
 	d.handling.RLock()
 	defer d.handling.RUnlock()
 	b, ok := d.decode(del)
 	if !ok {
 		return
 	}
-	c, err := d.observe(d.runCtx, b)
+	c, err := d.campaigns.observe(d.hardCtx, b)
 	if err != nil {
 		d.log.Error("cannot record campaign; requeueing batch", "campaign", b.Campaign.ID, "err", err)
-		d.requeueDelivery(del)
+		requeue(d.log, del)
 		return
 	}
 	c.touch(d.now())
 	st := c.status()
 	switch {
 	case st == StatusCancelled:
-		d.dropCancelled(c, len(b.Recipients))
+		c.dropCancelled(len(b.Recipients))
 		d.settle(del, nil)
 		return
-	case ctx.Err() != nil || st != StatusRunning || d.runCtx.Err() != nil:
+	case ctx.Err() != nil || st != StatusRunning || d.hardCtx.Err() != nil:
 		d.settle(del, func(ctx context.Context) error {
 			return d.queues.Route(ctx, c.id, del.Body(), hopOf(del))
 		})
@@ -46,14 +46,15 @@ func (d *Dispatcher) handleCampaign(ctx context.Context, del Delivery) {
 }
 
 // process sends a batch: each recipient is checked, throttled (campaign,
-// provider, global) and submitted to the workers. It stops submitting when
+// provider, global) and submitted to the senders. It stops submitting when
 // the campaign leaves running, consuming stops, or the delivery has been
-// held for MaxHold; the recipients not submitted are then resolved when the
-// run finishes (put back in the campaign's queue, or counted as cancelled).
+// held for MaxHold; the recipients not submitted are then handed on when
+// the run is resolved (put back in the campaign's queue, or counted as
+// cancelled).
 //
-// The caller has counted the run in c.active (so that the campaign is not
-// finished under it); the run's untrack, or process itself when no run is
-// made, takes it back.
+// The caller has counted the run in c.active (so that the campaign does not
+// end under it); the run's untrack, or process itself when no run is made,
+// takes it back.
 func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	r, err := d.newRun(del, b, c)
 	if err != nil {
@@ -69,36 +70,36 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		})
 		return
 	}
-	if !d.track(r) {
+	if !d.res.track(r) {
 		// An identical message is being sent (a producer's duplicate, or a
 		// batch routed twice around a crash): put this copy back at the
 		// end of the campaign's queue; by the time it comes back the
 		// ledger has the first one's recipients.
 		c.active.Add(-1)
 		d.settle(del, func(ctx context.Context) error {
-			return d.routeBack(ctx, c, del.Lane(), del.Body(), hopOf(del))
+			return c.routeBack(ctx, del.Lane(), del.Body(), hopOf(del))
 		})
 		return
 	}
 	defer func() {
 		// A panic from here on (a filter, the ledger, a bug) would leave the
-		// run tracked forever: Drain would never return and every
+		// run tracked forever: a stop would wait for it and every
 		// redelivery would be put back as a copy, escaping the delivery
-		// limit. Abandon the run as if its delivery were lost, let it
-		// finish (ledger written, untracked), then let the consumer
+		// limit. Abandon the run as if its delivery were lost, let it be
+		// resolved (ledger written, untracked), then let the consumer
 		// requeue the delivery.
 		if v := recover(); v != nil {
 			close(r.abandoned)
 			r.release()
 			select {
 			case <-r.untracked:
-			case <-d.runCtx.Done():
+			case <-d.hardCtx.Done():
 			}
 			panic(v)
 		}
 	}()
 	if d.ledger != nil {
-		e, err := d.ledger.LedgerEntry(d.runCtx, r.key)
+		e, err := d.ledger.LedgerEntry(d.hardCtx, r.key)
 		if err != nil {
 			d.log.Warn("cannot read the ledger; a redelivered batch may be sent twice", "batch_id", b.BatchID, "err", err)
 		} else if n := r.skipResolved(e.Resolved); n > 0 {
@@ -106,7 +107,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 			d.log.Info("skipped recipients already resolved", "batch_id", b.BatchID, "recipients", n, "of", len(b.Recipients))
 		}
 		if e.handedOff() {
-			// An earlier run finished and handed recipients on, but its
+			// An earlier run was resolved and handed recipients on, but its
 			// delivery was not acked (a crash, a failed publish): hand
 			// the same ones on again, send nothing.
 			n := r.restoreHandOff(e)
@@ -150,19 +151,10 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 				continue
 			}
 		}
-		if err := d.throttle(ctx, c, rc.Platform); err != nil {
+		if err := d.send.throttle(ctx, c, rc.Platform); err != nil {
 			break
 		}
-		r.pending.Add(1)
-		d.met.InFlight(1)
-		c.inFlight.Add(1)
-		select {
-		case d.jobs[rc.Platform][lane] <- job{r: r, i: int32(i)}:
-		case <-ctx.Done():
-			d.met.InFlight(-1)
-			c.inFlight.Add(-1)
-			r.pending.Add(-1)
-		}
+		d.send.submit(ctx, r, i, rc.Platform, lane)
 	}
 	if n := dropped[0] + dropped[1]; n > 0 {
 		if dropped[0] > 0 {
@@ -183,37 +175,10 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 
 type filterKey struct{ list, reason string }
 
-// throttle takes a token from the campaign's bucket, then the provider's,
-// then the global one.
-func (d *Dispatcher) throttle(ctx context.Context, c *campaign, p Platform) error {
-	if !c.bucket.Unlimited() {
-		w, err := c.bucket.Wait(ctx)
-		if err != nil {
-			return err
-		}
-		d.met.ThrottleWait(LevelCampaign, w)
-	}
-	if b := d.perPlat[p]; !b.Unlimited() {
-		w, err := b.Wait(ctx)
-		if err != nil {
-			return err
-		}
-		d.met.ThrottleWait(p.Provider(), w)
-	}
-	if !d.global.Unlimited() {
-		w, err := d.global.Wait(ctx)
-		if err != nil {
-			return err
-		}
-		d.met.ThrottleWait(LevelGlobal, w)
-	}
-	return nil
-}
-
 // newRun renders the notification once for each platform present in b.
 func (d *Dispatcher) newRun(del Delivery, b *Batch, c *campaign) (*run, error) {
 	r := &run{
-		d:         d,
+		res:       d.res,
 		c:         c,
 		del:       del,
 		key:       messageKey(del),
@@ -223,7 +188,6 @@ func (d *Dispatcher) newRun(del Delivery, b *Batch, c *campaign) (*run, error) {
 		untracked: make(chan struct{}),
 		batch:     b,
 		state:     make([]recipientState, len(b.Recipients)),
-		started:   d.now(),
 	}
 	r.pending.Store(1)
 	var present [numPlatforms]bool

@@ -31,14 +31,14 @@ func TestInvalidTokenIsReportedAfterALostDelivery(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	c, _ := b.d.observe(context.Background(), iosBatch("c", "", 1))
+	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
 	batch := iosBatch("c", "", 5)
 	first := newDelivery(t, batch)
 	go processDirect(b.d, first, mustDecode(t, first.body), c)
 	testwait.For(t, waitLong, "invalid answered, a send in flight", func() bool { return n.Load() == 2 })
 	close(first.lost)
 	close(gate)
-	testwait.For(t, waitLong, "lost run finished", func() bool { return b.d.Drain(context.Background()) })
+	testwait.For(t, waitLong, "lost run finished", func() bool { return b.d.res.drain(context.Background()) })
 	again := newDelivery(t, batch)
 	processDirect(b.d, again, mustDecode(t, again.body), c)
 	again.wait(t)
@@ -68,7 +68,7 @@ func (f panicFilter) Filter(_, token, _ string, _ bool) (lists.Name, string, boo
 func TestPanicAfterTrackAbandonsTheRun(t *testing.T) {
 	poison := fmt.Sprintf("%064x", 3)
 	b := setupFull(t, Config{}, panicFilter{poison}, nil, &fakeLedger{})
-	c, _ := b.d.observe(context.Background(), iosBatch("c", "", 1))
+	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
 	batch := iosBatch("c", "", 8)
 	// What queue.(*Broker).handle does: recover, requeue unless resolved.
 	handle := func(del *fakeDelivery) (panicked bool) {
@@ -87,7 +87,7 @@ func TestPanicAfterTrackAbandonsTheRun(t *testing.T) {
 			t.Fatalf("delivery %d: no panic reached the consumer", i+1)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		drained := b.d.Drain(ctx)
+		drained := b.d.res.drain(ctx)
 		cancel()
 		if !drained {
 			t.Fatalf("delivery %d: the abandoned run is still tracked; Drain does not return", i+1)
@@ -144,15 +144,15 @@ func TestFlushDoesNotOverwriteTheLastBitmap(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	c, _ := b.d.observe(context.Background(), iosBatch("c", "", 1))
+	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
 	batch := iosBatch("c", "", 2)
 	del := newDelivery(t, batch)
 	go processDirect(b.d, del, mustDecode(t, del.body), c)
 	<-sending
 	testwait.For(t, waitLong, "the other recipient sent, its bit to flush", func() bool {
-		b.d.dirtyMu.Lock()
-		defer b.d.dirtyMu.Unlock()
-		return len(b.d.dirty) > 0
+		b.d.res.dirtyMu.Lock()
+		defer b.d.res.dirtyMu.Unlock()
+		return len(b.d.res.dirty) > 0
 	})
 	b.clock.Advance(b.d.cfg.LedgerFlush) // the flush takes its snapshot and is held
 	// The flush is writing its older bitmap; the run finishes meanwhile
@@ -187,7 +187,7 @@ func TestFlushDoesNotOverwriteTheLastBitmap(t *testing.T) {
 // acked.
 func TestHighLaneBatchIsNotStrandedByFinishIdle(t *testing.T) {
 	b := setupFull(t, Config{CampaignIdle: time.Millisecond, SyncInterval: time.Hour}, nil, nil, &fakeLedger{})
-	c, _ := b.d.observe(context.Background(), iosBatch("c", "", 1))
+	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
 	b.clock.Advance(5 * time.Millisecond) // idle for longer than CampaignIdle
 	inPrepare, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -197,9 +197,9 @@ func TestHighLaneBatchIsNotStrandedByFinishIdle(t *testing.T) {
 	}
 	del := newDelivery(t, iosBatch("c", "", 5))
 	del.lane = High
-	go b.d.Handle(context.Background(), del)
-	<-inPrepare                          // Handle passed the isFinishing check
-	b.d.finishIdle(context.Background()) // a bookkeeping tick
+	go b.d.handleLane(context.Background(), del)
+	<-inPrepare                                 // Handle passed the isFinishing check
+	b.d.campaigns.endIdle(context.Background()) // a bookkeeping tick
 	close(release)
 	if acked, _ := del.wait(t); acked != 1 {
 		t.Fatal("not acked")

@@ -19,24 +19,24 @@ const (
 	stateRetry                       // failed for now; goes to the next attempt
 )
 
-// run is the processing of one delivery.
+// run is the sending of one delivery's batch: which of its recipients are
+// resolved, in flight or left, until the resolver resolves it.
 type run struct {
-	d    *Dispatcher
+	res  *resolver
 	c    *campaign
 	del  Delivery
 	key  string // the ledger's key of the message: a hash of its body
 	lost <-chan struct{}
 	// abandoned is closed when processing panicked: the run is treated as
 	// lost (its delivery is requeued by the consumer). untracked is closed
-	// once the run is finished and forgotten.
+	// once the run is resolved and forgotten.
 	abandoned chan struct{}
 	untracked chan struct{}
 	batch     *Batch
 	msgs      [numPlatforms]Message
 	state     []recipientState
-	started   time.Time
-	// pending counts submitted, unresolved recipients plus one guard held
-	// while submitting; the run is finished when it reaches 0.
+	// pending counts submitted, untried recipients plus one guard held
+	// while submitting; when it reaches 0 the run goes to the resolver.
 	pending atomic.Int32
 	// resolved is the ledger's bitmap of the run (bit i: recipient i
 	// resolved); dirty is set when it changed since the last flush.
@@ -101,10 +101,8 @@ func childKey(parent, kind string, body []byte) string {
 // markResolved records recipient i as resolved in the ledger's bitmap.
 func (r *run) markResolved(i int) {
 	atomic.OrUint64(&r.resolved[i>>6], 1<<(i&63))
-	if r.d.ledger != nil && r.dirty.CompareAndSwap(false, true) {
-		r.d.dirtyMu.Lock()
-		r.d.dirty[r] = struct{}{}
-		r.d.dirtyMu.Unlock()
+	if r.res.ledger != nil && r.dirty.CompareAndSwap(false, true) {
+		r.res.markDirty(r)
 	}
 }
 
@@ -152,7 +150,7 @@ func (r *run) skipResolved(bits []byte) int {
 }
 
 // restoreHandOff puts the recipients an earlier run of this message handed
-// on back in the states that make finish hand them on again: the same
+// on back in the states that make resolve hand them on again: the same
 // bodies, so the same child keys. It returns how many.
 func (r *run) restoreHandOff(e LedgerEntry) int {
 	n := 0
@@ -181,15 +179,11 @@ func (r *run) isLost() bool {
 	}
 }
 
-// done resolves one unit of pending; the last one queues the run for
-// finishing. At the hard stop it is left for the hand-back.
+// done counts one unit of pending as tried; the last one hands the run to
+// the resolver.
 func (r *run) done() {
-	if r.pending.Add(-1) != 0 {
-		return
-	}
-	select {
-	case r.d.finished <- r:
-	case <-r.d.runCtx.Done():
+	if r.pending.Add(-1) == 0 {
+		r.res.allTried(r)
 	}
 }
 
