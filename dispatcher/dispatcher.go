@@ -12,6 +12,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -522,34 +523,34 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	return nil
 }
 
-// Run starts the dispatcher and blocks until ctx ends (the hard stop) and
-// everything it started has returned. cmd/pushd's phased shutdown calls
-// StopConsuming and Drain first. (It moves to Start and Stop next.)
-func (d *Dispatcher) Run(ctx context.Context) error {
-	if err := d.Start(ctx); err != nil {
-		return err
+// Stop stops the dispatcher softly: it stops consuming (deliveries that
+// arrived but were not handled go back to the broker), lets the runs in
+// progress be resolved and, if ctx ends first, hands back what is left:
+// unsent recipients go back to their campaign's queue and the delivery is
+// acked, or requeued whole if that fails. It returns once every goroutine
+// of the dispatcher has returned: nil when everything in progress was
+// resolved, ctx's error when some of it was handed back.
+//
+// Stop may be called twice, before Start (Start then fails), or after the
+// hard stop.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.lifeMu.Lock()
+	begun := d.begun
+	d.begun = true
+	d.lifeMu.Unlock()
+	if !begun {
+		d.hardStop()
+		d.doneOnce.Do(func() { close(d.done) })
+		return nil
 	}
+	d.consumers.stopAll(ctx)
+	drained := d.res.drain(ctx)
+	d.hardStop()
 	<-d.done
-	return nil
-}
-
-// StopConsuming stops the campaign consumers and makes runs stop
-// submitting. It waits for the consumers to return, or for ctx.
-func (d *Dispatcher) StopConsuming(ctx context.Context) { d.consumers.stopAll(ctx) }
-
-// Drain waits until every delivery handed to the dispatcher is resolved,
-// or ctx ends. It reports whether all were resolved.
-func (d *Dispatcher) Drain(ctx context.Context) bool { return d.res.drain(ctx) }
-
-// Handle processes one delivery from a lane, once the dispatcher started.
-func (d *Dispatcher) Handle(ctx context.Context, del Delivery) {
-	select {
-	case <-d.started:
-	case <-ctx.Done():
-		requeue(d.log, del)
-		return
+	if !drained {
+		return fmt.Errorf("dispatcher: stop deadline reached, unfinished batches handed back: %w", ctx.Err())
 	}
-	d.handleLane(ctx, del)
+	return nil
 }
 
 // bookkeeping runs until ctx ends: on each tick it applies changes made

@@ -25,10 +25,10 @@ import (
 	"github.com/pushd/pushd/store"
 )
 
-// run starts pushd and blocks until ctx ends (SIGTERM), then shuts down in
-// phases: stop consuming, let in-flight batches finish within
-// dispatcher.shutdown_timeout, hand back what is left, close the broker
-// connection. It returns nil after a clean shutdown.
+// run starts pushd and blocks until ctx ends (SIGTERM), then stops the
+// dispatcher softly (stop consuming, let in-flight batches finish within
+// dispatcher.shutdown_timeout, hand back what is left) and closes the
+// broker connection. It returns nil after a clean shutdown.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("pushd", flag.ContinueOnError)
 	fs.SetOutput(stdout)
@@ -101,6 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Logger:    logger.With("component", "dispatcher"),
 		Metrics:   met,
 		Outbox:    broker,
+		Lanes:     lanes{broker},
 		Queues:    broker,
 		Store:     st,
 		Events:    broker,
@@ -142,24 +143,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("pushd starting", "metrics_addr", msrv.Addr(), "admin_addr", aln.Addr().String())
 
-	// Each part has its own lifetime so that shutdown runs in order; the
-	// group reports the first failure.
+	// The broker connection outlives the dispatcher, which hands back
+	// through it at the end; the servers outlive both, so that /readyz
+	// and the admin API answer until the end. The group reports the
+	// first failure.
 	bg := context.WithoutCancel(ctx)
 	connCtx, stopConn := context.WithCancel(bg)
-	dispCtx, stopDisp := context.WithCancel(bg)
-	consumeCtx, stopConsume := context.WithCancel(bg)
 	serveCtx, stopServe := context.WithCancel(bg)
-	defer func() { stopConsume(); stopDisp(); stopConn(); stopServe() }()
+	defer func() { stopConn(); stopServe() }()
 
 	g, failed := errgroup.WithContext(bg)
 	g.Go(func() error { return broker.Run(connCtx) })
-	dispDone := make(chan struct{})
-	g.Go(func() error { defer close(dispDone); return disp.Run(dispCtx) })
-	consumeDone := make(chan struct{})
-	g.Go(func() error {
-		defer close(consumeDone)
-		return broker.Consume(consumeCtx, func(ctx context.Context, d *queue.Delivery) { disp.Handle(ctx, d) })
-	})
+	if err := disp.Start(bg); err != nil {
+		stopConn()
+		_ = g.Wait()
+		return err
+	}
 	g.Go(func() error { return msrv.Run(serveCtx) })
 	g.Go(func() error { return adm.Run(serveCtx, aln) })
 	g.Go(func() error { return ls.Run(serveCtx) })
@@ -185,19 +184,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	deadline, cancel := context.WithTimeout(bg, cfg.Dispatcher.ShutdownTimeout)
 	defer cancel()
-	stopConsume()
-	disp.StopConsuming(deadline)
-	select {
-	case <-consumeDone:
-	case <-deadline.Done():
-	}
-	if disp.Drain(deadline) {
-		logger.Info("all in-flight batches finished")
+	if err := disp.Stop(deadline); err != nil {
+		logger.Warn("shutdown deadline reached; unsent recipients handed back", "err", err)
 	} else {
-		logger.Warn("shutdown deadline reached; handing back unsent recipients")
+		logger.Info("all in-flight batches finished")
 	}
-	stopDisp()
-	<-dispDone
 	stopConn()
 	stopServe()
 	err = g.Wait()
@@ -206,6 +197,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("pushd stopped")
 	return err
+}
+
+// lanes consumes the broker's lanes for the dispatcher.
+type lanes struct{ b *queue.Broker }
+
+func (l lanes) Consume(ctx context.Context, h func(context.Context, dispatcher.Delivery)) {
+	_ = l.b.Consume(ctx, func(ctx context.Context, d *queue.Delivery) { h(ctx, d) })
 }
 
 // blacklister adds invalid tokens to the blacklist in the store and makes
