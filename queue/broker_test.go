@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/internal/testwait"
 	"github.com/pushd/pushd/queue"
 	"github.com/pushd/pushd/queue/queuetest"
 )
@@ -67,7 +68,7 @@ func setup(t *testing.T, url string, cfg queue.Config) *bundle {
 	b.ch = queuetest.Conn(t, direct)
 	// Connected is reported once the whole topology, bindings included, is
 	// declared.
-	waitFor(t, "connected and topology declared", func() bool { return b.met.connects.Load() >= 1 })
+	testwait.For(t, waitLimit, "connected and topology declared", func() bool { return b.met.connects.Load() >= 1 })
 	return b
 }
 
@@ -82,14 +83,32 @@ type tWriter struct{ t *testing.T }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitLimit bounds every wait of these tests: generous, since rabbitmqctl's
+// counts of quorum queues lag by a few seconds and other tests may load the
+// broker.
+const waitLimit = 30 * time.Second
+
+// receive returns the next value from c, failing the test if none comes
+// within waitLimit.
+func receive[T any](t *testing.T, c <-chan T, what string) T {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(waitLimit):
+		t.Fatalf("timed out after %v waiting for %s", waitLimit, what)
+	}
+	var zero T
+	return zero
+}
+
+// isClosed reports whether c is closed, without waiting.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -113,7 +132,7 @@ func TestConsumeBothLanesAndAck(t *testing.T) {
 			t.Errorf("ack: %v", err)
 		}
 	})
-	waitFor(t, "ready", b.broker.Ready)
+	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("n1"))
 	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.HighRoutingKey, []byte("h1"))
 	seen := map[string]bool{}
@@ -128,7 +147,7 @@ func TestConsumeBothLanesAndAck(t *testing.T) {
 	if !seen["normal:n1:0:false"] || !seen["high:h1:0:false"] {
 		t.Errorf("got %v", seen)
 	}
-	waitFor(t, "queues empty", func() bool {
+	testwait.For(t, waitLimit, "queues empty", func() bool {
 		r1, u1 := queuetest.Counts(t, b.top.Queue)
 		r2, u2 := queuetest.Counts(t, b.top.HighQueue)
 		return r1+u1+r2+u2 == 0
@@ -150,7 +169,7 @@ func TestDeclareIsIdempotentAndToleratesAProducersDeclaration(t *testing.T) {
 		done := make(chan struct{})
 		go func() { defer close(done); _ = br.Run(ctx) }()
 		stopConsume := consume(t, br, func(_ context.Context, d *queue.Delivery) { _ = d.Ack() })
-		waitFor(t, fmt.Sprintf("ready (start %d)", i+1), br.Ready)
+		testwait.For(t, waitLimit, fmt.Sprintf("ready (start %d)", i+1), br.Ready)
 		stopConsume()
 		cancel()
 		<-done
@@ -178,7 +197,7 @@ func TestHoldDelaysAndReturnsToTheLane(t *testing.T) {
 		got <- arrival{time.Now(), d.Attempt(), d.HoldUntil(), d.Lane(), string(d.Body()), d.Key()}
 		_ = d.Ack()
 	})
-	waitFor(t, "ready", b.broker.Ready)
+	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 	ctx := context.Background()
 	start := time.Now()
 	until := start.Add(2500 * time.Millisecond)
@@ -248,45 +267,128 @@ func TestUnroutablePublishFails(t *testing.T) {
 }
 
 func TestStopConsumingRequeuesUnhandledAndKeepsInFlightAckable(t *testing.T) {
-	b := setup(t, "", queue.Config{Prefetch: 5})
-	for i := range 5 {
-		queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, fmt.Appendf(nil, "m%d", i))
+	for _, tc := range []struct {
+		name      string
+		resolve   func(*queue.Delivery) error
+		wantReady int // in the queue once the delivery in flight is resolved
+	}{
+		{"ack", (*queue.Delivery).Ack, 4},
+		{"requeue", (*queue.Delivery).Requeue, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t, "", queue.Config{Prefetch: 5})
+			for i := range 5 {
+				queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, fmt.Appendf(nil, "m%d", i))
+			}
+			held := make(chan *queue.Delivery, 5)
+			stop := consume(t, b.broker, func(ctx context.Context, d *queue.Delivery) {
+				held <- d
+				// The handler is busy with the first delivery until the
+				// consumer is stopped, so no other is handed over.
+				<-ctx.Done()
+			})
+			first := receive(t, held, "a delivery at the handler")
+			// (The broker's AMQP count of ready messages is exact at once;
+			// rabbitmqctl's counts lag by seconds, so they are read once,
+			// at the end.)
+			testwait.For(t, waitLimit, "prefetch filled", func() bool {
+				return queuetest.Ready(t, b.ch, b.top.Queue) == 0
+			})
+			stop()
+			if n := len(held); n != 0 {
+				t.Fatalf("%d more deliveries handed over after the first", n)
+			}
+			// Deliveries prefetched but never handed over went back to the
+			// queue; the one in the handler is still unacked.
+			testwait.For(t, waitLimit, "unhandled deliveries requeued", func() bool {
+				return queuetest.Ready(t, b.ch, b.top.Queue) == 4
+			})
+			if isClosed(first.Lost()) {
+				t.Fatal("delivery in flight reported lost while its channel lives")
+			}
+			// The delivery in flight can still be resolved after Consume
+			// returned. It was the last one: the consumer closes its channel
+			// now, which does not make the resolved delivery lost.
+			if err := tc.resolve(first); err != nil {
+				t.Fatalf("%s after stop: %v", tc.name, err)
+			}
+			receive(t, queue.CloseHandled(first), "the stopped consumer's channel closed")
+			if isClosed(first.Lost()) {
+				t.Errorf("delivery reported lost after a successful %s", tc.name)
+			}
+			testwait.For(t, waitLimit, fmt.Sprintf("%d ready, none unacked", tc.wantReady), func() bool {
+				ready, unacked := queuetest.Counts(t, b.top.Queue)
+				return ready == tc.wantReady && unacked == 0
+			})
+		})
 	}
-	held := make(chan *queue.Delivery, 5)
-	release := make(chan struct{})
-	stop := consume(t, b.broker, func(ctx context.Context, d *queue.Delivery) {
-		held <- d
-		<-release // the handler is busy with the first delivery
-	})
-	unblock := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(unblock) // runs before consume's cleanup
-	var first *queue.Delivery
-	select {
-	case first = <-held:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no delivery reached the handler")
-	}
-	waitFor(t, "prefetch filled", func() bool {
-		_, unacked := queuetest.Counts(t, b.top.Queue)
-		return unacked == 5
-	})
-	go func() { time.Sleep(100 * time.Millisecond); unblock() }()
-	stop()
-	// Deliveries prefetched but never handed over went back to the queue;
-	// the one in the handler is still unacked.
-	// rabbitmqctl's counts of quorum queues lag by a few seconds.
-	waitFor(t, "unhandled deliveries requeued", func() bool {
-		ready, unacked := queuetest.Counts(t, b.top.Queue)
-		return ready == 4 && unacked == 1
-	})
-	// The delivery in flight can still be acked after Consume returned.
-	if err := first.Ack(); err != nil {
-		t.Errorf("ack after stop: %v", err)
-	}
-	select {
-	case <-first.Lost():
-		t.Error("channel reported lost while the connection lives")
-	default:
+}
+
+// TestLostReportsExactlyTheUnresolvedDeliveries checks Lost's contract when
+// a channel dies under its consumer: the deliveries not acked or requeued
+// yet report lost, cannot be acked, and come back from the broker; the ones
+// resolved before never report lost.
+func TestLostReportsExactlyTheUnresolvedDeliveries(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kill func(p *queuetest.Proxy, acked *queue.Delivery)
+	}{
+		{"channel error", func(_ *queuetest.Proxy, acked *queue.Delivery) {
+			// Acking a delivery twice is a channel error: the broker
+			// closes the channel (PRECONDITION_FAILED, unknown delivery
+			// tag), the connection lives on.
+			_ = acked.Ack()
+		}},
+		{"connection reset", func(p *queuetest.Proxy, _ *queue.Delivery) { p.Reset() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy, url := queuetest.ProxyURL(t, queuetest.URL(t))
+			b := setup(t, url, queue.Config{Prefetch: 3})
+			got := make(chan *queue.Delivery, 10)
+			consume(t, b.broker, func(_ context.Context, d *queue.Delivery) { got <- d })
+			testwait.For(t, waitLimit, "ready", b.broker.Ready)
+			bodies := []string{"acked", "requeued", "unresolved"}
+			for _, body := range bodies {
+				queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte(body))
+			}
+			del := map[string]*queue.Delivery{}
+			for range bodies {
+				d := receive(t, got, "the three deliveries")
+				del[string(d.Body())] = d
+			}
+			if err := del["acked"].Ack(); err != nil {
+				t.Fatal(err)
+			}
+			if err := del["requeued"].Requeue(); err != nil {
+				t.Fatal(err)
+			}
+			tc.kill(proxy, del["acked"])
+
+			lost := del["unresolved"]
+			receive(t, lost.Lost(), "the unresolved delivery reported lost")
+			receive(t, queue.CloseHandled(lost), "the channel's close handled")
+			for _, body := range []string{"acked", "requeued"} {
+				if isClosed(del[body].Lost()) {
+					t.Errorf("%s delivery reported lost", body)
+				}
+			}
+			if err := lost.Ack(); err == nil {
+				t.Error("ack of a lost delivery succeeded")
+			}
+			// The broker delivers it again, on a new channel.
+			for {
+				d := receive(t, got, "the lost delivery delivered again")
+				if isClosed(d.Lost()) {
+					continue // the requeued one, delivered again before the kill
+				}
+				if err := d.Ack(); err != nil {
+					t.Fatalf("ack on the new channel: %v", err)
+				}
+				if string(d.Body()) == "unresolved" {
+					break
+				}
+			}
+		})
 	}
 }
 
@@ -295,7 +397,7 @@ func TestReconnectsAfterConnectionReset(t *testing.T) {
 	b := setup(t, url, queue.Config{})
 	got := make(chan *queue.Delivery, 10)
 	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) { got <- d })
-	waitFor(t, "ready", b.broker.Ready)
+	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 
 	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("before"))
 	old := <-got
@@ -308,7 +410,7 @@ func TestReconnectsAfterConnectionReset(t *testing.T) {
 	if err := old.Ack(); err == nil {
 		t.Error("ack of a delivery from the dead channel succeeded")
 	}
-	waitFor(t, "reconnected", func() bool { return b.met.connects.Load() >= 2 && b.broker.Ready() })
+	testwait.For(t, waitLimit, "reconnected", func() bool { return b.met.connects.Load() >= 2 && b.broker.Ready() })
 	// The unacked message comes back on the new connection, with the new one.
 	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("after"))
 	bodies := map[string]bool{}
@@ -333,10 +435,10 @@ func TestDetectsASilentConnectionByHeartbeat(t *testing.T) {
 	const silence = 4 * time.Second
 	b := setup(t, url, queue.Config{Heartbeat: silence})
 	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) { _ = d.Ack() })
-	waitFor(t, "ready", b.broker.Ready)
+	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 	proxy.Freeze()
 	frozen := time.Now()
-	waitFor(t, "connection declared dead", func() bool { return !b.broker.Ready() })
+	testwait.For(t, waitLimit, "connection declared dead", func() bool { return !b.broker.Ready() })
 	// The negotiated heartbeat is 2s: the link is dropped 3s after the
 	// last frame from the broker, which came before the freeze.
 	took := time.Since(frozen)
@@ -345,31 +447,41 @@ func TestDetectsASilentConnectionByHeartbeat(t *testing.T) {
 		t.Errorf("silent link detected after %v, want within amqp.heartbeat (%v)", took, silence)
 	}
 	// Reconnection attempts while the link is still silent must time out
-	// (their handshake gets no answer), not hang: stay frozen a while.
-	time.Sleep(time.Second)
-	accepted := proxy.Accepted()
-	if accepted < 2 {
-		t.Errorf("no reconnection attempt while frozen (%d connections)", accepted)
-	}
+	// (their handshake gets no answer), not hang: stay frozen until one
+	// attempt has given up and the next one has started (the first
+	// connection, then two attempts).
+	testwait.For(t, waitLimit, "a reconnection attempt while frozen to give up and another to start",
+		func() bool { return proxy.Accepted() >= 3 })
 	proxy.Thaw()
 	thawed := time.Now()
-	waitFor(t, "reconnected", b.broker.Ready)
+	testwait.For(t, waitLimit, "reconnected", b.broker.Ready)
 	t.Logf("reconnected %v after the link came back", time.Since(thawed).Round(time.Millisecond))
 }
 
 func TestPublishWaitsForTheConnection(t *testing.T) {
 	proxy, url := queuetest.ProxyURL(t, queuetest.URL(t))
 	b := setup(t, url, queue.Config{})
-	waitFor(t, "connected", func() bool { return b.met.connects.Load() >= 1 })
+	testwait.For(t, waitLimit, "connected", func() bool { return b.met.connects.Load() >= 1 })
 	proxy.Refuse(true)
 	proxy.Reset()
 	errc := make(chan error, 1)
+	started := make(chan struct{})
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
+		close(started)
 		errc <- b.broker.DeadLetter(ctx, []byte("x"), dispatcher.DeadLetter{Reason: "schema"})
 	}()
-	time.Sleep(500 * time.Millisecond) // the publish is waiting now
+	// The publish is waiting once it started and a reconnection attempt
+	// after that was refused.
+	<-started
+	refused := proxy.Accepted()
+	testwait.For(t, waitLimit, "a reconnection attempt refused", func() bool { return proxy.Accepted() > refused })
+	select {
+	case err := <-errc:
+		t.Fatalf("publish returned while the broker was unreachable: %v", err)
+	default:
+	}
 	proxy.Refuse(false)
 	if err := <-errc; err != nil {
 		t.Fatalf("publish across reconnect: %v", err)
@@ -424,7 +536,7 @@ func TestPoisonMessageIsDeadLetteredAfterTheDeliveryLimit(t *testing.T) {
 		good <- string(d.Body())
 		_ = d.Ack()
 	})
-	waitFor(t, "ready", b.broker.Ready)
+	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("poison"))
 	for i := range 3 {
 		queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, fmt.Appendf(nil, "good-%d", i))
@@ -450,8 +562,11 @@ func TestPoisonMessageIsDeadLetteredAfterTheDeliveryLimit(t *testing.T) {
 	if limit := int32(b.top.DeliveryLimit); n < limit || n > limit+1 {
 		t.Errorf("poison handled %d times, want the delivery limit %d (+1)", n, limit)
 	}
-	// No loop: it does not come back.
-	time.Sleep(500 * time.Millisecond)
+	// No loop: it does not come back. A message published now is handled
+	// after the poison one would have been, had it come back to the lane.
+	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("marker"))
+	for receive(t, good, "the marker message") != "marker" {
+	}
 	if got := poisoned.Load(); got != n {
 		t.Errorf("poison handled again after being dead-lettered (%d times)", got)
 	}

@@ -100,11 +100,11 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h Handler)
 		_ = ch.Close()
 		return fmt.Errorf("consume %q: %w", c.queue, err)
 	}
-	t := &channelTracker{ch: ch, lost: make(chan struct{})}
+	t := &channelTracker{ch: ch, unresolved: map[*Delivery]struct{}{}, handled: make(chan struct{})}
 	notify := ch.NotifyClose(make(chan *amqp.Error, 1))
 	b.watchers.Go(func() {
 		<-notify
-		close(t.lost)
+		t.handleClose()
 	})
 	if c.isLane {
 		b.consuming[c.lane].Store(true)
@@ -162,31 +162,74 @@ func (b *Broker) handle(ctx context.Context, h func(context.Context, *Delivery),
 	h(ctx, d)
 }
 
-// channelTracker closes a consumer's channel once the consumer is cancelled
-// and every delivery handed out on it is resolved, so channels of stopped
-// consumers do not pile up on the connection.
+// channelTracker tracks the deliveries handed out on one consumer's
+// channel. It closes the channel once the consumer is cancelled and every
+// delivery is acked or requeued, so channels of stopped consumers do not
+// pile up on the connection; and when the channel closes, by its doing or
+// not, it reports lost every delivery not yet resolved.
 type channelTracker struct {
-	ch          *amqp.Channel
-	lost        chan struct{}
-	outstanding atomic.Int64
-	stopped     atomic.Bool
-	closeOnce   sync.Once
+	ch        *amqp.Channel
+	closeOnce sync.Once
+	// handled is closed once the channel's close is handled: every
+	// delivery that is lost reports it by then (tests wait on it).
+	handled chan struct{}
+
+	// mu is held across each ack and requeue, so that the channel's close
+	// is handled either before one (which then fails) or after it (which
+	// then resolved the delivery), never in between.
+	mu sync.Mutex
+	// unresolved holds the deliveries handed out and not successfully
+	// acked or requeued: the ones the broker will deliver again if the
+	// channel closes.
+	unresolved map[*Delivery]struct{}
+	// outstanding counts the deliveries handed out on which neither Ack
+	// nor Requeue was called yet.
+	outstanding int
+	// stopped is set once the consumer is cancelled.
+	stopped bool
+	// closed is set once the channel is closed.
+	closed bool
 }
 
 func (t *channelTracker) deliver(d amqp.Delivery, lane dispatcher.Lane) *Delivery {
-	t.outstanding.Add(1)
-	return &Delivery{d: d, lane: lane, t: t}
+	del := &Delivery{d: d, lane: lane, t: t, lost: make(chan struct{})}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.outstanding++
+	if t.closed {
+		// Read from the consumer's buffer after the channel closed.
+		close(del.lost)
+		return del
+	}
+	t.unresolved[del] = struct{}{}
+	return del
 }
 
-func (t *channelTracker) resolved() {
-	if t.outstanding.Add(-1) == 0 && t.stopped.Load() {
+// resolve runs settle (an ack or a requeue of d) and records its outcome.
+func (t *channelTracker) resolve(d *Delivery, settle func() error) error {
+	t.mu.Lock()
+	err := settle()
+	if err == nil {
+		delete(t.unresolved, d)
+	}
+	last := false
+	if d.resolved.CompareAndSwap(false, true) {
+		t.outstanding--
+		last = t.outstanding == 0 && t.stopped
+	}
+	t.mu.Unlock()
+	if last {
 		t.close()
 	}
+	return err
 }
 
 func (t *channelTracker) stop() {
-	t.stopped.Store(true)
-	if t.outstanding.Load() == 0 {
+	t.mu.Lock()
+	t.stopped = true
+	last := t.outstanding == 0
+	t.mu.Unlock()
+	if last {
 		t.close()
 	}
 }
@@ -195,12 +238,26 @@ func (t *channelTracker) close() {
 	t.closeOnce.Do(func() { _ = t.ch.Close() })
 }
 
+// handleClose handles the channel's close, whoever closed it: the
+// deliveries not resolved are lost, the broker delivers them again.
+func (t *channelTracker) handleClose() {
+	t.mu.Lock()
+	t.closed = true
+	for d := range t.unresolved {
+		close(d.lost)
+		delete(t.unresolved, d)
+	}
+	t.mu.Unlock()
+	close(t.handled)
+}
+
 // Delivery is one consumed message. It implements dispatcher.Delivery.
 type Delivery struct {
 	d        amqp.Delivery
 	lane     dispatcher.Lane
 	t        *channelTracker
-	resolved atomic.Bool
+	lost     chan struct{}
+	resolved atomic.Bool // Ack or Requeue was called
 }
 
 // Body returns the message body.
@@ -252,20 +309,20 @@ func (d *Delivery) MessageID() string { return d.d.MessageId }
 
 // Ack acknowledges the delivery on the channel it came from; after that
 // channel is gone it fails and the broker redelivers instead.
-func (d *Delivery) Ack() error { return d.resolve(d.d.Ack(false)) }
+func (d *Delivery) Ack() error { return d.t.resolve(d, func() error { return d.d.Ack(false) }) }
 
 // Requeue returns the delivery to its queue.
-func (d *Delivery) Requeue() error { return d.resolve(d.d.Nack(false, true)) }
-
-func (d *Delivery) resolve(err error) error {
-	if d.resolved.CompareAndSwap(false, true) {
-		d.t.resolved()
-	}
-	return err
+func (d *Delivery) Requeue() error {
+	return d.t.resolve(d, func() error { return d.d.Nack(false, true) })
 }
 
-// Lost is closed when the delivery's channel is closed.
-func (d *Delivery) Lost() <-chan struct{} { return d.t.lost }
+// Lost is closed when the delivery can no longer be acked or requeued and
+// the broker will deliver it again: its channel or connection closed
+// before an Ack or Requeue of it succeeded. It is never closed for a
+// delivery acked or requeued successfully, even when its channel is closed
+// afterwards (as it is on purpose once a stopped consumer's deliveries are
+// all resolved).
+func (d *Delivery) Lost() <-chan struct{} { return d.lost }
 
 func intHeader(v any) (int64, bool) {
 	switch n := v.(type) {
