@@ -520,6 +520,226 @@ func checkNoneLost(t *testing.T, at []time.Time, tokens func(time.Time) float64,
 	}
 }
 
+// The tests below pin the bucket's arithmetic exactly, on the ManualClock:
+// the rates the end-to-end tests used to measure against the wall clock
+// within 5% (a campaign at 100/s, a provider at 200/s burst 20, a reload from
+// 1000/s to 100/s), and the edges (0.5/s, 30000/s).
+//
+// Token k after the burst comes due k/rate after the bucket started
+// draining, truncated to the nanosecond (time.Duration's resolution; the
+// truncation never accumulates). So over T a bucket grants burst +
+// floor(rate·T), except that a token whose exact due time falls within the
+// nanosecond after T is counted in; the Ts below are whole milliseconds,
+// where that cannot happen for these rates.
+
+// TestWaitGrantsBurstPlusRateExactly keeps one goroutine waiting on a full
+// bucket back to back and counts the tokens granted over T: exactly burst +
+// floor(rate·T), the last one no later than T.
+func TestWaitGrantsBurstPlusRateExactly(t *testing.T) {
+	tests := []struct {
+		name  string
+		rate  float64
+		burst int // 0: DefaultBurst
+		over  time.Duration
+		want  int
+	}{
+		{"0.5/s over 10s", 0.5, 1, 10 * time.Second, 1 + 5},
+		{"0.5/s burst 4 over 3s", 0.5, 4, 3 * time.Second, 4 + 1},
+		{"1/s just before the second token", 1, 1, 999 * ms, 1 + 0},
+		{"1/s at the second token", 1, 1, time.Second, 1 + 1},
+		{"5/s burst 2 over 1.1s", 5, 2, 1100 * ms, 2 + 5},
+		{"7/s burst 3 over 2.5s", 7, 3, 2500 * ms, 3 + 17},
+		{"campaign 100/s, default burst, over 10s", 100, 0, 10 * time.Second, 10 + 1000},
+		{"provider 200/s burst 20 over 3s", 200, 20, 3 * time.Second, 20 + 600},
+		{"30000/s burst 1 over 100ms", 30000, 1, 100 * ms, 1 + 3000},
+		{"30000/s, default burst, over 1s", 30000, 0, time.Second, 3000 + 30000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := setup(t, tt.rate, tt.burst)
+			h.start(tt.want + 1) // never runs out before T
+			end := epoch().Add(tt.over)
+			h.runUntil(end)
+			at := h.granted()
+			if len(at) != tt.want {
+				t.Fatalf("%d tokens granted over %v, want %d", len(at), tt.over, tt.want)
+			}
+			if last := at[len(at)-1]; last.After(end) {
+				t.Errorf("last token due at +%v, after +%v", last.Sub(epoch()), tt.over)
+			}
+		})
+	}
+}
+
+// TestSetTakesEffectExactlyWhenCalled keeps one goroutine waiting back to
+// back, changes the limit at a given instant, and checks the grants: before
+// the change on the old schedule; the first after it due once the token
+// saved up so far (a fraction, the bucket being drained) is completed at the
+// new rate; then one every 1/rate.
+func TestSetTakesEffectExactlyWhenCalled(t *testing.T) {
+	tests := []struct {
+		name        string
+		rate, burst float64
+		at          time.Duration // when Set is called
+		newRate     float64
+		newBurst    int
+		before      int           // tokens granted by at
+		first       time.Duration // when the first token after at is due
+		over        time.Duration // after at
+		after       int           // tokens granted in (at, at+over]
+	}{
+		// The reload from 1000/s to 100/s, at a token's due time: nothing
+		// saved, the next is due 1/100 s later.
+		{"1000/s to 100/s", 1000, 1, time.Second, 100, 1, 1 + 1000, 1010 * ms, 2 * time.Second, 200},
+		{"100/s to 1000/s", 100, 1, time.Second, 1000, 1, 1 + 100, 1001 * ms, 2 * time.Second, 2000},
+		// 0.4 of a token saved at 1/s; the other 0.6 takes 60ms at 10/s.
+		{"1/s to 10/s mid-token", 1, 1, 400 * ms, 10, 1, 1, 460 * ms, time.Second, 10},
+		// Half a token saved at 10/s; the other half takes 500ms at 1/s.
+		{"10/s to 1/s mid-token", 10, 1, 150 * ms, 1, 1, 1 + 1, 650 * ms, 3 * time.Second, 3},
+		// Half a token saved at 0.5/s; the other half takes 1/60000 s.
+		{"0.5/s to 30000/s", 0.5, 1, 3 * time.Second, 30000, 0, 1 + 1, 3*time.Second + 16666, 100 * ms, 3000},
+		// A new burst does not matter to a drained bucket.
+		{"5/s burst 5 to 5/s burst 1", 5, 5, time.Second, 5, 1, 5 + 5, 1200 * ms, time.Second, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := setup(t, tt.rate, int(tt.burst))
+			h.start(tt.before + tt.after + 1)
+			set := epoch().Add(tt.at)
+			h.runUntil(set)
+			if got := len(h.granted()); got != tt.before {
+				t.Fatalf("%d tokens granted by +%v, want %d", got, tt.at, tt.before)
+			}
+			h.b.Set(tt.newRate, tt.newBurst)
+			h.runUntil(set.Add(tt.over))
+			at := h.granted()
+			if got := len(at) - tt.before; got != tt.after {
+				t.Fatalf("%d tokens granted in the %v after the Set, want %d", got, tt.over, tt.after)
+			}
+			if got := at[tt.before].Sub(epoch()); got != tt.first {
+				t.Errorf("first token after the Set due at +%v, want +%v", got, tt.first)
+			}
+		})
+	}
+}
+
+// TestWaitReturnsExactDurations queues goroutines on a full bucket at once:
+// each Wait returns how long it was held back, 0 for the burst and then k/rate
+// for the k-th after it, truncated to the nanosecond.
+func TestWaitReturnsExactDurations(t *testing.T) {
+	tests := []struct {
+		name   string
+		rate   float64
+		burst  int
+		waited []time.Duration // by waiter, in arrival order
+	}{
+		{"4/s burst 2", 4, 2, []time.Duration{0, 0, 250 * ms, 500 * ms, 750 * ms, time.Second}},
+		{"0.5/s", 0.5, 1, []time.Duration{0, 2 * time.Second, 4 * time.Second, 6 * time.Second}},
+		{"3/s, truncated", 3, 1, []time.Duration{0, 333333333, 666666666, time.Second, 1333333333}},
+		{"7/s, truncated", 7, 1, []time.Duration{0, 142857142, 285714285, 428571428, 571428571}},
+		{"30000/s, truncated", 30000, 1, []time.Duration{0, 33333, 66666, 100000, 133333}},
+		{"unlimited", 0, 0, []time.Duration{0, 0, 0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := setup(t, tt.rate, tt.burst)
+			h.startEach(len(tt.waited)) // in id order, all at epoch
+			h.runUntil(epoch().Add(tt.waited[len(tt.waited)-1]))
+			got := make([]time.Duration, len(tt.waited))
+			for _, r := range h.snapshot() {
+				if r.err != nil {
+					t.Fatalf("waiter %d: %v", r.id, r.err)
+				}
+				got[r.id] = r.waited
+			}
+			if !slices.Equal(got, tt.waited) {
+				t.Errorf("waited %v, want %v", got, tt.waited)
+			}
+		})
+	}
+}
+
+// TestUnlimitedNeverWaits runs goroutines that Wait many times on an
+// unlimited bucket, and on one made unlimited while they are blocked, and
+// never moves the clock: every Wait returns 0 and no timer is left.
+func TestUnlimitedNeverWaits(t *testing.T) {
+	const goroutines, waits = 8, 1000
+	tests := []struct {
+		name   string
+		rate   float64
+		before int // Waits that return before the bucket is made unlimited
+	}{
+		{"unlimited from the start", 0, 0},
+		{"made unlimited while goroutines wait", 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := setup(t, tt.rate, 1)
+			for range goroutines {
+				h.start(waits)
+			}
+			h.settle()
+			if tt.rate > 0 {
+				if granted, _ := h.count(); granted != tt.before {
+					t.Fatalf("%d granted before the Set, want %d", granted, tt.before)
+				}
+				h.b.Set(0, 0)
+			}
+			h.wg.Wait() // every goroutine returns without the clock moving
+			if h.clock.Now() != epoch() {
+				t.Fatal("the clock moved")
+			}
+			for _, r := range h.snapshot() {
+				if r.err != nil || r.waited != 0 {
+					t.Fatalf("waiter %d: Wait = %v, %v; want 0, nil", r.id, r.waited, r.err)
+				}
+			}
+			if granted, _ := h.count(); granted != goroutines*waits {
+				t.Errorf("%d Waits returned, want %d", granted, goroutines*waits)
+			}
+			if n := h.clock.Waiters(); n != 0 {
+				t.Errorf("%d timers pending", n)
+			}
+		})
+	}
+}
+
+// TestWaitSharedBucketExactTotal has several goroutines wait back to back on
+// one bucket. Together they get exactly burst + floor(rate·T) tokens over T,
+// the bound of a single waiter, and no window holds more than its rate plus
+// the burst. Run it with -race.
+func TestWaitSharedBucketExactTotal(t *testing.T) {
+	tests := []struct {
+		name       string
+		rate       float64
+		burst      int // 0: DefaultBurst
+		goroutines int
+		over       time.Duration
+		want       int
+	}{
+		{"5/s, 20 goroutines, over 10s", 5, 1, 20, 10 * time.Second, 1 + 50},
+		{"0.5/s burst 4, 8 goroutines, over 20s", 0.5, 4, 8, 20 * time.Second, 4 + 10},
+		{"campaign 100/s, 16 goroutines, over 5s", 100, 0, 16, 5 * time.Second, 10 + 500},
+		{"30000/s, 8 goroutines, over 200ms", 30000, 0, 8, 200 * ms, 3000 + 6000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := setup(t, tt.rate, tt.burst)
+			for range tt.goroutines {
+				h.start(tt.want + 1)
+			}
+			h.runUntil(epoch().Add(tt.over))
+			at := h.granted()
+			if len(at) != tt.want {
+				t.Fatalf("%d tokens granted over %v to %d goroutines, want %d", len(at), tt.over, tt.goroutines, tt.want)
+			}
+			_, burst := h.b.Limit()
+			tokens := func(t time.Time) float64 { return tt.rate * t.Sub(epoch()).Seconds() }
+			checkWindows(t, at, tokens, float64(burst))
+		})
+	}
+}
+
 func BenchmarkWaitUnlimited(b *testing.B) {
 	bucket := NewBucket(0, 0, SystemClock())
 	ctx := context.Background()

@@ -44,6 +44,53 @@ func ExampleBucket() {
 	// push 4 at +600ms, waited 200ms
 }
 
+// A provider limited to 2 pushes a second with a burst of 3 lets three pushes
+// through at once from a full bucket, then one every 500ms. Left idle for a
+// second and a half, the bucket saves up three tokens again (never more than
+// the burst), so the next three go at once too.
+func ExampleBucket_burst() {
+	clock := ratelimit.NewManualClock(time.Date(2026, 11, 26, 22, 0, 0, 0, time.UTC))
+	provider := ratelimit.NewBucket(2, 3, clock)
+	start := clock.Now()
+	push := func(i int) {
+		waited, err := provider.Wait(context.Background())
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("push %d at +%v, waited %v\n", i, clock.Now().Sub(start), waited)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= 5; i++ {
+			push(i)
+		}
+	}()
+	for range 2 {
+		for clock.Waiters() == 0 { // the sender is not blocked yet
+			runtime.Gosched()
+		}
+		clock.Advance(500 * time.Millisecond)
+	}
+	<-done
+
+	clock.Advance(1500 * time.Millisecond) // idle: three tokens saved
+	for i := 6; i <= 8; i++ {
+		push(i)
+	}
+	// Output:
+	// push 1 at +0s, waited 0s
+	// push 2 at +0s, waited 0s
+	// push 3 at +0s, waited 0s
+	// push 4 at +500ms, waited 500ms
+	// push 5 at +1s, waited 500ms
+	// push 6 at +2.5s, waited 0s
+	// push 7 at +2.5s, waited 0s
+	// push 8 at +2.5s, waited 0s
+}
+
 // An operator speeds up a campaign that was crawling at one push every 10
 // seconds. The sender already waiting for its token does not sleep out its 10
 // seconds: at 100/s its token comes due 10ms later.

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -155,4 +156,46 @@ func (h *harness) count() (granted, failed int) {
 		}
 	}
 	return granted, failed
+}
+
+// nextTimer returns the deadline of c's earliest pending timer, and false if
+// none is pending.
+func nextTimer(c *ManualClock) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.timers) == 0 {
+		return time.Time{}, false
+	}
+	return c.timers[0].when, true
+}
+
+// runUntil moves the clock from one pending timer to the next, each time
+// once every goroutine is blocked (settle), until the next timer is due after
+// end or none is pending; then it moves the clock to end. Every token due by
+// end is handed out, in due order, each at its due time exactly.
+func (h *harness) runUntil(end time.Time) {
+	h.t.Helper()
+	h.settle()
+	for {
+		next, ok := nextTimer(h.clock)
+		if !ok || next.After(end) {
+			break
+		}
+		h.clock.Advance(next.Sub(h.clock.Now()))
+		h.settle()
+	}
+	h.clock.Advance(end.Sub(h.clock.Now()))
+	h.settle()
+}
+
+// granted returns when each token handed out so far came due, sorted.
+func (h *harness) granted() []time.Time {
+	var at []time.Time
+	for _, r := range h.snapshot() {
+		if r.err == nil {
+			at = append(at, r.at)
+		}
+	}
+	slices.SortFunc(at, time.Time.Compare)
+	return at
 }
