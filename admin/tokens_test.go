@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,6 +80,27 @@ func TestNewBadTokensFile(t *testing.T) {
 	_, err = New(Config{TokensFile: filepath.Join(t.TempDir(), "missing")}, newFakeControl(), &fakeAuditor{}, logger)
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("New with a missing tokens file: %v", err)
+	}
+}
+
+// TestNoTokensFile checks that without a tokens file every request is
+// refused, and that the warning saying so is logged once: by New (cmd/pushd
+// leaves it to New), not for each request.
+func TestNoTokensFile(t *testing.T) {
+	b := setup(t, setupOpts{noTokensFile: true})
+	for _, tok := range append([]string{""}, allTokens...) {
+		if code := b.do(t, request{method: "GET", path: "/api/campaigns", token: tok}).Code; code != http.StatusUnauthorized {
+			t.Errorf("GET /api/campaigns with token %q: %d, want 401", tok, code)
+		}
+	}
+	warnings := 0
+	for line := range strings.Lines(b.logs.String()) {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "admin.tokens_file") {
+			warnings++
+		}
+	}
+	if warnings != 1 {
+		t.Errorf("%d warnings about admin.tokens_file, want 1", warnings)
 	}
 }
 

@@ -134,9 +134,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("admin.tokens_file: %w", err)
 	}
-	if cfg.Admin.TokensFile == "" {
-		logger.Warn("admin.tokens_file is not set: the admin API refuses every request")
-	}
 	aln, err := net.Listen("tcp", cfg.Admin.Addr)
 	if err != nil {
 		return fmt.Errorf("admin.addr: %w", err)
