@@ -20,8 +20,8 @@ fi
 echo "test: go vet"
 go vet ./...
 
-echo "test: staticcheck"
-go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+echo "test: staticcheck (the version go.mod pins with its tool directive)"
+go tool staticcheck ./...
 
 echo "test: deploy/check.sh (alert rules and their tests, dashboard, unit)"
 deploy/check.sh
