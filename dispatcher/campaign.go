@@ -52,13 +52,17 @@ type campaign struct {
 	state  atomic.Int32 // index into Statuses, read on the hot path
 	bucket *ratelimit.Bucket
 
-	life     sync.Mutex // guards the fields below: transitions happen one at a time
+	// life guards the fields below. It is never held across I/O (a
+	// broker confirm, a store write): pause, resume, cancel and rate take
+	// effect here at once, whatever the broker is doing.
+	life     sync.Mutex
 	rec      CampaignRecord
 	runCtx   context.Context // live while running; runs stop submitting when it ends
 	stopRun  context.CancelFunc
 	stopCons context.CancelFunc // stops the campaign queue's consumer
 	consDone <-chan struct{}
 	ending   bool // its queue is being deleted: nothing is routed to it
+	routing  int  // batches being published to its queue
 
 	active     atomic.Int32 // runs in progress
 	inFlight   atomic.Int64 // recipients submitted and not tried
@@ -115,8 +119,8 @@ func (c *campaign) rescale() {
 }
 
 // claim counts a run in c.active unless the campaign's queue is being
-// deleted, atomically with that check: end, which holds c.life and looks
-// at c.active, then cannot end the campaign under the run.
+// deleted, atomically with that check: end, which sets ending under c.life
+// and then looks at c.active, cannot end the campaign under the run.
 func (c *campaign) claim() bool {
 	c.life.Lock()
 	defer c.life.Unlock()
@@ -238,13 +242,20 @@ func (c *campaign) stopConsumerLocked() <-chan struct{} {
 // queue is being deleted (the campaign just ended) it is held for a
 // second on lane instead, then routed to the queue made anew. A campaign
 // ended meanwhile is reopened, so that its queue is consumed.
+//
+// The campaign is not locked while the broker confirms: routing counts
+// the publishes in progress, and the campaign does not end while any is.
 func (c *campaign) routeBack(ctx context.Context, lane Lane, body []byte, h Hop) error {
 	c.life.Lock()
 	if c.ending {
 		c.life.Unlock()
 		return c.env.out.Hold(ctx, lane, body, h, c.env.clock.Now().Add(time.Second))
 	}
+	c.routing++
+	c.life.Unlock()
 	err := c.env.queues.Route(ctx, c.id, body, h)
+	c.life.Lock()
+	c.routing--
 	c.life.Unlock()
 	if err == nil {
 		c.reopen(ctx)
@@ -277,7 +288,7 @@ func (c *campaign) endIfIdle(ctx context.Context, now time.Time, idleFor time.Du
 		return false
 	}
 	c.life.Lock()
-	if c.stopCons == nil || c.ending {
+	if c.stopCons == nil || c.ending || c.routing > 0 {
 		c.life.Unlock()
 		return false
 	}
@@ -296,11 +307,16 @@ func (c *campaign) endIfIdle(ctx context.Context, now time.Time, idleFor time.Du
 // (ending), mark finished in the store so other instances reopen the
 // campaign before routing, check the queue has no message and no consumer,
 // delete. It reports whether the campaign was finished.
+//
+// It runs without c.life: ending keeps routing and new runs away, and the
+// status may change meanwhile (an operator's pause, another instance
+// reopening it), which the store's conditional updates and the re-read
+// before the deletion catch.
 func (c *campaign) end(ctx context.Context) (finished bool) {
-	c.life.Lock()
-	defer c.life.Unlock()
 	deleted := false
 	defer func() {
+		c.life.Lock()
+		defer c.life.Unlock()
 		c.ending = false
 		if !deleted && (c.rec.Status == StatusRunning || c.rec.Status == StatusCancelled) {
 			c.startConsumerLocked()
@@ -310,8 +326,10 @@ func (c *campaign) end(ctx context.Context) (finished bool) {
 		return false
 	}
 	store := c.env.store
-	wasRunning := c.rec.Status == StatusRunning
+	wasRunning := c.status() == StatusRunning
+	want := StatusCancelled
 	if wasRunning {
+		want = StatusFinished
 		_, after, err := store.SetCampaignStatus(ctx, c.id, StatusFinished, StatusRunning)
 		if err != nil {
 			if !errors.Is(err, ErrConflict) {
@@ -319,12 +337,14 @@ func (c *campaign) end(ctx context.Context) (finished bool) {
 			}
 			return false
 		}
-		c.applyLocked(after)
+		c.apply(after)
 	}
-	// Another instance may have reopened the campaign meanwhile.
+	// An operator or another instance may have changed it meanwhile.
 	rec, err := store.Campaign(ctx, c.id)
-	if err == nil && rec.Status != c.rec.Status {
-		c.applyLocked(rec)
+	if err != nil || rec.Status != want {
+		if err == nil {
+			c.apply(rec)
+		}
 		return false
 	}
 	gone, err := c.env.queues.DeleteCampaignQueue(ctx, c.id)
@@ -340,7 +360,7 @@ func (c *campaign) end(ctx context.Context) (finished bool) {
 		// Work arrived: running again.
 		_, after, err := store.SetCampaignStatus(ctx, c.id, StatusRunning, StatusFinished)
 		if err == nil {
-			c.applyLocked(after)
+			c.apply(after)
 		}
 	}
 	return false

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,5 +201,116 @@ func TestControlErrors(t *testing.T) {
 	list, err := b.d.Campaigns(ctx)
 	if err != nil || len(list) != 1 || list[0].ID != "c" {
 		t.Errorf("list: %+v %v", list, err)
+	}
+}
+
+// stallBroker makes the fake broker stop answering routes and deletions
+// until the returned function is called.
+func (b *bundle) stallBroker() (resume func()) {
+	b.queues.mu.Lock()
+	b.queues.stall, b.queues.stalled = make(chan struct{}), make(chan struct{}, 100)
+	stall := b.queues.stall
+	b.queues.mu.Unlock()
+	return sync.OnceFunc(func() { close(stall) })
+}
+
+// answers fails the test if f does not return within waitLong.
+func answers(t *testing.T, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(waitLong):
+		t.Fatal("the control call waits for the broker")
+	}
+}
+
+// Control answers while the broker does not: routing a batch to its
+// campaign's queue, or deleting the queue of an ended campaign, waits for
+// the broker without holding the campaign.
+func TestControlAnswersWhileTheBrokerStalls(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stall func(t *testing.T, b *bundle)
+	}{
+		{"routing a batch", func(t *testing.T, b *bundle) {
+			go b.d.handleLane(context.Background(), newDelivery(t, iosBatch("c", "b", 3)))
+		}},
+		{"ending the campaign", func(t *testing.T, b *bundle) {
+			b.clock.Advance(b.d.cfg.CampaignIdle)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t, Config{CampaignIdle: time.Minute})
+			ctx := context.Background()
+			b.handle(t, iosBatch("c", "a", 2), Normal)
+			b.settle(t)
+			resume := b.stallBroker()
+			defer resume()
+			tc.stall(t, b)
+			<-b.queues.stalled // the broker holds the call
+			for _, step := range []struct {
+				op   func(context.Context, string) (CampaignInfo, error)
+				want Status
+			}{{b.d.PauseCampaign, StatusPaused}, {b.d.ResumeCampaign, StatusRunning}, {b.d.CancelCampaign, StatusCancelled}} {
+				var info CampaignInfo
+				var err error
+				answers(t, func() { info, err = step.op(ctx, "c") })
+				if err != nil || info.Status != step.want {
+					t.Fatalf("while the broker stalls: %+v %v, want %s", info, err, step.want)
+				}
+			}
+			var err error
+			answers(t, func() { _, err = b.d.SetCampaignRate(ctx, "c", rate(5)) })
+			if err != nil {
+				t.Fatalf("rate while the broker stalls: %v", err)
+			}
+			resume()
+		})
+	}
+}
+
+// Recipients already handed to the senders when a campaign is paused are
+// not sent: they go back to the campaign's queue with the rest, and are
+// sent once after the resume.
+func TestPauseStopsSendsAlreadySubmitted(t *testing.T) {
+	b := setup(t, Config{Workers: [numPlatforms]int{IOS: 1, Android: 1}})
+	ctx := context.Background()
+	gate, inSend := make(chan struct{}), make(chan struct{}, 10)
+	var first atomic.Bool
+	b.ios.send = func(context.Context, *Recipient) Result {
+		if first.CompareAndSwap(false, true) {
+			inSend <- struct{}{}
+			<-gate
+		}
+		return Result{Outcome: Sent}
+	}
+	b.handle(t, iosBatch("c", "a", 5), Normal)
+	<-inSend // one in flight; the next waits in the worker's channel
+	testwait.For(t, waitLong, "a recipient queued for the worker", func() bool { return len(b.d.send.jobs[IOS][Normal]) > 0 })
+	if _, err := b.d.PauseCampaign(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	testwait.For(t, waitLong, "the paused run handed back", func() bool { return b.queues.pending("c") == 1 && b.d.res.drain(ctx) })
+	if n := b.ios.total(); n != 1 {
+		t.Fatalf("%d sends: only the one in flight at the pause may go out", n)
+	}
+	if _, err := b.d.ResumeCampaign(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	b.settle(t)
+	sends := b.ios.sends()
+	if len(sends) != 5 {
+		t.Errorf("%d tokens sent after the resume, want 5", len(sends))
+	}
+	for tok, n := range sends {
+		if n != 1 {
+			t.Errorf("%s sent %d times", ShortToken(tok), n)
+		}
 	}
 }

@@ -4,9 +4,25 @@
 // deliveries into sends, retries and dead letters and acknowledges each
 // delivery once every recipient in it is resolved.
 //
-// It knows nothing of AMQP, HTTP, SQL or Prometheus: queue, push/*, store and
-// metrics adapt those to the small interfaces declared here, and cmd/pushd
-// wires them together.
+// It imports nothing of AMQP, HTTP, SQL or Prometheus: queue, push/*, store
+// and metrics adapt those to the small interfaces declared here, and
+// cmd/pushd wires them together. It is written for a broker with
+// RabbitMQ's rules, though, and follows them:
+//
+//   - a delivery is resolved exactly once, by ack or requeue, on the
+//     channel it came from; when that channel is gone (Lost) the broker
+//     delivers the message again, so nothing more of it is sent;
+//   - a requeue counts towards the queue's delivery limit (quorum queues'
+//     x-delivery-limit), after which the broker dead-letters the message;
+//     so a paused or yielding campaign republishes its batch (a new
+//     message) instead of requeueing it, and only failures requeue;
+//   - an unacknowledged delivery is taken back after the broker's consumer
+//     timeout (30 minutes by default): MaxHold (10 minutes) stays well
+//     under it;
+//   - a publish counts once the broker confirmed it (publisher confirms);
+//     a hand-off is published, confirmed, and only then the delivery
+//     acked;
+//   - the prefetch of each consumer bounds what is held in memory.
 package dispatcher
 
 import (

@@ -137,6 +137,27 @@ type fakeQueues struct {
 	fail    error
 	events  []string
 	created []*fakeDelivery
+	// stall, when set, holds Route and DeleteCampaignQueue until it is
+	// closed, as a broker that does not answer; stalled receives a value
+	// as each call starts waiting.
+	stall, stalled chan struct{}
+}
+
+// wait holds a call while the broker stalls.
+func (q *fakeQueues) wait(ctx context.Context) error {
+	q.mu.Lock()
+	stall, stalled := q.stall, q.stalled
+	q.mu.Unlock()
+	if stall == nil {
+		return nil
+	}
+	stalled <- struct{}{}
+	select {
+	case <-stall:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func newFakeQueues() *fakeQueues {
@@ -154,7 +175,10 @@ func (q *fakeQueues) queue(id string) chan *fakeDelivery {
 	return c
 }
 
-func (q *fakeQueues) Route(_ context.Context, id string, body []byte, h Hop) error {
+func (q *fakeQueues) Route(ctx context.Context, id string, body []byte, h Hop) error {
+	if err := q.wait(ctx); err != nil {
+		return err
+	}
 	q.mu.Lock()
 	fail := q.fail
 	q.routed[id]++
@@ -202,7 +226,10 @@ func (q *fakeQueues) ConsumeCampaign(ctx context.Context, id string, h func(cont
 	}
 }
 
-func (q *fakeQueues) DeleteCampaignQueue(_ context.Context, id string) (bool, error) {
+func (q *fakeQueues) DeleteCampaignQueue(ctx context.Context, id string) (bool, error) {
+	if err := q.wait(ctx); err != nil {
+		return false, err
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.queues[id]) > 0 {

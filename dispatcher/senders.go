@@ -123,10 +123,11 @@ func (s *senders) send(ctx context.Context, p Platform, j job) {
 		s.met.InFlight(-1)
 		c.inFlight.Add(-1)
 	}()
-	if r.isLost() || c.status() == StatusCancelled {
+	if r.isLost() || c.status() != StatusRunning {
 		// Lost: the broker will redeliver the whole message, sending now
-		// would only add duplicates. Cancelled: not sent, counted when the
-		// run is resolved.
+		// would only add duplicates. Paused or cancelled since it was
+		// submitted: not sent; the run hands it back to the campaign's
+		// queue, or counts it as cancelled.
 		r.done()
 		return
 	}
