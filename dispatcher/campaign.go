@@ -216,9 +216,7 @@ func (c *campaign) startConsumerLocked() {
 	cancel, done, ok := c.env.consumers.start(func(ctx context.Context) {
 		c.env.signals.consumerStarted.Signal(c.id)
 		defer c.env.signals.consumerStopped.Signal(c.id)
-		if err := c.env.queues.ConsumeCampaign(ctx, c.id, func(ctx context.Context, del Delivery) { c.env.handle(ctx, c, del) }); err != nil {
-			c.env.log.Error("campaign consumer failed", "campaign", c.id, "err", err)
-		}
+		c.env.queues.ConsumeCampaign(ctx, c.id, func(ctx context.Context, del Delivery) { c.env.handle(ctx, c, del) })
 	})
 	if ok {
 		c.stopCons, c.consDone = cancel, done

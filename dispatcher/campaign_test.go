@@ -238,7 +238,7 @@ func TestControlAnswersWhileTheBrokerStalls(t *testing.T) {
 		stall func(t *testing.T, b *bundle)
 	}{
 		{"routing a batch", func(t *testing.T, b *bundle) {
-			go b.d.handleLane(context.Background(), newDelivery(t, iosBatch("c", "b", 3)))
+			go b.d.handleLane(context.Background(), newDelivery(t, iosBatch("c", "b", 3)).value())
 		}},
 		{"ending the campaign", func(t *testing.T, b *bundle) {
 			b.clock.Advance(b.d.cfg.CampaignIdle)

@@ -55,41 +55,48 @@ func (l Lane) String() string {
 	return "normal"
 }
 
-// Delivery is one message taken from a queue, as the dispatcher sees it.
-type Delivery interface {
+// Delivery is one message taken from a queue, as the dispatcher sees it:
+// what it carries, and the Acker that resolves it.
+type Delivery struct {
 	// Body is the message body, a pushd.batch/v1 document.
-	Body() []byte
+	Body []byte
 	// Lane is the lane the message was consumed from (campaign queues
 	// count as the normal lane).
-	Lane() Lane
+	Lane Lane
 	// MessageID is the AMQP message id (the producer's batch id), if any.
-	MessageID() string
-	// Attempt is the number of send passes the batch already had: 0 for a
-	// producer's message, n for the n-th retry of its failed recipients.
-	Attempt() int
-	// Key is the ledger key pushd gave a message it published (see Hop);
-	// empty for a producer's message.
-	Key() string
-	// HoldUntil is when pushd asked for the message back (delayed retries
-	// and not_before holds); zero for a producer's message.
-	HoldUntil() time.Time
+	MessageID string
 	// Republished reports whether pushd itself published this message (a
 	// retry, a hold, a batch routed to its campaign queue), so it is not
-	// counted as received again.
-	Republished() bool
+	// counted as received again; Hop is then what pushd carried along
+	// with it, zero for a producer's message.
+	Republished bool
+	Hop         Hop
+	// HoldUntil is when pushd asked for the message back (delayed retries
+	// and not_before holds); zero for a producer's message.
+	HoldUntil time.Time
+	// Acker resolves the delivery.
+	Acker Acker
+}
+
+// Acker resolves a delivery, exactly once, on the channel it came from.
+type Acker interface {
 	// Ack acknowledges the message; the broker forgets it.
 	Ack() error
 	// Requeue hands the message back to the broker whole, for when no
 	// better hand-off is possible.
 	Requeue() error
-	// Lost is closed when the delivery can no longer be acknowledged (its
-	// channel is gone); the broker will deliver it again.
+	// Lost is closed when the delivery can no longer be resolved (its
+	// channel or connection closed before an Ack or Requeue succeeded):
+	// the broker will deliver it again. It is never closed after a
+	// successful Ack or Requeue.
 	Lost() <-chan struct{}
 }
 
 // Hop is what pushd carries along with a batch message it publishes.
 type Hop struct {
-	// Attempt is the number of send passes the recipients already had.
+	// Attempt is the number of send passes the recipients already had: 0
+	// for a producer's message, n for the n-th retry of its failed
+	// recipients.
 	Attempt int
 	// Key is the message's ledger key; empty: a hash of the body. A
 	// message forwarded unchanged keeps its key; the remainders and retries
@@ -97,9 +104,6 @@ type Hop struct {
 	// they are told apart from earlier messages with the same body.
 	Key string
 }
-
-// hopOf returns the hop of a delivery forwarded unchanged.
-func hopOf(del Delivery) Hop { return Hop{Attempt: del.Attempt(), Key: del.Key()} }
 
 // Outbox publishes durably back to the broker: each call returns only once
 // the broker has confirmed the message.
@@ -120,9 +124,10 @@ type CampaignQueues interface {
 	// when needed), confirmed.
 	Route(ctx context.Context, campaign string, body []byte, h Hop) error
 	// ConsumeCampaign consumes the campaign's queue until ctx ends,
-	// calling h for each delivery. Deliveries that arrive after ctx ended
-	// are passed to h too, with ctx done, so that h can put them back.
-	ConsumeCampaign(ctx context.Context, campaign string, h func(context.Context, Delivery)) error
+	// across reconnects, calling h for each delivery. Deliveries that
+	// arrive after ctx ended are passed to h too, with ctx done, so that h
+	// can put them back.
+	ConsumeCampaign(ctx context.Context, campaign string, h func(context.Context, Delivery))
 	// DeleteCampaignQueue deletes the campaign's queue if it is empty and
 	// reports whether it is gone.
 	DeleteCampaignQueue(ctx context.Context, campaign string) (bool, error)

@@ -103,9 +103,9 @@ func (b *bundle) tick(t *testing.T) {
 
 // waitResolved waits until the run of del is resolved and forgotten: a
 // copy handed in earlier would be put back as a duplicate in progress.
-func (b *bundle) waitResolved(t *testing.T, del Delivery) {
+func (b *bundle) waitResolved(t *testing.T, del *fakeDelivery) {
 	t.Helper()
-	key := messageKey(del)
+	key := messageKey(del.value())
 	b.d.signals.runResolved.WaitFor(t, func(k string) bool { return k == key })
 }
 
@@ -140,7 +140,7 @@ func (b *bundle) handle(t *testing.T, batch *Batch, lane Lane) *fakeDelivery {
 	t.Helper()
 	del := newDelivery(t, batch)
 	del.lane = lane
-	b.d.handleLane(context.Background(), del)
+	b.d.handleLane(context.Background(), del.value())
 	return del
 }
 
@@ -229,7 +229,7 @@ func TestSchemaViolationsAreDeadLettered(t *testing.T) {
 	b := setup(t, Config{})
 	for _, body := range []string{`{not json`, `{"schema":"pushd.batch/v1"}`} {
 		del := rawDelivery([]byte(body))
-		b.d.handleLane(context.Background(), del)
+		b.d.handleLane(context.Background(), del.value())
 		if acked, _ := del.wait(t); acked != 1 {
 			t.Fatalf("%s: acked %d", body, acked)
 		}
@@ -309,7 +309,7 @@ func TestLastAttemptGoesToTheDeadLetterQueue(t *testing.T) {
 	batch := makeBatch("c", 1)
 	del := newDelivery(t, batch)
 	del.attempt, del.repub = 2, true // the third pass, back from a delay queue
-	b.d.handleLane(context.Background(), del)
+	b.d.handleLane(context.Background(), del.value())
 	b.settle(t)
 	holds, dead := b.out.snapshot()
 	if len(holds) != 0 || len(dead) != 1 {
@@ -357,7 +357,7 @@ func TestNotBeforeIsHeld(t *testing.T) {
 	// Back from a delay queue a little early: held again, not sent.
 	del := newDelivery(t, batch)
 	del.holdUntil, del.repub = later, true
-	b.d.handleLane(context.Background(), del)
+	b.d.handleLane(context.Background(), del.value())
 	del.wait(t)
 	if holds, _ := b.out.snapshot(); len(holds) != 2 {
 		t.Fatalf("early release not held again: %+v", holds)

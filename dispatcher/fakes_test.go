@@ -44,13 +44,14 @@ func rawDelivery(body []byte) *fakeDelivery {
 	return &fakeDelivery{body: body, lost: make(chan struct{}), resolved: make(chan struct{})}
 }
 
-func (d *fakeDelivery) Body() []byte          { return d.body }
-func (d *fakeDelivery) Lane() Lane            { return d.lane }
-func (d *fakeDelivery) MessageID() string     { return "m-1" }
-func (d *fakeDelivery) Attempt() int          { return d.attempt }
-func (d *fakeDelivery) Key() string           { return d.key }
-func (d *fakeDelivery) HoldUntil() time.Time  { return d.holdUntil }
-func (d *fakeDelivery) Republished() bool     { return d.repub }
+// value returns the Delivery the dispatcher is handed for d.
+func (d *fakeDelivery) value() Delivery {
+	return Delivery{
+		Body: d.body, Lane: d.lane, MessageID: "m-1", Republished: d.repub,
+		Hop: Hop{Attempt: d.attempt, Key: d.key}, HoldUntil: d.holdUntil, Acker: d,
+	}
+}
+
 func (d *fakeDelivery) Lost() <-chan struct{} { return d.lost }
 func (d *fakeDelivery) Ack() error            { return d.resolve(&d.acked) }
 func (d *fakeDelivery) Requeue() error        { return d.resolve(&d.requeued) }
@@ -214,14 +215,14 @@ func (q *fakeQueues) settled() bool {
 	return true
 }
 
-func (q *fakeQueues) ConsumeCampaign(ctx context.Context, id string, h func(context.Context, Delivery)) error {
+func (q *fakeQueues) ConsumeCampaign(ctx context.Context, id string, h func(context.Context, Delivery)) {
 	c := q.queue(id)
 	for {
 		select {
 		case d := <-c:
-			h(ctx, d)
+			h(ctx, d.value())
 		case <-ctx.Done():
-			return nil
+			return
 		}
 	}
 }
@@ -525,7 +526,7 @@ func (l *fakeLimits) SetRateLimit(_ context.Context, level string, ls *LimitSett
 
 // processDirect runs process as the intake or a campaign consumer would,
 // counting the run in the campaign first.
-func processDirect(d *Dispatcher, del Delivery, b *Batch, c *campaign) {
+func processDirect(d *Dispatcher, del *fakeDelivery, b *Batch, c *campaign) {
 	c.active.Add(1)
-	d.process(del, b, c)
+	d.process(del.value(), b, c)
 }

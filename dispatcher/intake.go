@@ -26,10 +26,10 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 		return
 	}
 	now := d.now()
-	if at := del.HoldUntil(); at.After(now.Add(holdSlack)) {
+	if at := del.HoldUntil; at.After(now.Add(holdSlack)) {
 		// Released early by a delay level: hold again for the rest.
 		d.settle(del, func(ctx context.Context) error {
-			return d.out.Hold(ctx, del.Lane(), del.Body(), hopOf(del), at)
+			return d.out.Hold(ctx, del.Lane, del.Body, del.Hop, at)
 		})
 		return
 	}
@@ -45,10 +45,10 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 		return
 	}
 	n := len(b.Recipients)
-	if !del.Republished() {
-		d.met.BatchReceived(del.Lane(), n)
+	if !del.Republished {
+		d.met.BatchReceived(del.Lane, n)
 		c.count(cReceived, n)
-	} else if del.Attempt() > 0 {
+	} else if del.Hop.Attempt > 0 {
 		c.retrying.Add(-int64(n))
 	}
 	if b.Expired(now) {
@@ -62,7 +62,7 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 		at := *b.NotBefore
 		d.log.Debug("holding batch until not_before", "batch_id", b.BatchID, "not_before", at)
 		d.settle(del, func(ctx context.Context) error {
-			return d.out.Hold(ctx, del.Lane(), del.Body(), hopOf(del), at)
+			return d.out.Hold(ctx, del.Lane, del.Body, del.Hop, at)
 		})
 		return
 	}
@@ -70,7 +70,7 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 	case st == StatusCancelled:
 		c.dropCancelled(n)
 		d.settle(del, nil)
-	case st == StatusRunning && del.Lane() == High && c.bucket.Unlimited() && c.claim():
+	case st == StatusRunning && del.Lane == High && c.bucket.Unlimited() && c.claim():
 		d.process(del, b, c)
 	default:
 		c.touch(now)
@@ -78,14 +78,14 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 		// batch is held for a second instead, then routed to the queue
 		// made anew.
 		d.settle(del, func(ctx context.Context) error {
-			return c.routeBack(ctx, del.Lane(), del.Body(), hopOf(del))
+			return c.routeBack(ctx, del.Lane, del.Body, del.Hop)
 		})
 	}
 }
 
 // decode decodes a delivery's batch; a broken one is dead-lettered.
 func (d *Dispatcher) decode(del Delivery) (*Batch, bool) {
-	b, err := DecodeBatch(del.Body())
+	b, err := DecodeBatch(del.Body)
 	if err == nil {
 		return b, true
 	}
@@ -96,10 +96,10 @@ func (d *Dispatcher) decode(del Delivery) (*Batch, bool) {
 	case errors.Is(err, ErrTooLarge):
 		reason = "too_large"
 	}
-	d.log.Warn("dead-lettering batch", "reason", reason, "message_id", del.MessageID(), "err", err)
+	d.log.Warn("dead-lettering batch", "reason", reason, "message_id", del.MessageID, "err", err)
 	d.met.BatchDeadLettered(reason)
 	d.settle(del, func(ctx context.Context) error {
-		return d.out.DeadLetter(ctx, del.Body(), DeadLetter{MessageID: del.MessageID(), Reason: reason, Detail: err.Error()})
+		return d.out.DeadLetter(ctx, del.Body, DeadLetter{MessageID: del.MessageID, Reason: reason, Detail: err.Error()})
 	})
 	return nil, false
 }

@@ -109,7 +109,7 @@ func TestRetriesWithTheSameBodyAreNotSkipped(t *testing.T) {
 	}
 	del := newDelivery(t, iosBatch("c", "a", 1))
 	for pass := 1; pass <= 4; pass++ {
-		b.d.handleLane(context.Background(), del)
+		b.d.handleLane(context.Background(), del.value())
 		b.settle(t)
 		if got := n.Load(); got != int32(pass) {
 			t.Fatalf("pass %d: %d sends, want %d (a retry was skipped as already resolved)", pass, got, pass)

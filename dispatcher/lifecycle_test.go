@@ -30,7 +30,7 @@ func (l *fakeLanes) Consume(ctx context.Context, h func(context.Context, Deliver
 	for {
 		select {
 		case d := <-l.in:
-			h(ctx, d)
+			h(ctx, d.value())
 		case <-ctx.Done():
 			return
 		}
@@ -104,7 +104,7 @@ func TestStopDeadlineHandsBack(t *testing.T) {
 	}
 	del := newDelivery(t, iosBatch("c", "a", 1))
 	del.lane = High
-	go d.handleLane(context.Background(), del)
+	go d.handleLane(context.Background(), del.value())
 	<-inSend
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the deadline is already past

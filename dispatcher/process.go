@@ -32,7 +32,7 @@ func (d *Dispatcher) handleCampaign(ctx context.Context, _ *campaign, del Delive
 		return
 	case ctx.Err() != nil || st != StatusRunning || d.hardCtx.Err() != nil:
 		d.settle(del, func(ctx context.Context) error {
-			return d.queues.Route(ctx, c.id, del.Body(), hopOf(del))
+			return d.queues.Route(ctx, c.id, del.Body, del.Hop)
 		})
 		return
 	case b.Expired(d.now()):
@@ -66,7 +66,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		d.log.Warn("dead-lettering batch", "reason", reason, "batch_id", b.BatchID, "err", err)
 		d.met.BatchDeadLettered(reason)
 		d.settle(del, func(ctx context.Context) error {
-			return d.out.DeadLetter(ctx, del.Body(), DeadLetter{MessageID: del.MessageID(), Reason: reason, Detail: err.Error()})
+			return d.out.DeadLetter(ctx, del.Body, DeadLetter{MessageID: del.MessageID, Reason: reason, Detail: err.Error()})
 		})
 		return
 	}
@@ -77,7 +77,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		// ledger has the first one's recipients.
 		c.active.Add(-1)
 		d.settle(del, func(ctx context.Context) error {
-			return c.routeBack(ctx, del.Lane(), del.Body(), hopOf(del))
+			return c.routeBack(ctx, del.Lane, del.Body, del.Hop)
 		})
 		return
 	}
@@ -118,7 +118,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	}
 	ctx, cancel := withClockTimeout(c.runContext(), d.cfg.Clock, d.cfg.MaxHold)
 	defer cancel()
-	lane := del.Lane()
+	lane := del.Lane
 	test := b.Campaign.Test || d.cfg.WhitelistOnly
 	var dropped [2]int // malformed token, unknown platform
 	var filtered map[filterKey]int
@@ -183,7 +183,7 @@ func (d *Dispatcher) newRun(del Delivery, b *Batch, c *campaign) (*run, error) {
 		del:       del,
 		key:       messageKey(del),
 		resolved:  make([]uint64, (len(b.Recipients)+63)/64),
-		lost:      del.Lost(),
+		lost:      del.Acker.Lost(),
 		abandoned: make(chan struct{}),
 		untracked: make(chan struct{}),
 		batch:     b,

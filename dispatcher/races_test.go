@@ -167,7 +167,7 @@ func TestFlushDoesNotOverwriteTheLastBitmap(t *testing.T) {
 		b.d.signals.ledgerFlushed.Wait(t)
 	}
 	led.mu.Lock()
-	final := led.entries[messageKey(del)].Resolved
+	final := led.entries[messageKey(del.value())].Resolved
 	led.mu.Unlock()
 	if len(final) != 1 || final[0] != 0x03 {
 		t.Errorf("ledger holds %x after the ack, want 03 (both recipients resolved)", final)
@@ -197,7 +197,7 @@ func TestHighLaneBatchIsNotStrandedByFinishIdle(t *testing.T) {
 	}
 	del := newDelivery(t, iosBatch("c", "", 5))
 	del.lane = High
-	go b.d.handleLane(context.Background(), del)
+	go b.d.handleLane(context.Background(), del.value())
 	<-inPrepare                                 // Handle passed the isFinishing check
 	b.d.campaigns.endIdle(context.Background()) // a bookkeeping tick
 	close(release)

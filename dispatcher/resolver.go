@@ -175,7 +175,7 @@ func (res *resolver) resolve(ctx context.Context, r *run) {
 	if len(rest) > 0 {
 		body, err := r.encode(rest)
 		if err == nil {
-			err = c.routeBack(ctx, Normal, body, Hop{Attempt: r.del.Attempt(), Key: childKey(r.key, "rest", body)})
+			err = c.routeBack(ctx, Normal, body, Hop{Attempt: r.del.Hop.Attempt, Key: childKey(r.key, "rest", body)})
 		}
 		if err != nil {
 			res.log.Error("could not put unsent recipients back; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
@@ -325,7 +325,7 @@ func (res *resolver) feedback(ctx context.Context, r *run) error {
 // holdRetries holds recipients that failed for now for their next attempt,
 // or dead-letters them after the last.
 func (res *resolver) holdRetries(ctx context.Context, r *run, retry []Recipient) error {
-	attempt := r.del.Attempt() + 1
+	attempt := r.del.Hop.Attempt + 1
 	body, err := r.encode(retry)
 	if err != nil {
 		return err
@@ -346,7 +346,7 @@ func (res *resolver) holdRetries(ctx context.Context, r *run, retry []Recipient)
 		})
 	}
 	at := res.clock.Now().Add(res.backoff(attempt, retryAfter))
-	if err := res.out.Hold(ctx, r.del.Lane(), body, Hop{Attempt: attempt, Key: childKey(r.key, "retry", body)}, at); err != nil {
+	if err := res.out.Hold(ctx, r.del.Lane, body, Hop{Attempt: attempt, Key: childKey(r.key, "retry", body)}, at); err != nil {
 		return err
 	}
 	r.c.retrying.Add(int64(len(retry)))
@@ -388,13 +388,13 @@ func (res *resolver) handBack() {
 }
 
 func requeue(log *slog.Logger, del Delivery) {
-	if err := del.Requeue(); err != nil {
+	if err := del.Acker.Requeue(); err != nil {
 		log.Debug("requeue failed; the broker will redeliver", "err", err)
 	}
 }
 
 func ack(log *slog.Logger, del Delivery) {
-	if err := del.Ack(); err != nil {
+	if err := del.Acker.Ack(); err != nil {
 		log.Debug("ack failed; the broker will redeliver", "err", err)
 	}
 }

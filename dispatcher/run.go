@@ -75,10 +75,10 @@ func (r *run) takeInvalid() []invalidToken {
 // pushd gave it, else a hash of its body, so that a producer's message
 // published twice is sent once.
 func messageKey(del Delivery) string {
-	if k := del.Key(); k != "" {
+	if k := del.Hop.Key; k != "" {
 		return k
 	}
-	h := sha256.Sum256(del.Body())
+	h := sha256.Sum256(del.Body)
 	return hex.EncodeToString(h[:16])
 }
 

@@ -113,11 +113,11 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 // consume runs Consume with h until the returned stop is called.
-func consume(t *testing.T, b *queue.Broker, h queue.Handler) (stop func()) {
+func consume(t *testing.T, b *queue.Broker, h func(context.Context, dispatcher.Delivery)) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = b.Consume(ctx, h) }()
+	go func() { defer close(done); b.Consume(ctx, h) }()
 	stop = sync.OnceFunc(func() { cancel(); <-done })
 	t.Cleanup(stop)
 	return stop
@@ -126,9 +126,9 @@ func consume(t *testing.T, b *queue.Broker, h queue.Handler) (stop func()) {
 func TestConsumeBothLanesAndAck(t *testing.T) {
 	b := setup(t, "", queue.Config{})
 	got := make(chan string, 10)
-	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) {
-		got <- fmt.Sprintf("%s:%s:%d:%v", d.Lane(), d.Body(), d.Attempt(), d.Republished())
-		if err := d.Ack(); err != nil {
+	consume(t, b.broker, func(_ context.Context, d dispatcher.Delivery) {
+		got <- fmt.Sprintf("%s:%s:%d:%v", d.Lane, d.Body, d.Hop.Attempt, d.Republished)
+		if err := d.Acker.Ack(); err != nil {
 			t.Errorf("ack: %v", err)
 		}
 	})
@@ -168,7 +168,7 @@ func TestDeclareIsIdempotentAndToleratesAProducersDeclaration(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); _ = br.Run(ctx) }()
-		stopConsume := consume(t, br, func(_ context.Context, d *queue.Delivery) { _ = d.Ack() })
+		stopConsume := consume(t, br, func(_ context.Context, d dispatcher.Delivery) { _ = d.Acker.Ack() })
 		testwait.For(t, waitLimit, fmt.Sprintf("ready (start %d)", i+1), br.Ready)
 		stopConsume()
 		cancel()
@@ -193,9 +193,9 @@ func TestHoldDelaysAndReturnsToTheLane(t *testing.T) {
 		key     string
 	}
 	got := make(chan arrival, 4)
-	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) {
-		got <- arrival{time.Now(), d.Attempt(), d.HoldUntil(), d.Lane(), string(d.Body()), d.Key()}
-		_ = d.Ack()
+	consume(t, b.broker, func(_ context.Context, d dispatcher.Delivery) {
+		got <- arrival{time.Now(), d.Hop.Attempt, d.HoldUntil, d.Lane, string(d.Body), d.Hop.Key}
+		_ = d.Acker.Ack()
 	})
 	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 	ctx := context.Background()
@@ -269,19 +269,19 @@ func TestUnroutablePublishFails(t *testing.T) {
 func TestStopConsumingRequeuesUnhandledAndKeepsInFlightAckable(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		resolve   func(*queue.Delivery) error
+		resolve   func(dispatcher.Acker) error
 		wantReady int // in the queue once the delivery in flight is resolved
 	}{
-		{"ack", (*queue.Delivery).Ack, 4},
-		{"requeue", (*queue.Delivery).Requeue, 5},
+		{"ack", dispatcher.Acker.Ack, 4},
+		{"requeue", dispatcher.Acker.Requeue, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := setup(t, "", queue.Config{Prefetch: 5})
 			for i := range 5 {
 				queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, fmt.Appendf(nil, "m%d", i))
 			}
-			held := make(chan *queue.Delivery, 5)
-			stop := consume(t, b.broker, func(ctx context.Context, d *queue.Delivery) {
+			held := make(chan dispatcher.Delivery, 5)
+			stop := consume(t, b.broker, func(ctx context.Context, d dispatcher.Delivery) {
 				held <- d
 				// The handler is busy with the first delivery until the
 				// consumer is stopped, so no other is handed over.
@@ -303,17 +303,17 @@ func TestStopConsumingRequeuesUnhandledAndKeepsInFlightAckable(t *testing.T) {
 			testwait.For(t, waitLimit, "unhandled deliveries requeued", func() bool {
 				return queuetest.Ready(t, b.ch, b.top.Queue) == 4
 			})
-			if isClosed(first.Lost()) {
+			if isClosed(first.Acker.Lost()) {
 				t.Fatal("delivery in flight reported lost while its channel lives")
 			}
 			// The delivery in flight can still be resolved after Consume
 			// returned. It was the last one: the consumer closes its channel
 			// now, which does not make the resolved delivery lost.
-			if err := tc.resolve(first); err != nil {
+			if err := tc.resolve(first.Acker); err != nil {
 				t.Fatalf("%s after stop: %v", tc.name, err)
 			}
 			receive(t, queue.CloseHandled(first), "the stopped consumer's channel closed")
-			if isClosed(first.Lost()) {
+			if isClosed(first.Acker.Lost()) {
 				t.Errorf("delivery reported lost after a successful %s", tc.name)
 			}
 			testwait.For(t, waitLimit, fmt.Sprintf("%d ready, none unacked", tc.wantReady), func() bool {
@@ -331,60 +331,60 @@ func TestStopConsumingRequeuesUnhandledAndKeepsInFlightAckable(t *testing.T) {
 func TestLostReportsExactlyTheUnresolvedDeliveries(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		kill func(p *queuetest.Proxy, acked *queue.Delivery)
+		kill func(p *queuetest.Proxy, acked dispatcher.Delivery)
 	}{
-		{"channel error", func(_ *queuetest.Proxy, acked *queue.Delivery) {
+		{"channel error", func(_ *queuetest.Proxy, acked dispatcher.Delivery) {
 			// Acking a delivery twice is a channel error: the broker
 			// closes the channel (PRECONDITION_FAILED, unknown delivery
 			// tag), the connection lives on.
-			_ = acked.Ack()
+			_ = acked.Acker.Ack()
 		}},
-		{"connection reset", func(p *queuetest.Proxy, _ *queue.Delivery) { p.Reset() }},
+		{"connection reset", func(p *queuetest.Proxy, _ dispatcher.Delivery) { p.Reset() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proxy, url := queuetest.ProxyURL(t, queuetest.URL(t))
 			b := setup(t, url, queue.Config{Prefetch: 3})
-			got := make(chan *queue.Delivery, 10)
-			consume(t, b.broker, func(_ context.Context, d *queue.Delivery) { got <- d })
+			got := make(chan dispatcher.Delivery, 10)
+			consume(t, b.broker, func(_ context.Context, d dispatcher.Delivery) { got <- d })
 			testwait.For(t, waitLimit, "ready", b.broker.Ready)
 			bodies := []string{"acked", "requeued", "unresolved"}
 			for _, body := range bodies {
 				queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte(body))
 			}
-			del := map[string]*queue.Delivery{}
+			del := map[string]dispatcher.Delivery{}
 			for range bodies {
 				d := receive(t, got, "the three deliveries")
-				del[string(d.Body())] = d
+				del[string(d.Body)] = d
 			}
-			if err := del["acked"].Ack(); err != nil {
+			if err := del["acked"].Acker.Ack(); err != nil {
 				t.Fatal(err)
 			}
-			if err := del["requeued"].Requeue(); err != nil {
+			if err := del["requeued"].Acker.Requeue(); err != nil {
 				t.Fatal(err)
 			}
 			tc.kill(proxy, del["acked"])
 
 			lost := del["unresolved"]
-			receive(t, lost.Lost(), "the unresolved delivery reported lost")
+			receive(t, lost.Acker.Lost(), "the unresolved delivery reported lost")
 			receive(t, queue.CloseHandled(lost), "the channel's close handled")
 			for _, body := range []string{"acked", "requeued"} {
-				if isClosed(del[body].Lost()) {
+				if isClosed(del[body].Acker.Lost()) {
 					t.Errorf("%s delivery reported lost", body)
 				}
 			}
-			if err := lost.Ack(); err == nil {
+			if err := lost.Acker.Ack(); err == nil {
 				t.Error("ack of a lost delivery succeeded")
 			}
 			// The broker delivers it again, on a new channel.
 			for {
 				d := receive(t, got, "the lost delivery delivered again")
-				if isClosed(d.Lost()) {
+				if isClosed(d.Acker.Lost()) {
 					continue // the requeued one, delivered again before the kill
 				}
-				if err := d.Ack(); err != nil {
+				if err := d.Acker.Ack(); err != nil {
 					t.Fatalf("ack on the new channel: %v", err)
 				}
-				if string(d.Body()) == "unresolved" {
+				if string(d.Body) == "unresolved" {
 					break
 				}
 			}
@@ -395,19 +395,19 @@ func TestLostReportsExactlyTheUnresolvedDeliveries(t *testing.T) {
 func TestReconnectsAfterConnectionReset(t *testing.T) {
 	proxy, url := queuetest.ProxyURL(t, queuetest.URL(t))
 	b := setup(t, url, queue.Config{})
-	got := make(chan *queue.Delivery, 10)
-	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) { got <- d })
+	got := make(chan dispatcher.Delivery, 10)
+	consume(t, b.broker, func(_ context.Context, d dispatcher.Delivery) { got <- d })
 	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 
 	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("before"))
 	old := <-got
 	proxy.Reset()
 	select {
-	case <-old.Lost():
+	case <-old.Acker.Lost():
 	case <-time.After(10 * time.Second):
 		t.Fatal("delivery of the dead channel not reported lost")
 	}
-	if err := old.Ack(); err == nil {
+	if err := old.Acker.Ack(); err == nil {
 		t.Error("ack of a delivery from the dead channel succeeded")
 	}
 	testwait.For(t, waitLimit, "reconnected", func() bool { return b.met.connects.Load() >= 2 && b.broker.Ready() })
@@ -417,8 +417,8 @@ func TestReconnectsAfterConnectionReset(t *testing.T) {
 	for range 2 {
 		select {
 		case d := <-got:
-			bodies[string(d.Body())] = true
-			if err := d.Ack(); err != nil {
+			bodies[string(d.Body)] = true
+			if err := d.Acker.Ack(); err != nil {
 				t.Errorf("ack on new connection: %v", err)
 			}
 		case <-time.After(10 * time.Second):
@@ -434,7 +434,7 @@ func TestDetectsASilentConnectionByHeartbeat(t *testing.T) {
 	proxy, url := queuetest.ProxyURL(t, queuetest.URL(t))
 	const silence = 4 * time.Second
 	b := setup(t, url, queue.Config{Heartbeat: silence})
-	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) { _ = d.Ack() })
+	consume(t, b.broker, func(_ context.Context, d dispatcher.Delivery) { _ = d.Acker.Ack() })
 	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 	proxy.Freeze()
 	frozen := time.Now()
@@ -528,13 +528,13 @@ func TestPoisonMessageIsDeadLetteredAfterTheDeliveryLimit(t *testing.T) {
 	b := setup(t, "", queue.Config{})
 	var poisoned atomic.Int32
 	good := make(chan string, 10)
-	consume(t, b.broker, func(_ context.Context, d *queue.Delivery) {
-		if string(d.Body()) == "poison" {
+	consume(t, b.broker, func(_ context.Context, d dispatcher.Delivery) {
+		if string(d.Body) == "poison" {
 			poisoned.Add(1)
 			panic("processing this message fails every time")
 		}
-		good <- string(d.Body())
-		_ = d.Ack()
+		good <- string(d.Body)
+		_ = d.Acker.Ack()
 	})
 	testwait.For(t, waitLimit, "ready", b.broker.Ready)
 	queuetest.Publish(t, b.ch, b.top.Exchange, b.top.RoutingKey, []byte("poison"))

@@ -93,7 +93,7 @@ func (b *Broker) Route(ctx context.Context, campaign string, body []byte, h disp
 // ends, across reconnects. Deliveries that arrive after ctx ended are
 // handed to h too, so that it can put them back without a redelivery. It
 // implements dispatcher.CampaignQueues.
-func (b *Broker) ConsumeCampaign(ctx context.Context, campaign string, h func(context.Context, dispatcher.Delivery)) error {
+func (b *Broker) ConsumeCampaign(ctx context.Context, campaign string, h func(context.Context, dispatcher.Delivery)) {
 	c := consumer{
 		queue:    b.cfg.Topology.CampaignQueue(campaign),
 		lane:     dispatcher.Normal,
@@ -102,8 +102,7 @@ func (b *Broker) ConsumeCampaign(ctx context.Context, campaign string, h func(co
 		declare:  func(ch *amqp.Channel) error { return b.cfg.Topology.declareCampaignQueue(ch, campaign) },
 		handOver: true,
 	}
-	b.consumeLoop(ctx, c, func(ctx context.Context, d *Delivery) { h(ctx, d) })
-	return nil
+	b.consumeLoop(ctx, c, h)
 }
 
 // DeleteCampaignQueue deletes a campaign's queue if it holds no message

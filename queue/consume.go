@@ -14,9 +14,10 @@ import (
 	"github.com/pushd/pushd/dispatcher"
 )
 
-// Handler processes one delivery. It must resolve the delivery eventually
-// (Ack, Requeue) unless the delivery's Lost channel closes first.
-type Handler func(ctx context.Context, d *Delivery)
+// A handler, the h of Consume and ConsumeCampaign, processes one delivery.
+// It must resolve the delivery eventually (its Acker's Ack or Requeue)
+// unless the Acker's Lost channel closes first.
+type handler = func(ctx context.Context, d dispatcher.Delivery)
 
 // consumer describes one queue to consume.
 type consumer struct {
@@ -41,8 +42,9 @@ type consumer struct {
 // prefetch and is handled by its own goroutine, so a busy normal lane never
 // delays the high lane. When ctx ends it cancels the consumers and requeues
 // deliveries not yet handed to h; a channel stays open until every delivery
-// handed out on it is acked or requeued.
-func (b *Broker) Consume(ctx context.Context, h Handler) error {
+// handed out on it is acked or requeued. It returns once both lanes'
+// consumers have returned. It implements dispatcher.Lanes.
+func (b *Broker) Consume(ctx context.Context, h func(context.Context, dispatcher.Delivery)) {
 	var wg sync.WaitGroup
 	for _, lane := range []dispatcher.Lane{dispatcher.High, dispatcher.Normal} {
 		q, _ := b.cfg.Topology.lane(lane)
@@ -54,11 +56,10 @@ func (b *Broker) Consume(ctx context.Context, h Handler) error {
 		wg.Go(func() { b.consumeLoop(ctx, c, h) })
 	}
 	wg.Wait()
-	return nil
 }
 
 // consumeLoop consumes one queue on each session in turn until ctx ends.
-func (b *Broker) consumeLoop(ctx context.Context, c consumer, h Handler) {
+func (b *Broker) consumeLoop(ctx context.Context, c consumer, h handler) {
 	for {
 		s, err := b.waitSession(ctx)
 		if err != nil {
@@ -80,7 +81,7 @@ func (b *Broker) consumeLoop(ctx context.Context, c consumer, h Handler) {
 	}
 }
 
-func (b *Broker) consume(ctx context.Context, s *session, c consumer, h Handler) error {
+func (b *Broker) consume(ctx context.Context, s *session, c consumer, h handler) error {
 	ch, err := s.conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open channel: %w", err)
@@ -100,7 +101,7 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h Handler)
 		_ = ch.Close()
 		return fmt.Errorf("consume %q: %w", c.queue, err)
 	}
-	t := &channelTracker{ch: ch, unresolved: map[*Delivery]struct{}{}, handled: make(chan struct{})}
+	t := &channelTracker{ch: ch, unresolved: map[*Acker]struct{}{}, handled: make(chan struct{})}
 	notify := ch.NotifyClose(make(chan *amqp.Error, 1))
 	b.watchers.Go(func() {
 		<-notify
@@ -121,7 +122,7 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h Handler)
 			if !ok {
 				return errors.New("channel or consumer closed")
 			}
-			b.handle(ctx, h, t.deliver(d, c.lane))
+			b.handle(ctx, h, t.deliver(d), c.lane)
 		case <-ctx.Done():
 		}
 	}
@@ -132,7 +133,7 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h Handler)
 	}
 	for d := range deliveries {
 		if c.handOver {
-			b.handle(ctx, h, t.deliver(d, c.lane))
+			b.handle(ctx, h, t.deliver(d), c.lane)
 		} else {
 			_ = d.Nack(false, true)
 		}
@@ -141,12 +142,13 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h Handler)
 	return nil
 }
 
-// handle calls h for d. A panic in h is a poison message's doing, or a
-// bug: it is logged and counted, and d is requeued unless h resolved it.
-// Each requeue raises the message's delivery count, so after
-// x-delivery-limit deliveries the broker dead-letters it instead of
-// handing it out forever; the rest of the queue keeps flowing meanwhile.
-func (b *Broker) handle(ctx context.Context, h func(context.Context, *Delivery), d *Delivery) {
+// handle calls h for the message a resolves. A panic in h is a poison
+// message's doing, or a bug: it is logged and counted, and the message is
+// requeued unless h resolved it. Each requeue raises the message's
+// delivery count, so after x-delivery-limit deliveries the broker
+// dead-letters it instead of handing it out forever; the rest of the
+// queue keeps flowing meanwhile.
+func (b *Broker) handle(ctx context.Context, h handler, a *Acker, lane dispatcher.Lane) {
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -154,12 +156,32 @@ func (b *Broker) handle(ctx context.Context, h func(context.Context, *Delivery),
 		}
 		b.met.HandlerPanicked()
 		b.log.Error("handling a message panicked; requeueing it (dead-lettered after the delivery limit)",
-			"message_id", d.MessageID(), "delivery_count", d.d.Headers["x-delivery-count"], "panic", v, "stack", string(debug.Stack()))
-		if !d.resolved.Load() {
-			_ = d.Requeue()
+			"message_id", a.d.MessageId, "delivery_count", a.d.Headers["x-delivery-count"], "panic", v, "stack", string(debug.Stack()))
+		if !a.resolved.Load() {
+			_ = a.Requeue()
 		}
 	}()
-	h(ctx, d)
+	h(ctx, delivery(a.d, lane, a))
+}
+
+// delivery returns what the dispatcher sees of a consumed message: its
+// body and properties, the hop in pushd's headers, and a to resolve it.
+func delivery(d amqp.Delivery, lane dispatcher.Lane, a *Acker) dispatcher.Delivery {
+	attempt, republished := intHeader(d.Headers[HeaderAttempt])
+	key, _ := d.Headers[HeaderKey].(string)
+	var hold time.Time
+	if ms, ok := intHeader(d.Headers[HeaderHoldUntil]); ok && ms > 0 {
+		hold = time.UnixMilli(ms)
+	}
+	return dispatcher.Delivery{
+		Body:        d.Body,
+		Lane:        lane,
+		MessageID:   d.MessageId,
+		Republished: republished,
+		Hop:         dispatcher.Hop{Attempt: int(attempt), Key: key},
+		HoldUntil:   hold,
+		Acker:       a,
+	}
 }
 
 // channelTracker tracks the deliveries handed out on one consumer's
@@ -181,7 +203,7 @@ type channelTracker struct {
 	// unresolved holds the deliveries handed out and not successfully
 	// acked or requeued: the ones the broker will deliver again if the
 	// channel closes.
-	unresolved map[*Delivery]struct{}
+	unresolved map[*Acker]struct{}
 	// outstanding counts the deliveries handed out on which neither Ack
 	// nor Requeue was called yet.
 	outstanding int
@@ -191,8 +213,8 @@ type channelTracker struct {
 	closed bool
 }
 
-func (t *channelTracker) deliver(d amqp.Delivery, lane dispatcher.Lane) *Delivery {
-	del := &Delivery{d: d, lane: lane, t: t, lost: make(chan struct{})}
+func (t *channelTracker) deliver(d amqp.Delivery) *Acker {
+	del := &Acker{d: d, t: t, lost: make(chan struct{})}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.outstanding++
@@ -206,7 +228,7 @@ func (t *channelTracker) deliver(d amqp.Delivery, lane dispatcher.Lane) *Deliver
 }
 
 // resolve runs settle (an ack or a requeue of d) and records its outcome.
-func (t *channelTracker) resolve(d *Delivery, settle func() error) error {
+func (t *channelTracker) resolve(d *Acker, settle func() error) error {
 	t.mu.Lock()
 	err := settle()
 	if err == nil {
@@ -251,32 +273,13 @@ func (t *channelTracker) handleClose() {
 	close(t.handled)
 }
 
-// Delivery is one consumed message. It implements dispatcher.Delivery.
-type Delivery struct {
+// Acker resolves one consumed message on the channel it came from. It
+// implements dispatcher.Acker.
+type Acker struct {
 	d        amqp.Delivery
-	lane     dispatcher.Lane
 	t        *channelTracker
 	lost     chan struct{}
 	resolved atomic.Bool // Ack or Requeue was called
-}
-
-// Body returns the message body.
-func (d *Delivery) Body() []byte { return d.d.Body }
-
-// Lane returns the lane the message came from (campaign queues count as
-// the normal lane).
-func (d *Delivery) Lane() dispatcher.Lane { return d.lane }
-
-// Attempt returns the x-pushd-attempt header, 0 when absent.
-func (d *Delivery) Attempt() int {
-	n, _ := intHeader(d.d.Headers[HeaderAttempt])
-	return int(n)
-}
-
-// Key returns the x-pushd-key header, empty when absent.
-func (d *Delivery) Key() string {
-	k, _ := d.d.Headers[HeaderKey].(string)
-	return k
 }
 
 // hopHeaders returns the headers that carry h.
@@ -288,41 +291,22 @@ func hopHeaders(h dispatcher.Hop) amqp.Table {
 	return t
 }
 
-// HoldUntil returns the x-pushd-hold-until header as a time, zero when
-// absent.
-func (d *Delivery) HoldUntil() time.Time {
-	ms, ok := intHeader(d.d.Headers[HeaderHoldUntil])
-	if !ok || ms <= 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms)
-}
-
-// Republished reports whether pushd published this message itself.
-func (d *Delivery) Republished() bool {
-	_, ok := d.d.Headers[HeaderAttempt]
-	return ok
-}
-
-// MessageID returns the AMQP message id (the producer's batch id).
-func (d *Delivery) MessageID() string { return d.d.MessageId }
-
-// Ack acknowledges the delivery on the channel it came from; after that
+// Ack acknowledges the message on the channel it came from; after that
 // channel is gone it fails and the broker redelivers instead.
-func (d *Delivery) Ack() error { return d.t.resolve(d, func() error { return d.d.Ack(false) }) }
+func (a *Acker) Ack() error { return a.t.resolve(a, func() error { return a.d.Ack(false) }) }
 
-// Requeue returns the delivery to its queue.
-func (d *Delivery) Requeue() error {
-	return d.t.resolve(d, func() error { return d.d.Nack(false, true) })
+// Requeue returns the message to its queue.
+func (a *Acker) Requeue() error {
+	return a.t.resolve(a, func() error { return a.d.Nack(false, true) })
 }
 
-// Lost is closed when the delivery can no longer be acked or requeued and
+// Lost is closed when the message can no longer be acked or requeued and
 // the broker will deliver it again: its channel or connection closed
 // before an Ack or Requeue of it succeeded. It is never closed for a
-// delivery acked or requeued successfully, even when its channel is closed
+// message acked or requeued successfully, even when its channel is closed
 // afterwards (as it is on purpose once a stopped consumer's deliveries are
 // all resolved).
-func (d *Delivery) Lost() <-chan struct{} { return d.lost }
+func (a *Acker) Lost() <-chan struct{} { return a.lost }
 
 func intHeader(v any) (int64, bool) {
 	switch n := v.(type) {

@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Logger:    logger.With("component", "dispatcher"),
 		Metrics:   met,
 		Outbox:    broker,
-		Lanes:     lanes{broker},
+		Lanes:     broker,
 		Queues:    broker,
 		Store:     st,
 		Events:    broker,
@@ -194,13 +194,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("pushd stopped")
 	return err
-}
-
-// lanes consumes the broker's lanes for the dispatcher.
-type lanes struct{ b *queue.Broker }
-
-func (l lanes) Consume(ctx context.Context, h func(context.Context, dispatcher.Delivery)) {
-	_ = l.b.Consume(ctx, func(ctx context.Context, d *queue.Delivery) { h(ctx, d) })
 }
 
 // blacklister adds invalid tokens to the blacklist in the store and makes
