@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pushd/pushd/internal/testwait"
 )
 
 // memSource is an in-memory Source with a change log, like the store.
@@ -168,18 +170,6 @@ func run(t *testing.T, l *Lists) {
 			t.Errorf("Run() = %v, want nil", err)
 		}
 	})
-}
-
-// waitFor polls cond until it holds, failing the test after 5 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // in reports whether an entry's key is in its list, with its reason.
@@ -431,14 +421,14 @@ func TestRun(t *testing.T) {
 		return nil
 	}
 	run(t, l)
-	waitFor(t, "the lists to load", l.Loaded)
+	testwait.For(t, 5*time.Second, "the lists to load", l.Loaded)
 	src.add(user(Blacklist, "u-2", "y"))
-	waitFor(t, "u-2 after the store is back", func() bool {
+	testwait.For(t, 5*time.Second, "u-2 after the store is back", func() bool {
 		_, ok := in(l, user(Blacklist, "u-2", ""))
 		return ok
 	})
 	src.replace(Blacklist, user(Blacklist, "u-3", "z"))
-	waitFor(t, "the reload", func() bool { return l.Len(Blacklist) == 1 && l.Rev() == 3 })
+	testwait.For(t, 5*time.Second, "the reload", func() bool { return l.Len(Blacklist) == 1 && l.Rev() == 3 })
 }
 
 // TestRunRetriesLoad: Run keeps trying to load lists the Source cannot
@@ -454,7 +444,7 @@ func TestRunRetriesLoad(t *testing.T) {
 		return nil
 	}
 	run(t, l)
-	waitFor(t, "the lists to load", func() bool { return l.Loaded() && l.Len(Blacklist) == 1 })
+	testwait.For(t, 5*time.Second, "the lists to load", func() bool { return l.Loaded() && l.Len(Blacklist) == 1 })
 }
 
 // TestPoke: with a poll interval of an hour, a change is applied only
@@ -462,14 +452,14 @@ func TestRunRetriesLoad(t *testing.T) {
 func TestPoke(t *testing.T) {
 	l, src := setup(t, Config{PollInterval: time.Hour})
 	run(t, l)
-	waitFor(t, "the lists to load", l.Loaded)
+	testwait.For(t, 5*time.Second, "the lists to load", l.Loaded)
 	for i := range 3 {
 		e := user(Blacklist, "u-"+strconv.Itoa(i), "")
 		src.add(e)
 		start := time.Now()
 		l.Poke()
 		l.Poke() // a second poke while one is pending does not block
-		waitFor(t, "the poked change", func() bool { _, ok := in(l, e); return ok })
+		testwait.For(t, 5*time.Second, "the poked change", func() bool { _, ok := in(l, e); return ok })
 		t.Logf("change %d applied %v after Poke", i, time.Since(start))
 	}
 }
@@ -524,7 +514,7 @@ func TestReloadSwapsAtomically(t *testing.T) {
 	for v := 1; v <= 20; v++ {
 		src.replace(Blacklist, version(v)...)
 		l.Poke()
-		waitFor(t, "reload "+strconv.Itoa(v), func() bool { return l.Rev() >= int64(n+v) })
+		testwait.For(t, 5*time.Second, "reload "+strconv.Itoa(v), func() bool { return l.Rev() >= int64(n+v) })
 	}
 	stop.Store(true)
 	wg.Wait()
