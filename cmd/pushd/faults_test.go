@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushd/pushd/cmd/internal/synth"
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/internal/testwait"
 	"github.com/pushd/pushd/push/sim"
 	"github.com/pushd/pushd/queue/queuetest"
 )
@@ -48,7 +49,7 @@ func (h *harness) rateNow() float64 {
 // least, and returns how long that took from since.
 func (h *harness) allDelivered(o synth.Options, within time.Duration, since time.Time) time.Duration {
 	h.t.Helper()
-	waitFor(h.t, within, "every recipient delivered", func() bool { return h.sent(o) >= o.Recipients })
+	testwait.For(h.t, within, "every recipient delivered", func() bool { return h.sentAtLeast(o, o.Recipients) })
 	return time.Since(since)
 }
 
@@ -118,13 +119,13 @@ func TestBrokerRestartMidCampaign(t *testing.T) {
 	down := time.Now()
 	rabbitmqctl(t, "stop_app")
 	stopped = true
-	waitFor(t, 30*time.Second, "pushd to see the broker gone", func() bool { return !ready(d) })
+	testwait.For(t, 30*time.Second, "pushd to see the broker gone", func() bool { return !ready(d) })
 	t.Logf("stop_app at %d accepted; pushd not ready %v after stop_app began", accepted(h.sim), time.Since(down).Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
 	rabbitmqctl(t, "start_app")
 	stopped = false
 	up := time.Now()
-	waitFor(t, time.Minute, "pushd to reconnect by itself", func() bool { return ready(d) })
+	testwait.For(t, time.Minute, "pushd to reconnect by itself", func() bool { return ready(d) })
 	reconnected := time.Since(up)
 	took := h.allDelivered(o, 3*time.Minute, up)
 	dups := h.delivered(o, false)
@@ -152,13 +153,13 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 		"PUSHD_DISPATCHER_CAMPAIGN_IDLE": "1s",
 	})
 	finished := func(id string) func() bool {
-		return func() bool { return h.campaign(d, id).Status == dispatcher.StatusFinished }
+		return costly(func() bool { return h.campaign(d, id).Status == dispatcher.StatusFinished })
 	}
 
 	// Baseline: one campaign through, finished, nothing in flight.
 	warm := h.publish(synth.Options{Campaign: "link-warmup", Recipients: 2000, IOSPercent: 50}, dispatcher.Normal)
 	h.allDelivered(warm, time.Minute, time.Now())
-	waitFor(t, 30*time.Second, "warm-up campaign finished", finished(warm.Campaign))
+	testwait.For(t, 30*time.Second, "warm-up campaign finished", finished(warm.Campaign))
 	time.Sleep(time.Second)
 	baseline := runtime.NumGoroutine()
 
@@ -170,14 +171,14 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 		conns := proxy.Accepted()
 		proxy.Reset()
 		reset := time.Now()
-		waitFor(t, 30*time.Second, "reconnected after a reset", func() bool { return proxy.Accepted() > conns && ready(d) })
+		testwait.For(t, 30*time.Second, "reconnected after a reset", func() bool { return proxy.Accepted() > conns && ready(d) })
 		t.Logf("reset %d at %d accepted: ready again after %v", i+1, accepted(h.sim)-warm.Recipients, time.Since(reset).Round(time.Millisecond))
 	}
 	// Silence: the link stays open but nothing comes through.
 	h.waitAccepted(warm.Recipients+9000, 2*time.Minute)
 	proxy.Freeze()
 	frozen := time.Now()
-	waitFor(t, 30*time.Second, "silent link detected", func() bool { return !ready(d) })
+	testwait.For(t, 30*time.Second, "silent link detected", func() bool { return !ready(d) })
 	detected := time.Since(frozen)
 	if detected > heartbeat {
 		t.Errorf("silent link detected after %v, want within amqp.heartbeat (%v)", detected, heartbeat)
@@ -185,7 +186,7 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 	time.Sleep(time.Second) // a reconnection attempt meets the silence too
 	proxy.Thaw()
 	thawed := time.Now()
-	waitFor(t, 30*time.Second, "reconnected after the silence", func() bool { return ready(d) })
+	testwait.For(t, 30*time.Second, "reconnected after the silence", func() bool { return ready(d) })
 	t.Logf("silence at %d accepted: detected after %v (amqp.heartbeat %v); ready again %v after the link came back",
 		9000, detected.Round(time.Millisecond), heartbeat, time.Since(thawed).Round(time.Millisecond))
 
@@ -198,7 +199,7 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 
 	// No goroutine leak: once the campaign is finished, the count comes
 	// back to the baseline (a leak per reconnection would show as 4+).
-	waitFor(t, 30*time.Second, "campaign finished", finished(o.Campaign))
+	testwait.For(t, 30*time.Second, "campaign finished", finished(o.Campaign))
 	var now int
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -275,7 +276,7 @@ func TestProviderDownThirtySeconds(t *testing.T) {
 		t.Fatalf("restart the simulator on %s: %v", addr, err)
 	}
 	up := time.Now()
-	waitFor(t, time.Minute, "first send after the outage", func() bool { return accepted(h.sim) > atStop })
+	testwait.For(t, time.Minute, "first send after the outage", func() bool { return accepted(h.sim) > atStop })
 	first := time.Since(up)
 	took := h.allDelivered(o, 3*time.Minute, up)
 	dups := h.delivered(o, false)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pushd/pushd/cmd/internal/synth"
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/internal/testwait"
 	"github.com/pushd/pushd/push/sim"
 )
 
@@ -21,7 +22,7 @@ func TestProviderLimitChangedAtRunTime(t *testing.T) {
 		t.Fatalf("PUT /api/limits/apns: %d", code)
 	}
 	o := h.publish(synth.Options{Campaign: "apns-limit", Recipients: 4000, IOSPercent: 100}, dispatcher.Normal)
-	waitFor(t, 30*time.Second, "sends started", func() bool { return h.sent(o) > 0 })
+	testwait.For(t, 30*time.Second, "sends started", func() bool { return h.sentAtLeast(o, 1) })
 	time.Sleep(time.Second)
 	a := h.sample(o)
 	time.Sleep(3 * time.Second)
@@ -57,7 +58,7 @@ func TestSIGHUPReloadsTheRateLimits(t *testing.T) {
 	write("1000")
 	d := h.spawn(nil, "-config", file)
 	o := h.publish(synth.Options{Campaign: "sighup", Recipients: 10000, IOSPercent: 100}, dispatcher.Normal)
-	waitFor(t, 30*time.Second, "sends started", func() bool { return h.sent(o) > 0 })
+	testwait.For(t, 30*time.Second, "sends started", func() bool { return h.sentAtLeast(o, 1) })
 	rate := func() float64 {
 		a := h.sample(o)
 		time.Sleep(3 * time.Second)

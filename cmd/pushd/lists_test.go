@@ -13,6 +13,7 @@ import (
 
 	"github.com/pushd/pushd/cmd/internal/synth"
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/internal/testwait"
 	"github.com/pushd/pushd/push/sim"
 	"github.com/pushd/pushd/queue/queuetest"
 )
@@ -40,19 +41,21 @@ func (h *harness) importCSV(d *daemon, list, csv string) {
 func (h *harness) counted(d *daemon, id string, n int64) dispatcher.Counters {
 	h.t.Helper()
 	var info dispatcher.CampaignInfo
-	deadline := time.Now().Add(40 * time.Second)
-	for {
-		if h.api(d, "GET", "/api/campaigns/"+id, viewerToken, nil, &info) == 200 {
-			c := info.Counters
-			if c.Sent+c.Failed+c.Filtered+c.Dropped+c.Cancelled == n && info.InFlight == 0 {
-				return c
-			}
+	defer func() {
+		if h.t.Failed() {
+			h.t.Logf("campaign %s at the last look: %+v", id, info)
 		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("campaign %s not fully counted: %+v", id, info)
+	}()
+	testwait.For(h.t, 5*time.Minute, "campaign "+id+" fully counted", costly(func() bool {
+		var got dispatcher.CampaignInfo
+		if h.api(d, "GET", "/api/campaigns/"+id, viewerToken, nil, &got) != 200 {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		info = got
+		c := info.Counters
+		return c.Sent+c.Failed+c.Filtered+c.Dropped+c.Cancelled == n && info.InFlight == 0
+	}))
+	return info.Counters
 }
 
 func TestBlacklistedRecipientsAreNeverSent(t *testing.T) {
@@ -223,11 +226,11 @@ func TestInvalidTokensAreReportedOnceAndBlacklisted(t *testing.T) {
 	var page struct {
 		Entries []struct{ Kind, Value, Platform, Reason string } `json:"entries"`
 	}
-	waitFor(t, 5*time.Second, "15 blacklist entries", func() bool {
+	testwait.For(t, 30*time.Second, "15 blacklist entries", costly(func() bool {
 		page.Entries = nil
 		h.api(d, "GET", "/api/lists/blacklist/entries?limit=100", viewerToken, nil, &page)
 		return len(page.Entries) >= 15
-	})
+	}))
 	if len(page.Entries) != 15 {
 		t.Fatalf("%d blacklist entries, want 15", len(page.Entries))
 	}
@@ -262,7 +265,7 @@ func TestListChangeReachesAnotherInstanceWithinTwoSeconds(t *testing.T) {
 	if code := h.api(a, "POST", "/api/lists/blacklist/entries", operatorToken, entry, nil); code/100 != 2 {
 		t.Fatalf("add: %d", code)
 	}
-	waitFor(t, 10*time.Second, "the change applied by the other instance", func() bool {
+	testwait.For(t, 10*time.Second, "the change applied by the other instance", func() bool {
 		m := scrape(t, b.metrics)
 		return m["pushd_lists_revision"] > revBefore && m[`pushd_list_entries{list="blacklist"}`] == 1
 	})

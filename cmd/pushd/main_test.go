@@ -28,6 +28,7 @@ import (
 
 	"github.com/pushd/pushd/cmd/internal/synth"
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/internal/testwait"
 	"github.com/pushd/pushd/push/sim"
 	"github.com/pushd/pushd/queue"
 	"github.com/pushd/pushd/queue/queuetest"
@@ -67,6 +68,8 @@ type harness struct {
 	sim *sim.Server
 	env map[string]string
 	ch  *amqp.Channel
+
+	tokens map[synthKey][]string // recipients' tokens by campaign, see tokensOf
 }
 
 func newHarness(t *testing.T, sc sim.Config) *harness {
@@ -86,7 +89,7 @@ func newHarness(t *testing.T, sc sim.Config) *harness {
 	if err := os.WriteFile(ca, s.CACertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, url: url, top: top, sim: s, ch: queuetest.Conn(t, url)}
+	h := &harness{t: t, url: url, top: top, sim: s, ch: queuetest.Conn(t, url), tokens: map[synthKey][]string{}}
 	h.env = map[string]string{
 		"PUSHD_AMQP_URL":              url,
 		"PUSHD_AMQP_EXCHANGE":         top.Exchange,
@@ -187,7 +190,7 @@ func (h *harness) daemonEnv(extra map[string]string) map[string]string {
 
 func (h *harness) waitReady(d *daemon) {
 	h.t.Helper()
-	waitFor(h.t, 30*time.Second, "pushd ready", func() bool {
+	testwait.For(h.t, 30*time.Second, "pushd ready", func() bool {
 		resp, err := http.Get("http://" + d.metrics + "/readyz")
 		if err != nil {
 			return false
@@ -222,14 +225,35 @@ func (h *harness) publish(o synth.Options, lane dispatcher.Lane) synth.Options {
 	return o
 }
 
+// synthKey names the recipients of a synthetic campaign.
+type synthKey struct {
+	campaign        string
+	recipients, ios int
+}
+
+// tokensOf returns the device tokens of o's recipients, computed once per
+// campaign: the conditions the tests poll look them up often.
+func (h *harness) tokensOf(o synth.Options) []string {
+	k := synthKey{o.Campaign, o.Recipients, o.IOSPercent}
+	toks, ok := h.tokens[k]
+	if !ok {
+		toks = make([]string, o.Recipients)
+		for i := range toks {
+			toks[i] = o.Recipient(i).Token
+		}
+		h.tokens[k] = toks
+	}
+	return toks
+}
+
 // delivered checks that the simulator accepted every recipient of o: exactly
 // once when exact, at least once otherwise. It returns the duplicates.
 func (h *harness) delivered(o synth.Options, exact bool) (duplicates int) {
 	h.t.Helper()
 	tokens := h.sim.Tokens()
 	missing := 0
-	for i := range o.Recipients {
-		n := tokens[o.Recipient(i).Token]
+	for _, tok := range h.tokensOf(o) {
+		n := tokens[tok]
 		switch {
 		case n == 0:
 			missing++
@@ -267,6 +291,22 @@ func (h *harness) waitAccepted(n int, within time.Duration) {
 	}
 }
 
+// costly returns cond called at most every 50 ms, for a condition that
+// costs a request (pushd's API or /metrics) or a connection to the broker:
+// testwait.For looks every 5 ms, which would take CPU from the daemons
+// under test, and from the other tests running in parallel.
+func costly(cond func() bool) func() bool {
+	var last time.Time
+	return func() bool {
+		if !last.IsZero() && time.Since(last) < 50*time.Millisecond {
+			return false
+		}
+		last = time.Now()
+		return cond()
+	}
+}
+
+// accepted returns how many sends s accepted, APNs and FCM together.
 func accepted(s *sim.Server) int {
 	st := s.Stats()
 	return int(st.APNs.Accepted + st.FCM.Accepted)
@@ -322,9 +362,9 @@ func TestTenThousandRecipientsEachDeliveredOnce(t *testing.T) {
 		t.Errorf("received metric %v", m[`pushd_recipients_received_total{lane="normal"}`])
 	}
 	// Acks happen just after the last send.
-	waitFor(t, 10*time.Second, "in-flight back to 0", func() bool {
+	testwait.For(t, 10*time.Second, "in-flight back to 0", costly(func() bool {
 		return scrape(t, d.metrics)["pushd_inflight_recipients"] == 0
-	})
+	}))
 	if err := d.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -415,9 +455,7 @@ func TestSIGTERMMidCampaignThenRestartDeliversEveryone(t *testing.T) {
 				t.Fatal("campaign finished before SIGTERM; the test proves nothing")
 			}
 			h.spawn(extra)
-			waitFor(t, 2*time.Minute, "every recipient delivered", func() bool {
-				return len(h.sim.Tokens()) >= 20000
-			})
+			h.allDelivered(o, 2*time.Minute, time.Now())
 			dups := h.delivered(o, tc.exact)
 			workers := 256 + 128
 			if dups > workers {
@@ -435,7 +473,7 @@ func TestReconnectsMidCampaign(t *testing.T) {
 	o := h.publish(synth.Options{Campaign: "reconnect", Recipients: 10000, IOSPercent: 50}, dispatcher.Normal)
 	h.waitAccepted(2000, time.Minute)
 	proxy.Reset()
-	waitFor(t, 2*time.Minute, "every recipient delivered", func() bool { return len(h.sim.Tokens()) >= 10000 })
+	h.allDelivered(o, 2*time.Minute, time.Now())
 	dups := h.delivered(o, false)
 	t.Logf("duplicates after a connection reset: %d (redelivered batches that were in flight)", dups)
 	if err := d.stop(); err != nil {
@@ -455,10 +493,10 @@ func TestZeroConfigUsesTheBuiltInSimulator(t *testing.T) {
 	h.env = env
 	d := h.start(nil)
 	h.publish(synth.Options{Campaign: "zero-config", Recipients: 100, IOSPercent: 50}, dispatcher.Normal)
-	waitFor(t, time.Minute, "100 sends", func() bool {
+	testwait.For(t, time.Minute, "100 sends", costly(func() bool {
 		m := scrape(t, d.metrics)
 		return m[`pushd_sends_total{provider="apns",result="sent"}`]+m[`pushd_sends_total{provider="fcm",result="sent"}`] == 100
-	})
+	}))
 	m := scrape(t, d.metrics)
 	if accepted := m[`pushsim_requests_total{code="200",provider="apns",result="ok"}`] + m[`pushsim_requests_total{code="200",provider="fcm",result="ok"}`]; accepted != 100 {
 		t.Errorf("built-in simulator accepted %v, want 100", accepted)
@@ -477,6 +515,9 @@ func TestBadConfigFailsNamingTheKey(t *testing.T) {
 	}
 }
 
+// metricLine is one sample of a /metrics page.
+var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$`)
+
 // scrape returns the samples of a /metrics page by series.
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
@@ -486,10 +527,9 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
-	line := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$`)
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if m := line.FindStringSubmatch(sc.Text()); m != nil {
+		if m := metricLine.FindStringSubmatch(sc.Text()); m != nil {
 			v, _ := strconv.ParseFloat(m[2], 64)
 			out[m[1]] = v
 		}
@@ -505,17 +545,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // testWriter sends a daemon's log lines to t.Log while the test runs.
