@@ -6,12 +6,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -116,6 +116,7 @@ func newHarness(t *testing.T, sc sim.Config) *harness {
 type daemon struct {
 	metrics string
 	admin   string
+	log     *testWriter
 	stop    func() error // graceful stop; returns run's error or the exit status
 	cmd     *exec.Cmd
 }
@@ -125,22 +126,25 @@ func (h *harness) start(extra map[string]string) *daemon {
 	h.t.Helper()
 	env := h.daemonEnv(extra)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	w := &testWriter{t: h.t, prefix: "pushd: "}
+	exited := make(chan struct{})
+	var err error
 	go func() {
-		done <- run(ctx, nil, func(k string) string { return env[k] }, &testWriter{t: h.t, prefix: "pushd: "})
+		defer close(exited)
+		err = run(ctx, nil, func(k string) string { return env[k] }, w)
 	}()
-	d := &daemon{metrics: env["PUSHD_METRICS_ADDR"], admin: env["PUSHD_ADMIN_ADDR"]}
+	d := &daemon{log: w}
 	d.stop = sync.OnceValue(func() error {
 		cancel()
 		select {
-		case err := <-done:
+		case <-exited:
 			return err
 		case <-time.After(60 * time.Second):
 			return fmt.Errorf("pushd did not stop within 60s")
 		}
 	})
 	h.t.Cleanup(func() { _ = d.stop() })
-	h.waitReady(d)
+	h.waitStarted(d, exited, func() error { return err })
 	return d
 }
 
@@ -159,13 +163,17 @@ func (h *harness) spawn(extra map[string]string, args ...string) *daemon {
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	d := &daemon{metrics: env["PUSHD_METRICS_ADDR"], admin: env["PUSHD_ADMIN_ADDR"], cmd: cmd}
+	exited := make(chan struct{})
+	var err error
+	go func() {
+		defer close(exited)
+		err = cmd.Wait()
+	}()
+	d := &daemon{log: w, cmd: cmd}
 	d.stop = sync.OnceValue(func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-waited:
+		case <-exited:
 			return err
 		case <-time.After(60 * time.Second):
 			_ = cmd.Process.Kill()
@@ -173,12 +181,15 @@ func (h *harness) spawn(extra map[string]string, args ...string) *daemon {
 		}
 	})
 	h.t.Cleanup(func() { _ = d.stop() })
-	h.waitReady(d)
+	h.waitStarted(d, exited, func() error { return err })
 	return d
 }
 
+// daemonEnv is the environment of a daemon: the harness's, with the
+// metrics and admin servers on ports the kernel picks (see waitStarted),
+// then extra.
 func (h *harness) daemonEnv(extra map[string]string) map[string]string {
-	env := map[string]string{"PUSHD_METRICS_ADDR": freeAddr(h.t), "PUSHD_ADMIN_ADDR": freeAddr(h.t)}
+	env := map[string]string{"PUSHD_METRICS_ADDR": "127.0.0.1:0", "PUSHD_ADMIN_ADDR": "127.0.0.1:0"}
 	for k, v := range h.env {
 		env[k] = v
 	}
@@ -188,15 +199,33 @@ func (h *harness) daemonEnv(extra map[string]string) map[string]string {
 	return env
 }
 
-func (h *harness) waitReady(d *daemon) {
+// startedLine is the log line where pushd says where it listens.
+var startedLine = regexp.MustCompile(`"pushd starting".*metrics_addr"?[=:]"?([^\s"]+).*admin_addr"?[=:]"?([^\s"]+)`)
+
+// waitStarted waits until d has logged its addresses, then until it is
+// ready. It fails the test if pushd exits first.
+func (h *harness) waitStarted(d *daemon, exited <-chan struct{}, exitErr func() error) {
 	h.t.Helper()
-	testwait.For(h.t, 30*time.Second, "pushd ready", func() bool {
-		resp, err := http.Get("http://" + d.metrics + "/readyz")
-		if err != nil {
-			return false
+	var addrs []string
+	testwait.For(h.t, 30*time.Second, "pushd to log its addresses", func() bool {
+		if addrs = d.log.match(startedLine); addrs != nil {
+			return true
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		select {
+		case <-exited:
+			h.t.Fatalf("pushd exited while starting: %v", exitErr())
+		default:
+		}
+		return false
+	})
+	d.metrics, d.admin = addrs[1], addrs[2]
+	testwait.For(h.t, 30*time.Second, "pushd ready", func() bool {
+		select {
+		case <-exited:
+			h.t.Fatalf("pushd exited while starting: %v", exitErr())
+		default:
+		}
+		return ready(d)
 	})
 }
 
@@ -537,29 +566,58 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	return out
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// testWriter sends a daemon's log lines to t.Log while the test runs.
+// testWriter takes a daemon's output: it sends each line to t.Log while
+// the test runs (with -v), and keeps the lines for match and count.
 type testWriter struct {
 	t      *testing.T
 	prefix string
-	mu     sync.Mutex
-	done   bool
+
+	mu      sync.Mutex
+	partial []byte // a line not ended yet
+	lines   []string
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.done && testing.Verbose() {
-		w.t.Log(w.prefix + strings.TrimRight(string(p), "\n"))
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.partial[:i])
+		w.partial = w.partial[i+1:]
+		w.lines = append(w.lines, line)
+		if testing.Verbose() {
+			w.t.Log(w.prefix + line)
+		}
 	}
 	return len(p), nil
+}
+
+// match returns the submatches of re in the first line that has it, or
+// nil.
+func (w *testWriter) match(re *regexp.Regexp) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.lines {
+		if m := re.FindStringSubmatch(l); m != nil {
+			return m
+		}
+	}
+	return nil
+}
+
+// count returns how many lines so far contain s.
+func (w *testWriter) count(s string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, l := range w.lines {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
 }
