@@ -341,6 +341,13 @@ func accepted(s *sim.Server) int {
 	return int(st.APNs.Accepted + st.FCM.Accepted)
 }
 
+// requests returns how many requests reached s, answered or refused: each
+// one took a token from pushd's buckets.
+func requests(s *sim.Server) int {
+	st := s.Stats()
+	return int(st.APNs.Requests + st.FCM.Requests)
+}
+
 func TestTenThousandRecipientsEachDeliveredOnce(t *testing.T) {
 	h := newHarness(t, sim.Config{RecordLast: 10})
 	d := h.start(nil)
