@@ -36,11 +36,12 @@ func ready(d *daemon) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// rateNow returns the simulator's accepted sends per second over the
-// next half second.
-func (h *harness) rateNow() float64 {
+// rateNow returns the simulator's accepted sends per second while it
+// accepts n more.
+func (h *harness) rateNow(n int) float64 {
+	h.t.Helper()
 	a := sample{time.Now(), accepted(h.sim)}
-	time.Sleep(500 * time.Millisecond)
+	h.waitAccepted(a.n+n, time.Minute)
 	b := sample{time.Now(), accepted(h.sim)}
 	return rateBetween(a, b)
 }
@@ -66,7 +67,7 @@ func TestKill9MidCampaignThenRestart(t *testing.T) {
 	d := h.spawn(nil)
 	o := h.publish(synth.Options{Campaign: "kill9", Recipients: 50000, IOSPercent: 50}, dispatcher.Normal)
 	h.waitAccepted(10000, 2*time.Minute)
-	rate := h.rateNow()
+	rate := h.rateNow(2500)
 	if err := d.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +122,8 @@ func TestBrokerRestartMidCampaign(t *testing.T) {
 	stopped = true
 	testwait.For(t, 30*time.Second, "pushd to see the broker gone", func() bool { return !ready(d) })
 	t.Logf("stop_app at %d accepted; pushd not ready %v after stop_app began", accepted(h.sim), time.Since(down).Round(time.Millisecond))
+	// The outage itself: the broker stays down for 2 s, so that pushd's
+	// first reconnection attempts fail and it has to back off and retry.
 	time.Sleep(2 * time.Second)
 	rabbitmqctl(t, "start_app")
 	stopped = false
@@ -156,11 +159,14 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 		return costly(func() bool { return h.campaign(d, id).Status == dispatcher.StatusFinished })
 	}
 
-	// Baseline: one campaign through, finished, nothing in flight.
+	// Baseline: one campaign through, finished and its queue deleted,
+	// nothing in flight.
 	warm := h.publish(synth.Options{Campaign: "link-warmup", Recipients: 2000, IOSPercent: 50}, dispatcher.Normal)
 	h.allDelivered(warm, time.Minute, time.Now())
 	testwait.For(t, 30*time.Second, "warm-up campaign finished", finished(warm.Campaign))
-	time.Sleep(time.Second)
+	testwait.For(t, 30*time.Second, "warm-up campaign queue deleted", costly(func() bool {
+		return !queuetest.Exists(t, h.url, h.top.CampaignQueue(warm.Campaign))
+	}))
 	baseline := runtime.NumGoroutine()
 
 	o := h.publish(synth.Options{Campaign: "link-faults", Recipients: 20000, IOSPercent: 50}, dispatcher.Normal)
@@ -183,7 +189,9 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 	if detected > heartbeat {
 		t.Errorf("silent link detected after %v, want within amqp.heartbeat (%v)", detected, heartbeat)
 	}
-	time.Sleep(time.Second) // a reconnection attempt meets the silence too
+	// A reconnection attempt meets the silence too.
+	conns := proxy.Accepted()
+	testwait.For(t, 30*time.Second, "a reconnection attempt through the frozen link", func() bool { return proxy.Accepted() > conns })
 	proxy.Thaw()
 	thawed := time.Now()
 	testwait.For(t, 30*time.Second, "reconnected after the silence", func() bool { return ready(d) })
@@ -264,10 +272,13 @@ func TestProviderDownThirtySeconds(t *testing.T) {
 	}
 	// Handlers past their latency when the connections closed still count
 	// their push as accepted, though the answer is lost (as with a real
-	// outage): pushd retries those, the duplicates below.
+	// outage): pushd retries those, the duplicates below. The simulator
+	// does not say when its last handler returned, so they are given
+	// 200 ms (a hundred times their latency) before the count is taken.
 	time.Sleep(200 * time.Millisecond)
 	atStop := accepted(h.sim)
 	t.Logf("simulator stopped at %d accepted", atStop)
+	// The outage itself: 30 s with nothing listening.
 	time.Sleep(30 * time.Second)
 	if got := accepted(h.sim); got != atStop {
 		t.Fatalf("accepted moved while stopped: %d -> %d", atStop, got)
