@@ -145,6 +145,7 @@ func reaches(n int) func(sample) bool { return func(s sample) bool { return s.n 
 // bucket does, and that the campaign keeps sending. The exact rate is for
 // ratelimit's tests, on a fake clock.
 func TestCampaignRateIsKept(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)
@@ -171,6 +172,7 @@ func TestCampaignRateIsKept(t *testing.T) {
 // API mid-campaign: the sends then pass what the old rate could have
 // allowed, and stay within what the new one allows.
 func TestRaisingTheRateSpeedsUpSending(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)
@@ -219,6 +221,7 @@ func (h *harness) timeToDeliver(o synth.Options, lane dispatcher.Lane, within ti
 // both lanes, behind a campaign throttled to 5/s: they are delivered while
 // the throttled one keeps to its bucket.
 func TestThrottledCampaignDoesNotHoldUpOthers(t *testing.T) {
+	t.Parallel()
 	// A slow simulator and few workers, so that sends take time and
 	// workers are scarce.
 	h := newHarness(t, sim.Config{Latency: 20 * time.Millisecond})
@@ -253,6 +256,7 @@ func TestThrottledCampaignDoesNotHoldUpOthers(t *testing.T) {
 // TestCancelStartsNoSendAfterItsAnswer: once the cancel is answered, no
 // send of the campaign starts; those in flight finish.
 func TestCancelStartsNoSendAfterItsAnswer(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)
@@ -306,6 +310,7 @@ func TestCancelStartsNoSendAfterItsAnswer(t *testing.T) {
 const campaignPrefetch = 2
 
 func TestPauseSurvivesARestartAndResumeDeliversOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)
@@ -347,6 +352,7 @@ func TestPauseSurvivesARestartAndResumeDeliversOnce(t *testing.T) {
 }
 
 func TestAdminAuth(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)

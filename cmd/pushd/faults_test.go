@@ -5,14 +5,19 @@ package main
 // simulator failing a quarter of its answers, and the simulator down for
 // 30 s. Each test checks that nothing is lost and reports duplicates and
 // recovery times (go test -v -run 'Kill9|Broker|Link|ProviderErrors|ProviderDown' ./cmd/pushd).
+//
+// The faults that stay within a test's own world (its pushd process, its
+// proxy, its simulator) run in parallel with the other tests. Those named
+// TestFault... reach beyond it, and scripts/test.sh runs them on their own:
+// restarting RabbitMQ cuts every test's connections, and a simulator that
+// gives up its port for 30 s may not get it back while other tests open
+// connections.
 
 import (
-	"bytes"
 	"net/http"
 	"os/exec"
-	"runtime"
-	"runtime/pprof"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,7 +67,9 @@ func (h *harness) deadQueueEmpty() {
 	}
 }
 
+// TestKill9MidCampaignThenRestart kills a pushd process of its own.
 func TestKill9MidCampaignThenRestart(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{Latency: 2 * time.Millisecond})
 	d := h.spawn(nil)
 	o := h.publish(synth.Options{Campaign: "kill9", Recipients: 50000, IOSPercent: 50}, dispatcher.Normal)
@@ -102,7 +109,9 @@ func rabbitmqctl(t *testing.T, args ...string) {
 	}
 }
 
-func TestBrokerRestartMidCampaign(t *testing.T) {
+// TestFaultBrokerRestartMidCampaign stops and starts the one RabbitMQ every
+// test uses: it runs alone.
+func TestFaultBrokerRestartMidCampaign(t *testing.T) {
 	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
 		t.Fatal("rabbitmqctl not found: this test restarts the local RabbitMQ (scripts/services.sh installs it)")
 	}
@@ -145,12 +154,16 @@ func TestBrokerRestartMidCampaign(t *testing.T) {
 	h.deadQueueEmpty()
 }
 
+// TestLinkResetAndSilenceThroughAProxy resets and freezes a proxy of its
+// own. pushd runs as a process of its own too, so that its goroutine count
+// (go_goroutines on /metrics) is not mixed with other tests' daemons.
 func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{Latency: 2 * time.Millisecond})
 	h.withAdmin()
 	const heartbeat = 4 * time.Second
 	proxy, url := queuetest.ProxyURL(t, h.url)
-	d := h.start(map[string]string{
+	d := h.spawn(map[string]string{
 		"PUSHD_AMQP_URL":                 url,
 		"PUSHD_AMQP_HEARTBEAT":           heartbeat.String(),
 		"PUSHD_DISPATCHER_CAMPAIGN_IDLE": "1s",
@@ -158,6 +171,7 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 	finished := func(id string) func() bool {
 		return costly(func() bool { return h.campaign(d, id).Status == dispatcher.StatusFinished })
 	}
+	goroutines := func() int { return int(scrape(t, d.metrics)["go_goroutines"]) }
 
 	// Baseline: one campaign through, finished and its queue deleted,
 	// nothing in flight.
@@ -167,7 +181,7 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 	testwait.For(t, 30*time.Second, "warm-up campaign queue deleted", costly(func() bool {
 		return !queuetest.Exists(t, h.url, h.top.CampaignQueue(warm.Campaign))
 	}))
-	baseline := runtime.NumGoroutine()
+	baseline := goroutines()
 
 	o := h.publish(synth.Options{Campaign: "link-faults", Recipients: 20000, IOSPercent: 50}, dispatcher.Normal)
 	start := time.Now()
@@ -209,19 +223,18 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 	// back to the baseline (a leak per reconnection would show as 4+).
 	testwait.For(t, 30*time.Second, "campaign finished", finished(o.Campaign))
 	var now int
+	settled := func() bool { now = goroutines(); return now <= baseline+3 }
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		now = runtime.NumGoroutine()
-		if now <= baseline+3 || time.Now().After(deadline) {
-			break
-		}
+	for !settled() && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("goroutines: %d before the faults, %d after", baseline, now)
 	if now > baseline+3 {
-		var buf bytes.Buffer
-		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-		t.Errorf("goroutines grew from %d to %d across 4 reconnections:\n%s", baseline, now, buf.String())
+		// SIGQUIT: the Go runtime writes every goroutine's stack to
+		// stderr, which the test log shows, and exits.
+		_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+		_ = d.stop()
+		t.Fatalf("goroutines grew from %d to %d across 4 reconnections (stacks in the log above, with -v)", baseline, now)
 	}
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
@@ -231,6 +244,7 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 }
 
 func TestProviderErrorsAreRetried(t *testing.T) {
+	t.Parallel()
 	mix := sim.ErrorMix{Unavailable: 0.20, TooMany: 0.05}
 	h := newHarness(t, sim.Config{Latency: time.Millisecond, APNsErrors: mix, FCMErrors: mix, RetryAfter: time.Second})
 	d := h.start(nil)
@@ -261,7 +275,10 @@ func TestProviderErrorsAreRetried(t *testing.T) {
 	h.deadQueueEmpty()
 }
 
-func TestProviderDownThirtySeconds(t *testing.T) {
+// TestFaultProviderDownThirtySeconds stops its simulator for 30 s, then
+// starts it again on the same port: it runs alone, so that no other test
+// takes the port meanwhile.
+func TestFaultProviderDownThirtySeconds(t *testing.T) {
 	h := newHarness(t, sim.Config{Latency: time.Millisecond})
 	d := h.start(nil)
 	o := h.publish(synth.Options{Campaign: "provider-down", Recipients: 20000, IOSPercent: 50}, dispatcher.Normal)

@@ -16,6 +16,7 @@ import (
 // TestProviderLimitChangedAtRunTime sets an APNs limit through the API:
 // sends keep to it; removed, sends go faster than it allows.
 func TestProviderLimitChangedAtRunTime(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)
@@ -52,8 +53,10 @@ func TestProviderLimitChangedAtRunTime(t *testing.T) {
 
 // TestSIGHUPReloadsTheRateLimits lowers the APNs limit of the
 // configuration file mid-campaign by SIGHUP, then sends a SIGHUP with a
-// bad file: sends keep to the new limit throughout, and go on.
+// bad file: sends keep to the new limit throughout, and go on. pushd runs
+// as a process of its own, so the signals reach no other test's pushd.
 func TestSIGHUPReloadsTheRateLimits(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	file := filepath.Join(t.TempDir(), "pushd.yaml")
 	write := func(apns string) {

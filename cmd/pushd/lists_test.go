@@ -59,6 +59,7 @@ func (h *harness) counted(d *daemon, id string, n int64) dispatcher.Counters {
 }
 
 func TestBlacklistedRecipientsAreNeverSent(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)
@@ -108,6 +109,7 @@ func TestBlacklistedRecipientsAreNeverSent(t *testing.T) {
 }
 
 func TestTestCampaignSendsOnlyToWhitelisted(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)
@@ -148,6 +150,7 @@ func TestTestCampaignSendsOnlyToWhitelisted(t *testing.T) {
 }
 
 func TestInvalidTokensAreReportedOnceAndBlacklisted(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	d := h.start(nil)
@@ -253,6 +256,7 @@ func TestInvalidTokensAreReportedOnceAndBlacklisted(t *testing.T) {
 }
 
 func TestListChangeReachesAnotherInstanceWithinTwoSeconds(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.withAdmin()
 	a := h.start(nil)

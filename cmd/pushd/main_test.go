@@ -3,6 +3,13 @@ package main
 // End-to-end tests: pushd (in-process through run, or as a built binary when
 // signals matter) against the real RabbitMQ and the simulator speaking APNs
 // and FCM over TLS. RabbitMQ must be running (scripts/services.sh).
+//
+// Each test has a topology, a simulator and listening addresses of its own,
+// so the tests run in parallel (t.Parallel). The exceptions are named
+// TestFault... and do not call t.Parallel: they disturb what other tests
+// share (RabbitMQ stopped or restarted, connections they do not own
+// closed, a port given up and taken again), so scripts/test.sh skips them
+// in its first step and runs them alone in a second one (-run '^TestFault').
 
 import (
 	"bufio"
@@ -349,6 +356,7 @@ func requests(s *sim.Server) int {
 }
 
 func TestTenThousandRecipientsEachDeliveredOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{RecordLast: 10})
 	d := h.start(nil)
 	o := synth.Options{Campaign: "e2e-10k", Recipients: 10000, BatchSize: 500, IOSPercent: 50,
@@ -411,6 +419,7 @@ func TestTenThousandRecipientsEachDeliveredOnce(t *testing.T) {
 }
 
 func TestBadMessagesAreDeadLetteredAndDeliveryGoesOn(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	h.start(nil)
 	p, err := queue.DialProducer(h.url, h.top)
@@ -465,6 +474,7 @@ func TestBadMessagesAreDeadLetteredAndDeliveryGoesOn(t *testing.T) {
 }
 
 func TestSIGTERMMidCampaignThenRestartDeliversEveryone(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		deadline string
@@ -477,6 +487,7 @@ func TestSIGTERMMidCampaignThenRestartDeliversEveryone(t *testing.T) {
 		{"deadline", "10ms", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, sim.Config{Latency: 5 * time.Millisecond})
 			extra := map[string]string{"PUSHD_DISPATCHER_SHUTDOWN_TIMEOUT": tc.deadline}
 			d := h.spawn(extra)
@@ -502,7 +513,10 @@ func TestSIGTERMMidCampaignThenRestartDeliversEveryone(t *testing.T) {
 	}
 }
 
+// TestReconnectsMidCampaign resets the connection through a proxy of its
+// own; other tests' connections do not go through it.
 func TestReconnectsMidCampaign(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{Latency: 2 * time.Millisecond})
 	proxy, url := queuetest.ProxyURL(t, h.url)
 	d := h.start(map[string]string{"PUSHD_AMQP_URL": url})
@@ -519,6 +533,7 @@ func TestReconnectsMidCampaign(t *testing.T) {
 }
 
 func TestZeroConfigUsesTheBuiltInSimulator(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, sim.Config{})
 	env := map[string]string{}
 	for k, v := range h.env {
@@ -543,6 +558,7 @@ func TestZeroConfigUsesTheBuiltInSimulator(t *testing.T) {
 }
 
 func TestBadConfigFailsNamingTheKey(t *testing.T) {
+	t.Parallel()
 	err := run(context.Background(), nil, func(k string) string {
 		return map[string]string{"PUSHD_APNS_HOST": "ftp://nope"}[k]
 	}, io.Discard)
