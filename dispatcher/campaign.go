@@ -37,6 +37,7 @@ type campaignEnv struct {
 	// handle processes a delivery from a campaign's queue; ctx is done
 	// when the consumer is stopping.
 	handle  func(ctx context.Context, c *campaign, del Delivery)
+	gate    *storeGate
 	signals *testSignals
 }
 
@@ -268,9 +269,13 @@ func (c *campaign) reopen(ctx context.Context) {
 	if c.status() != StatusFinished {
 		return
 	}
-	rec, err := c.env.store.EnsureCampaign(ctx, c.id, c.messageRate())
+	var rec CampaignRecord
+	err := c.env.gate.retry(ctx, nil, func(ctx context.Context) (err error) {
+		rec, err = c.env.store.EnsureCampaign(ctx, c.id, c.messageRate())
+		return err
+	})
 	if err != nil {
-		c.env.log.Error("cannot reopen campaign", "campaign", c.id, "err", err)
+		c.env.log.Error("cannot reopen campaign; its queue is consumed once a batch of it comes again", "campaign", c.id, "err", err)
 		return
 	}
 	c.apply(rec)

@@ -48,13 +48,18 @@ func (g *registry) all() []*campaign {
 
 // observe returns the campaign of a batch, recording it in the store the
 // first time this instance sees it, when the rate in its messages changes,
-// and when a finished campaign gets batches again.
-func (g *registry) observe(ctx context.Context, b *Batch) (*campaign, error) {
+// and when a finished campaign gets batches again. While the store cannot
+// be written it waits (see storeGate), until ctx ends or lost is closed.
+func (g *registry) observe(ctx context.Context, b *Batch, lost <-chan struct{}) (*campaign, error) {
 	id, rate := b.Campaign.ID, b.Campaign.RatePerSecond
 	if c := g.get(id); c != nil && c.status() != StatusFinished && c.messageRate() == rate {
 		return c, nil
 	}
-	rec, err := g.env.store.EnsureCampaign(ctx, id, rate)
+	var rec CampaignRecord
+	err := g.env.gate.retry(ctx, lost, func(ctx context.Context) (err error) {
+		rec, err = g.env.store.EnsureCampaign(ctx, id, rate)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +144,9 @@ func (g *registry) flushCounters(ctx context.Context) {
 	if len(deltas) == 0 {
 		return
 	}
-	if err := g.env.store.AddCampaignCounters(ctx, deltas); err != nil {
+	err := g.env.store.AddCampaignCounters(ctx, deltas)
+	g.env.gate.note(err)
+	if err != nil {
 		g.env.log.Warn("cannot write campaign counters; will retry", "err", err)
 		for id, c := range taken {
 			c.putBack(deltas[id])

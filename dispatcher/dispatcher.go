@@ -258,6 +258,8 @@ type Metrics interface {
 	// LedgerSkipped counts recipients of a redelivered or duplicated
 	// message skipped because the ledger had them resolved.
 	LedgerSkipped(n int)
+	// StoreUp reports whether the store takes writes.
+	StoreUp(up bool)
 }
 
 // Limits are the rates of the global and provider token buckets, for the
@@ -403,6 +405,7 @@ type Dispatcher struct {
 	consumers *consumerGroup
 	send      *senders
 	res       *resolver
+	store     *storeGate
 
 	// hardCtx ends at the hard stop: nothing is sent any more, what is
 	// left is handed back.
@@ -444,6 +447,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		}
 	}
 	d.lim = newLimiter(cfg.Limits, cfg.Clock, d.log, d.met, deps.Limits)
+	d.store = newStoreGate(d.log, d.met, cfg.Clock, &d.signals)
 	d.consumers = newConsumerGroup(d.hardCtx)
 	d.campaigns = newRegistry(&campaignEnv{
 		log:       d.log,
@@ -455,6 +459,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		lim:       d.lim,
 		consumers: d.consumers,
 		handle:    d.handleCampaign,
+		gate:      d.store,
 		signals:   &d.signals,
 	}, deps.Events, cfg.CampaignIdle)
 	d.send = newSenders(d.log, d.met, cfg.Clock, d.lim, d.providers, cfg.Workers)
@@ -466,6 +471,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		events:          deps.Events,
 		blacklist:       deps.Blacklist,
 		ledger:          deps.Ledger,
+		gate:            d.store,
 		signals:         &d.signals,
 		maxAttempts:     cfg.MaxAttempts,
 		retryBase:       cfg.RetryBase,
@@ -483,6 +489,10 @@ func New(cfg Config, deps Deps) *Dispatcher {
 }
 
 func (d *Dispatcher) now() time.Time { return d.cfg.Clock.Now() }
+
+// StoreUp reports whether the store takes writes: false from a failed
+// write until one succeeds. Readiness includes it.
+func (d *Dispatcher) StoreUp() bool { return d.store.Up() }
 
 // Errors of the life cycle.
 var (

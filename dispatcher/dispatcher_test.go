@@ -377,7 +377,7 @@ func TestLostDeliveryIsNotAckedAndStopsSending(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "a", 1))
+	c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "a", 1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

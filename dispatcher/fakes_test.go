@@ -267,6 +267,15 @@ type fakeStore struct {
 	recs map[string]*CampaignRecord
 	rev  int64
 	now  func() time.Time
+	// failWrites, when set, fails EnsureCampaign and AddCampaignCounters,
+	// as a full disk or read-only files would.
+	failWrites error
+}
+
+func (s *fakeStore) setFailWrites(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failWrites = err
 }
 
 func newFakeStore() *fakeStore {
@@ -276,6 +285,9 @@ func newFakeStore() *fakeStore {
 func (s *fakeStore) EnsureCampaign(_ context.Context, id string, rate float64) (CampaignRecord, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failWrites != nil {
+		return CampaignRecord{}, s.failWrites
+	}
 	r := s.recs[id]
 	if r == nil {
 		s.rev++
@@ -329,6 +341,9 @@ func (s *fakeStore) SetCampaignRate(_ context.Context, id string, rate *float64)
 func (s *fakeStore) AddCampaignCounters(_ context.Context, deltas map[string]Counters) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failWrites != nil {
+		return s.failWrites
+	}
 	for id, n := range deltas {
 		if r := s.recs[id]; r != nil {
 			r.Counters = r.Counters.Add(n)
@@ -424,6 +439,7 @@ type countingMetrics struct {
 	filtered, invalid, skipped                   atomic.Int64
 	outcomes                                     [numOutcomes]atomic.Int64
 	inFlight                                     atomic.Int64
+	storeUp                                      atomic.Bool
 }
 
 func (m *countingMetrics) BatchReceived(_ Lane, n int)       { m.received.Add(int64(n)) }
@@ -530,3 +546,5 @@ func processDirect(d *Dispatcher, del *fakeDelivery, b *Batch, c *campaign) {
 	c.active.Add(1)
 	d.process(del.value(), b, c)
 }
+
+func (m *countingMetrics) StoreUp(up bool) { m.storeUp.Store(up) }

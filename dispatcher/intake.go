@@ -37,13 +37,11 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 	if !ok {
 		return
 	}
-	c, err := d.campaigns.observe(d.hardCtx, b)
-	if err != nil {
-		// The store is unreachable: the batch waits in the broker.
-		d.log.Error("cannot record campaign; requeueing batch", "campaign", b.Campaign.ID, "err", err)
-		requeue(d.log, del)
+	c, ok := d.observe(del, b)
+	if !ok {
 		return
 	}
+	now = d.now() // observe may have waited for the store
 	n := len(b.Recipients)
 	if !del.Republished {
 		d.met.BatchReceived(del.Lane, n)
@@ -81,6 +79,20 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 			return c.routeBack(ctx, del.Lane, del.Body, del.Hop)
 		})
 	}
+}
+
+// observe returns the campaign of a delivery's batch. While the store
+// cannot be written it waits; it reports false, having requeued the
+// delivery (at the hard stop) or left it to the broker (lost), only when
+// waiting ends without the campaign.
+func (d *Dispatcher) observe(del Delivery, b *Batch) (*campaign, bool) {
+	c, err := d.campaigns.observe(d.hardCtx, b, del.Acker.Lost())
+	if err == nil {
+		return c, true
+	}
+	d.log.Warn("cannot record the campaign of a batch; the broker delivers it again", "campaign", b.Campaign.ID, "err", err)
+	requeue(d.log, del)
+	return nil, false
 }
 
 // decode decodes a delivery's batch; a broken one is dead-lettered.

@@ -22,7 +22,7 @@ func TestRedeliveredBatchSkipsWhatWasResolved(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "a", 1))
+	c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "a", 1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestRedeliveryAfterTheLastLedgerWriteHandsOnAgainAndSendsNothing(t *testing
 				}
 				return Result{Outcome: Sent}
 			}
-			c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
+			c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

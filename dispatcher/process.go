@@ -17,10 +17,8 @@ func (d *Dispatcher) handleCampaign(ctx context.Context, _ *campaign, del Delive
 	if !ok {
 		return
 	}
-	c, err := d.campaigns.observe(d.hardCtx, b)
-	if err != nil {
-		d.log.Error("cannot record campaign; requeueing batch", "campaign", b.Campaign.ID, "err", err)
-		requeue(d.log, del)
+	c, ok := d.observe(del, b)
+	if !ok {
 		return
 	}
 	c.touch(d.now())

@@ -31,7 +31,7 @@ func TestInvalidTokenIsReportedAfterALostDelivery(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
+	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1), nil)
 	batch := iosBatch("c", "", 5)
 	first := newDelivery(t, batch)
 	go processDirect(b.d, first, mustDecode(t, first.body), c)
@@ -68,7 +68,7 @@ func (f panicFilter) Filter(_, token, _ string, _ bool) (lists.Name, string, boo
 func TestPanicAfterTrackAbandonsTheRun(t *testing.T) {
 	poison := fmt.Sprintf("%064x", 3)
 	b := setupFull(t, Config{}, panicFilter{poison}, nil, &fakeLedger{})
-	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
+	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1), nil)
 	batch := iosBatch("c", "", 8)
 	// What queue.(*Broker).handle does: recover, requeue unless resolved.
 	handle := func(del *fakeDelivery) (panicked bool) {
@@ -144,7 +144,7 @@ func TestFlushDoesNotOverwriteTheLastBitmap(t *testing.T) {
 		}
 		return Result{Outcome: Sent}
 	}
-	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
+	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1), nil)
 	batch := iosBatch("c", "", 2)
 	del := newDelivery(t, batch)
 	go processDirect(b.d, del, mustDecode(t, del.body), c)
@@ -187,7 +187,7 @@ func TestFlushDoesNotOverwriteTheLastBitmap(t *testing.T) {
 // acked.
 func TestHighLaneBatchIsNotStrandedByFinishIdle(t *testing.T) {
 	b := setupFull(t, Config{CampaignIdle: time.Millisecond, SyncInterval: time.Hour}, nil, nil, &fakeLedger{})
-	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1))
+	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1), nil)
 	b.clock.Advance(5 * time.Millisecond) // idle for longer than CampaignIdle
 	inPrepare, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once

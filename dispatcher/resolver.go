@@ -32,6 +32,7 @@ type resolver struct {
 	events    EventPublisher
 	blacklist Blacklister // nil: invalid tokens are only reported
 	ledger    Ledger      // nil: no deduplication
+	gate      *storeGate
 	signals   *testSignals
 
 	maxAttempts     int
@@ -208,7 +209,9 @@ func (res *resolver) recordLedger(ctx context.Context, r *run, hand LedgerEntry)
 	defer res.ledgerMu.Unlock()
 	r.dirty.Store(false)
 	hand.Resolved = r.bitmap()
-	if err := res.ledger.RecordLedger(ctx, map[string]LedgerEntry{r.key: hand}); err != nil {
+	err := res.ledger.RecordLedger(ctx, map[string]LedgerEntry{r.key: hand})
+	res.gate.note(err)
+	if err != nil {
 		res.log.Warn("cannot record the batch in the ledger; a redelivery would send it again", "batch_id", r.batch.BatchID, "err", err)
 	}
 }
@@ -245,6 +248,7 @@ func (res *resolver) flushLedger(ctx context.Context, tick *ticker) {
 		}
 		err := res.ledger.RecordLedger(ctx, marks)
 		res.ledgerMu.Unlock()
+		res.gate.note(err)
 		if err != nil {
 			res.log.Warn("cannot write the ledger; will retry", "err", err)
 			res.dirtyMu.Lock()

@@ -27,6 +27,8 @@ type testSignals struct {
 	// finalLedgerWrite: a resolving run is about to write its last ledger
 	// entry; the value is its key.
 	finalLedgerWrite testsignal.Signal[string]
+	// storeRetry: a store write failed and is retried after the value.
+	storeRetry testsignal.Signal[time.Duration]
 }
 
 func (s *testSignals) init() {
@@ -37,6 +39,7 @@ func (s *testSignals) init() {
 	s.consumerStopped.Init()
 	s.campaignEnded.Init()
 	s.finalLedgerWrite.Init()
+	s.storeRetry.Init()
 }
 
 // ticker calls a function each time an interval has passed on a clock.

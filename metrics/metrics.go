@@ -36,6 +36,7 @@ type Metrics struct {
 	filtered     *prometheus.CounterVec
 	invalid      *prometheus.CounterVec
 	ledgerSkip   prometheus.Counter
+	storeUp      prometheus.Gauge
 	reasons      reasonLabels
 	throttleWait [4]prometheus.Observer // by throttleLevel
 	rateLimit    *prometheus.GaugeVec
@@ -112,6 +113,10 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.ledgerSkip = f.NewCounter(prometheus.CounterOpts{
 		Name: "pushd_ledger_skipped_total",
 		Help: "Recipients of a redelivered or duplicated batch not sent again because the dedup ledger had them resolved.",
+	})
+	m.storeUp = f.NewGauge(prometheus.GaugeOpts{
+		Name: "pushd_store_up",
+		Help: "1 while the store takes writes, 0 from a failed write until one succeeds; while 0, batches of new campaigns wait unacknowledged and /readyz answers 503.",
 	})
 	m.cancelled = f.NewCounter(prometheus.CounterOpts{
 		Name: "pushd_recipients_cancelled_total",
@@ -234,6 +239,9 @@ func (m *Metrics) InvalidTokens(p dispatcher.Platform, n int) {
 
 // LedgerSkipped implements dispatcher.Metrics.
 func (m *Metrics) LedgerSkipped(n int) { m.ledgerSkip.Add(float64(n)) }
+
+// StoreUp implements dispatcher.Metrics.
+func (m *Metrics) StoreUp(up bool) { m.storeUp.Set(b2f(up)) }
 
 // reasonLabels keeps the reason label of pushd_recipients_filtered_total a
 // bounded set: list entries carry free-text reasons.

@@ -20,7 +20,8 @@ type Server struct {
 }
 
 // Listen binds addr and returns a Server for reg. ready is asked on every
-// /readyz request: connected to the broker and consuming.
+// /readyz request: connected to the broker and consuming, and the store
+// takes writes.
 func Listen(addr string, g prometheus.Gatherer, ready func() bool, logger *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -38,7 +39,7 @@ func Handler(g prometheus.Gatherer, ready func() bool) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready() {
-			http.Error(w, "not ready: not connected to RabbitMQ or not consuming", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: not connected to RabbitMQ or not consuming, or the store cannot be written", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -115,7 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	disp := dispatcher.New(dc, deps)
 
-	msrv, err := metrics.Listen(cfg.Metrics.Addr, reg, broker.Ready, logger)
+	msrv, err := metrics.Listen(cfg.Metrics.Addr, reg, func() bool { return broker.Ready() && disp.StoreUp() }, logger)
 	if err != nil {
 		return fmt.Errorf("metrics.addr: %w", err)
 	}
