@@ -104,7 +104,7 @@ func TestStoreThatCannotBeWrittenNeverDeadLetters(t *testing.T) {
 			tc.setup(t, dir)
 			h := newHarness(t, sim.Config{})
 			h.env["PUSHD_STORE_DSN"] = filepath.Join(dir, "pushd.db")
-			d := h.start(nil)
+			d := h.spawnBinary(plainBinary, nil)
 			before := h.publish(synth.Options{Campaign: "before-outage", Recipients: 200, IOSPercent: 50}, dispatcher.Normal)
 			testwait.For(t, time.Minute, "the first campaign delivered", func() bool { return h.sent(before) == before.Recipients })
 
