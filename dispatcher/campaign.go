@@ -186,6 +186,12 @@ func (c *campaign) applyLocked(rec CampaignRecord) {
 	c.state.Store(statusCodes[rec.Status])
 	c.bucket.Set(c.env.lim.share(rec.Rate()), 0)
 	if rec.Status == StatusRunning {
+		if was != StatusRunning {
+			// Reopened (or resumed): that is activity, so that the
+			// batch reopening it is routed before the campaign can
+			// count as idle again.
+			c.touch(c.env.clock.Now())
+		}
 		if c.runCtx == nil {
 			c.runCtx, c.stopRun = context.WithCancel(c.env.consumers.context())
 		}
