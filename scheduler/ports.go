@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/pushd/pushd/dispatcher"
 )
 
 // ErrLeaseLost is returned by Store.Progress when the caller no longer
@@ -80,8 +82,9 @@ type Store interface {
 	Recipients(ctx context.Context, audienceID string, byZone bool, after Cursor, n int, fn func([]Recipient) error) error
 }
 
-// Publisher publishes a pushd.batch/v1 message to the normal lane, with
-// message_id batchID, and returns once the broker has confirmed it.
+// Publisher publishes a pushd.batch/v1 message to a lane (campaigns to the
+// normal lane, test sends to the high one), persistent, with message_id
+// batchID, and returns once the broker has confirmed it.
 type Publisher interface {
-	PublishBatch(ctx context.Context, batchID string, body []byte) error
+	PublishBatch(ctx context.Context, lane dispatcher.Lane, batchID string, body []byte) error
 }

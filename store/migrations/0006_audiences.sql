@@ -14,6 +14,10 @@ CREATE TABLE audiences (
     recipients BIGINT NOT NULL DEFAULT 0,
     ios        BIGINT NOT NULL DEFAULT 0,
     android    BIGINT NOT NULL DEFAULT 0,
+    -- zones: the distinct non-empty timezone values of the members,
+    -- comma-separated and sorted, so that scheduling a
+    -- recipient_time_zone campaign need not scan the members.
+    zones      TEXT NOT NULL DEFAULT '',
     created_at BIGINT NOT NULL,
     created_by TEXT NOT NULL
 );
