@@ -18,6 +18,7 @@ FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-2s}
 
 # package:target, every fuzz target in the repository.
 targets=(
+  ./admin:FuzzParseTokens
   ./dispatcher:FuzzDecodeBatch
   ./push/apns:FuzzRender
   ./push/fcm:FuzzRender
