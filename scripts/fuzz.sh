@@ -20,6 +20,7 @@ FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-2s}
 targets=(
   ./admin:FuzzParseTokens
   ./dispatcher:FuzzDecodeBatch
+  ./queue:FuzzSealedHeaders
   ./push/apns:FuzzRender
   ./push/fcm:FuzzRender
   ./lists:FuzzReadCSV

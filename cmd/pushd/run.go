@@ -68,8 +68,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	metrics.ListSizes(reg, func(l string) int { return ls.Len(lists.Name(l)) }, ls.Rev)
 	logger.Info("lists loaded", "blacklist", ls.Len(lists.Blacklist), "whitelist", ls.Len(lists.Whitelist))
 
+	// Shared by every instance of the store, so that any of them trusts
+	// the headers another one published.
+	sealKey, err := st.Secret(ctx, "amqp_header_seal", 32)
+	if err != nil {
+		return fmt.Errorf("store.dsn: %w", err)
+	}
 	broker := queue.New(queue.Config{
-		URL: cfg.AMQP.URL,
+		URL:       cfg.AMQP.URL,
+		HeaderKey: sealKey,
 		Topology: queue.Topology{
 			Exchange:       cfg.AMQP.Exchange,
 			RoutingKey:     cfg.AMQP.RoutingKey,
