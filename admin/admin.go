@@ -94,6 +94,22 @@ type Config struct {
 	// Now is the clock, for audit entries and tokens file checks. Default:
 	// time.Now.
 	Now func() time.Time
+
+	// Campaigns keeps the campaigns created in pushd. Default: none, and
+	// then their routes answer 503 (the AMQP campaigns work as before).
+	Campaigns CampaignDefs
+	// Tests makes the test sends of console campaigns. Default: none, and
+	// then POST /api/campaigns/{id}/test answers 503.
+	Tests TestSender
+	// RequireApproval: a scheduled campaign waits for another user's
+	// approval (admin.require_approval). Default: false.
+	RequireApproval bool
+	// TimeZone is the zone of a campaign's send_at when it gives none
+	// (admin.time_zone). Default: UTC.
+	TimeZone string
+	// AuditLog reads the audit log for GET /api/audit. Default: none, and
+	// then that route answers 503.
+	AuditLog AuditReader
 }
 
 const (
@@ -120,6 +136,12 @@ type Server struct {
 	onListChange func(lists.Name)
 	maxImport    int64
 	importing    chan struct{} // holds a value while an import runs
+
+	defs            CampaignDefs // nil: console campaign routes answer 503
+	tests           TestSender   // nil: test sends answer 503
+	requireApproval bool
+	timeZone        string
+	auditLog        AuditReader // nil: GET /api/audit answers 503
 }
 
 // New returns a Server. It loads the tokens file, if any; the error names
@@ -140,6 +162,15 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		onListChange: cfg.OnListChange,
 		maxImport:    cfg.MaxImportBytes,
 		importing:    make(chan struct{}, 1),
+
+		defs:            cfg.Campaigns,
+		tests:           cfg.Tests,
+		requireApproval: cfg.RequireApproval,
+		timeZone:        cfg.TimeZone,
+		auditLog:        cfg.AuditLog,
+	}
+	if s.timeZone == "" {
+		s.timeZone = "UTC"
 	}
 	if s.now == nil {
 		s.now = time.Now
