@@ -405,4 +405,3 @@ func (s *Server) defsRoute(h apiHandler) apiHandler {
 		return h(w, r, p)
 	}
 }
-
