@@ -48,7 +48,7 @@ and admins). Filters match exactly; -since and -until are RFC 3339 times.
 	}
 	var page struct {
 		Entries    []admin.AuditRecord `json:"entries"`
-		NextBefore int64         `json:"next_before"`
+		NextBefore int64               `json:"next_before"`
 	}
 	if err := a.do(ctx, "GET", "/api/audit?"+q.Encode(), "", nil, &page); err != nil {
 		return err
