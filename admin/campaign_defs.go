@@ -25,7 +25,8 @@ type CampaignDefs interface {
 	CreateCampaignDef(ctx context.Context, d scheduler.Definition, actor string) (scheduler.Definition, error)
 	CampaignDef(ctx context.Context, id string) (scheduler.Definition, error)
 	CampaignDefs(ctx context.Context) ([]scheduler.Definition, error)
-	// EditCampaignDef applies edit to a draft or scheduled campaign.
+	// EditCampaignDef applies edit to a draft, scheduled or missed
+	// campaign.
 	EditCampaignDef(ctx context.Context, id, actor string, edit func(*scheduler.Definition) error) (before, after scheduler.Definition, err error)
 	ScheduleCampaignDef(ctx context.Context, id, actor string, requireApproval bool) (scheduler.Definition, error)
 	ApproveCampaignDef(ctx context.Context, id, actor string) (scheduler.Definition, error)

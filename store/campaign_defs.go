@@ -142,7 +142,8 @@ func (s *Store) CampaignDefs(ctx context.Context) ([]scheduler.Definition, error
 }
 
 // EditCampaignDef applies edit to the definition, while draft or
-// scheduled, and audits campaign.edit with before and after. edit may
+// scheduled (or missed, to give it a new send_at before scheduling it
+// again), and audits campaign.edit with before and after. edit may
 // change the name, notification, audience, rate, send_at, time zone and
 // recipient_time_zone; the rest is kept. A scheduled campaign gets its
 // fire_at again (a time now in the past is refused); one that was
@@ -150,8 +151,10 @@ func (s *Store) CampaignDefs(ctx context.Context) ([]scheduler.Definition, error
 // changed.
 func (s *Store) EditCampaignDef(ctx context.Context, id, actor string, edit func(*scheduler.Definition) error) (before, after scheduler.Definition, err error) {
 	before, after, err = s.changeDef(ctx, id, actor, "campaign.edit", func(tx *sql.Tx, cur scheduler.Definition, now time.Time) (scheduler.Definition, error) {
-		if cur.State != scheduler.DefDraft && cur.State != scheduler.DefScheduled {
-			return cur, fmt.Errorf("campaign is %s; only a draft or scheduled campaign can be edited: %w", cur.State, dispatcher.ErrConflict)
+		switch cur.State {
+		case scheduler.DefDraft, scheduler.DefScheduled, scheduler.DefMissed:
+		default:
+			return cur, fmt.Errorf("campaign is %s; only a draft, scheduled or missed campaign can be edited: %w", cur.State, dispatcher.ErrConflict)
 		}
 		next := cur
 		if err := edit(&next); err != nil {

@@ -154,12 +154,15 @@ func TestClaimMissed(t *testing.T) {
 	if e := lastAudit(t, s); e.Action != "campaign.start" {
 		t.Errorf("last audit %+v", e)
 	}
-	// A missed campaign can be scheduled again.
-	if _, _, err := s.EditCampaignDef(ctx, "old", "x", nil); !errors.Is(err, dispatcher.ErrConflict) {
-		t.Errorf("edit missed: %v", err)
-	}
+	// A missed campaign can be scheduled again, with a new send_at.
 	if _, err := s.ScheduleCampaignDef(ctx, "old", "x", false); !errors.Is(err, dispatcher.ErrInvalid) {
 		t.Errorf("reschedule with its past send_at: %v, want ErrInvalid", err)
+	}
+	if _, _, err := s.EditCampaignDef(ctx, "old", "x", func(d *scheduler.Definition) error { d.SendAt = "2026-11-27T08:00"; return nil }); err != nil {
+		t.Fatalf("edit missed: %v", err)
+	}
+	if d, err := s.ScheduleCampaignDef(ctx, "old", "x", false); err != nil || d.State != scheduler.DefScheduled {
+		t.Errorf("reschedule: %+v, %v", d, err)
 	}
 }
 
