@@ -1,6 +1,8 @@
 // Package admin serves pushd's admin API: JSON over HTTP to look at
 // campaigns and to change their rate, pause, resume or cancel them, and to
-// manage the blacklist and whitelist (entries, CSV import and export). Every
+// manage the blacklist and whitelist (entries, CSV import and export), to
+// create, preview, test, schedule and approve campaigns in pushd itself
+// (console campaigns), and to read the audit log. Every
 // request needs a bearer token from a tokens file (roles viewer, operator,
 // admin), and every change is written to an audit trail: who, what, when,
 // before and after.

@@ -172,7 +172,10 @@ func TestCampaignPreview(t *testing.T) {
 	b := setupDefs(t, false)
 	b.must(t, request{method: "POST", path: "/api/campaigns", token: operatorToken,
 		body: `{"id":"p","notification":{"title":"Café","body":"🎉"},"audience":"aud"}`}, 201)
-	w := b.must(t, request{method: "POST", path: "/api/campaigns/p/preview", token: viewerToken}, 200)
+	if w := b.do(t, request{method: "POST", path: "/api/campaigns/p/preview", token: viewerToken}); w.Code != 403 {
+		t.Errorf("viewer preview: %d, want 403 (viewers only look)", w.Code)
+	}
+	w := b.must(t, request{method: "POST", path: "/api/campaigns/p/preview", token: operatorToken}, 200)
 	var ans previewAnswer
 	if err := json.Unmarshal(w.Body.Bytes(), &ans); err != nil {
 		t.Fatal(err)
@@ -184,7 +187,7 @@ func TestCampaignPreview(t *testing.T) {
 	if ans.FCM.Bytes != len(ans.FCM.Payload) || !strings.Contains(string(ans.FCM.Payload), `"body":"🎉"`) || !ans.FCM.Fits {
 		t.Errorf("fcm preview %+v (%s)", ans.FCM, ans.FCM.Payload)
 	}
-	if w := b.do(t, request{method: "POST", path: "/api/campaigns/nope/preview", token: viewerToken}); w.Code != 404 {
+	if w := b.do(t, request{method: "POST", path: "/api/campaigns/nope/preview", token: operatorToken}); w.Code != 404 {
 		t.Errorf("preview unknown: %d", w.Code)
 	}
 }

@@ -25,7 +25,7 @@ func (s *Server) routes() {
 	// Campaigns created in pushd; see campaign_defs.go.
 	s.handle("POST /api/campaigns", roleOperator, s.defsRoute(s.createCampaign))
 	s.handle("PUT /api/campaigns/{id}", roleOperator, s.defsRoute(s.editCampaign))
-	s.handle("POST /api/campaigns/{id}/preview", roleViewer, s.defsRoute(s.previewCampaign))
+	s.handle("POST /api/campaigns/{id}/preview", roleOperator, s.defsRoute(s.previewCampaign))
 	s.handle("POST /api/campaigns/{id}/schedule", roleOperator, s.defsRoute(s.scheduleCampaign))
 	s.handle("POST /api/campaigns/{id}/approve", roleOperator, s.defsRoute(s.approveCampaign))
 	s.handle("POST /api/campaigns/{id}/test", roleOperator, s.defsRoute(s.testCampaign))
