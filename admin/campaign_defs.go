@@ -239,9 +239,6 @@ func (s *Server) createCampaign(w http.ResponseWriter, r *http.Request, p princi
 	if err := req.apply(&d); err != nil {
 		return err
 	}
-	if d.Name == "" {
-		d.Name = d.ID
-	}
 	out, err := s.defs.CreateCampaignDef(r.Context(), d, p.actor)
 	if err != nil {
 		return err

@@ -163,8 +163,8 @@ func TestCreateCampaign(t *testing.T) {
 	}
 	// A generated id.
 	w = b.must(t, request{method: "POST", path: "/api/campaigns", token: adminToken, body: `{"notification":{"title":"a"},"audience":"aud"}`}, 201)
-	if id := view(t, w).ID; !strings.HasPrefix(id, "c-") {
-		t.Errorf("generated id %q", id)
+	if v := view(t, w); !strings.HasPrefix(v.ID, "c-") || v.Definition.Name != v.ID {
+		t.Errorf("generated id %q, name %q", v.ID, v.Definition.Name)
 	}
 }
 

@@ -78,6 +78,9 @@ func (s *Store) CreateCampaignDef(ctx context.Context, d scheduler.Definition, a
 	if d.ID == "" {
 		d.ID = newDefID()
 	}
+	if d.Name == "" {
+		d.Name = d.ID
+	}
 	if err := checkDefFields(d); err != nil {
 		return d, fmt.Errorf("create campaign %q: %w", d.ID, err)
 	}
@@ -293,8 +296,12 @@ func (s *Store) changeDef(ctx context.Context, id, actor, action string, fn defC
 		if err != nil {
 			return fmt.Errorf("update: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return fmt.Errorf("update: %d rows (%v)", n, err)
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("update: %w", err)
+		}
+		if n != 1 {
+			return fmt.Errorf("campaign changed meanwhile; try again: %w", dispatcher.ErrConflict)
 		}
 		if after, err = getDef(ctx, tx, id); err != nil {
 			return err

@@ -62,7 +62,7 @@ func TestCreateCampaignDef(t *testing.T) {
 	}
 
 	gen := mustCreate(t, s, newDef(""))
-	if !strings.HasPrefix(gen.ID, "c-") {
+	if !strings.HasPrefix(gen.ID, "c-") || gen.Name != "Spring sale" {
 		t.Errorf("generated id %q", gen.ID)
 	}
 
