@@ -163,7 +163,13 @@ func (s *Server) campaignView(ctx context.Context, id string) (campaignView, err
 	if err != nil {
 		return campaignView{}, err
 	}
-	return campaignView{CampaignInfo: c, Source: sourceAMQP}, nil
+	src := sourceAMQP
+	if base, _, ok := cutTestID(id); ok && s.defs != nil {
+		if _, err := s.defs.CampaignDef(ctx, base); err == nil {
+			src = sourceConsole
+		}
+	}
+	return campaignView{CampaignInfo: c, Source: src}, nil
 }
 
 // campaignRequest is the body of POST /api/campaigns and PUT

@@ -323,6 +323,20 @@ func TestCancelConsoleCampaign(t *testing.T) {
 func TestCampaignListBothSources(t *testing.T) {
 	b := setupDefs(t, false)
 	b.must(t, request{method: "POST", path: "/api/campaigns", token: operatorToken, body: newCampaign}, 201)
+	// The engine also runs a test send of xmas.
+	test := campaignBase
+	test.ID = "xmas.test-1"
+	all, get := b.ctl.CampaignsFn, b.ctl.CampaignFn
+	b.ctl.CampaignsFn = func(ctx context.Context) ([]dispatcher.CampaignInfo, error) {
+		cs, err := all(ctx)
+		return append(cs, test), err
+	}
+	b.ctl.CampaignFn = func(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
+		if id == test.ID {
+			return test, nil
+		}
+		return get(ctx, id)
+	}
 	w := b.must(t, request{method: "GET", path: "/api/campaigns", token: viewerToken}, 200)
 	var list struct {
 		Campaigns []campaignView `json:"campaigns"`
@@ -334,7 +348,7 @@ func TestCampaignListBothSources(t *testing.T) {
 	for _, c := range list.Campaigns {
 		got[c.ID] = c.Source + " " + string(c.Status)
 	}
-	want := map[string]string{"xmas": "console draft", "spring-sale": "amqp running", "a/b c%d": "amqp running"}
+	want := map[string]string{"xmas": "console draft", "xmas.test-1": "console running", "spring-sale": "amqp running", "a/b c%d": "amqp running"}
 	if len(got) != len(want) {
 		t.Errorf("list %v, want %v", got, want)
 	}
@@ -346,6 +360,14 @@ func TestCampaignListBothSources(t *testing.T) {
 	w = b.must(t, request{method: "GET", path: "/api/campaigns/xmas", token: viewerToken}, 200)
 	if v := view(t, w); v.Status != "draft" || v.Source != "console" {
 		t.Errorf("get %+v", v)
+	}
+	w = b.must(t, request{method: "GET", path: "/api/campaigns/xmas.test-1", token: viewerToken}, 200)
+	if v := view(t, w); v.Source != "console" || v.Definition != nil {
+		t.Errorf("get test send %+v", v)
+	}
+	w = b.must(t, request{method: "GET", path: "/api/campaigns/spring-sale", token: viewerToken}, 200)
+	if v := view(t, w); v.Source != "amqp" {
+		t.Errorf("get amqp %+v", v)
 	}
 }
 
