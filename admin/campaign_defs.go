@@ -377,10 +377,16 @@ func (s *Server) cancelCampaign(w http.ResponseWriter, r *http.Request, p princi
 	if s.defs == nil {
 		return engineCancel(w, r, p)
 	}
-	if _, err := s.defs.CampaignDef(r.Context(), id); errors.Is(err, dispatcher.ErrNotFound) {
+	cur, err := s.campaignView(r.Context(), id)
+	switch {
+	case errors.Is(err, dispatcher.ErrNotFound):
 		return engineCancel(w, r, p)
-	} else if err != nil {
+	case err != nil:
 		return err
+	case cur.Definition == nil:
+		return engineCancel(w, r, p)
+	case cur.Status == dispatcher.StatusFinished:
+		return fmt.Errorf("campaign %q is finished: %w", id, dispatcher.ErrConflict)
 	}
 	before, _, err := s.defs.CancelCampaignDef(r.Context(), id, p.actor)
 	if err != nil {
@@ -388,8 +394,10 @@ func (s *Server) cancelCampaign(w http.ResponseWriter, r *http.Request, p princi
 	}
 	if before.State == scheduler.DefRunning {
 		// The scheduler stops publishing at its next progress; the engine
-		// stops sending what is queued.
-		if _, err := s.ctl.CancelCampaign(r.Context(), id); err != nil && !errors.Is(err, dispatcher.ErrNotFound) {
+		// stops sending what is queued. An engine that has the campaign
+		// cancelled already (or not at all) has nothing more to do.
+		_, err := s.ctl.CancelCampaign(r.Context(), id)
+		if err != nil && !errors.Is(err, dispatcher.ErrNotFound) && !errors.Is(err, dispatcher.ErrConflict) {
 			return err
 		}
 	}

@@ -313,6 +313,33 @@ func TestCancelConsoleCampaign(t *testing.T) {
 	if len(engineCancelled) != 1 || engineCancelled[0] != "console-run" {
 		t.Errorf("engine cancels %q", engineCancelled)
 	}
+	// A console campaign published and finished by the engine is final.
+	if _, err := b.st.CreateCampaignDef(ctx, scheduler.Definition{ID: "done-run", Notification: json.RawMessage(`{"title":"a"}`), AudienceID: "aud", TimeZone: "UTC"}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.ScheduleCampaignDef(ctx, "done-run", "x", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.st.Claim(ctx, "one", t0, time.Minute, time.Hour, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.Progress(ctx, "done-run", "one", scheduler.Cursor{Pos: 9}, 9, t0, true); err != nil {
+		t.Fatal(err)
+	}
+	get := b.ctl.CampaignFn
+	b.ctl.CampaignFn = func(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
+		if id == "done-run" {
+			return dispatcher.CampaignInfo{ID: id, Status: dispatcher.StatusFinished}, nil
+		}
+		return get(ctx, id)
+	}
+	if w := b.do(t, request{method: "POST", path: "/api/campaigns/done-run/cancel", token: operatorToken}); w.Code != 409 {
+		t.Errorf("cancel finished: %d %s, want 409", w.Code, w.Body.String())
+	}
+	if d, _ := b.st.CampaignDef(ctx, "done-run"); d.State != scheduler.DefRunning {
+		t.Errorf("a refused cancel changed the definition to %s", d.State)
+	}
+
 	// An AMQP campaign is cancelled in the engine, as before.
 	w = b.must(t, request{method: "POST", path: "/api/campaigns/spring-sale/cancel", token: operatorToken}, 200)
 	if c := campaignOf(t, w); c.Status != dispatcher.StatusCancelled {
