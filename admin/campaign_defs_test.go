@@ -280,6 +280,22 @@ func TestCampaignLifecycle(t *testing.T) {
 	}
 }
 
+// running creates a console campaign due now and has the scheduler
+// "one" claim it.
+func (b *defsBundle) running(t *testing.T, id string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := b.st.CreateCampaignDef(ctx, scheduler.Definition{ID: id, Notification: json.RawMessage(`{"title":"a"}`), AudienceID: "aud", TimeZone: "UTC"}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.ScheduleCampaignDef(ctx, id, "x", false); err != nil {
+		t.Fatal(err)
+	}
+	if due, _, err := b.st.Claim(ctx, "one", t0, time.Minute, time.Hour, 5); err != nil || len(due) != 1 {
+		t.Fatalf("Claim = %v, %v", due, err)
+	}
+}
+
 func TestCancelConsoleCampaign(t *testing.T) {
 	b := setupDefs(t, false)
 	ctx := context.Background()
@@ -294,15 +310,7 @@ func TestCancelConsoleCampaign(t *testing.T) {
 		t.Errorf("viewer cancel: %d", w.Code)
 	}
 
-	if _, err := b.st.CreateCampaignDef(ctx, scheduler.Definition{ID: "console-run", Notification: json.RawMessage(`{"title":"a"}`), AudienceID: "aud", TimeZone: "UTC"}, "x"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.st.ScheduleCampaignDef(ctx, "console-run", "x", false); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := b.st.Claim(ctx, "one", t0, time.Minute, time.Hour, 5); err != nil {
-		t.Fatal(err)
-	}
+	b.running(t, "console-run")
 	var engineCancelled []string
 	next := b.ctl.CancelCampaignFn
 	b.ctl.CancelCampaignFn = func(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
@@ -314,15 +322,7 @@ func TestCancelConsoleCampaign(t *testing.T) {
 		t.Errorf("engine cancels %q", engineCancelled)
 	}
 	// A console campaign published and finished by the engine is final.
-	if _, err := b.st.CreateCampaignDef(ctx, scheduler.Definition{ID: "done-run", Notification: json.RawMessage(`{"title":"a"}`), AudienceID: "aud", TimeZone: "UTC"}, "x"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.st.ScheduleCampaignDef(ctx, "done-run", "x", false); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := b.st.Claim(ctx, "one", t0, time.Minute, time.Hour, 5); err != nil {
-		t.Fatal(err)
-	}
+	b.running(t, "done-run")
 	if err := b.st.Progress(ctx, "done-run", "one", scheduler.Cursor{Pos: 9}, 9, t0, true); err != nil {
 		t.Fatal(err)
 	}
