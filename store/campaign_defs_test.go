@@ -209,3 +209,27 @@ func TestCampaignDefLifecycle(t *testing.T) {
 		t.Errorf("schedule unknown: %v", err)
 	}
 }
+
+// TestNoChangeWithoutItsAudit: a change whose audit record can't be
+// written does not happen.
+func TestNoChangeWithoutItsAudit(t *testing.T) {
+	s, _ := setup(t)
+	ctx := context.Background()
+	addAudience(t, s, "aud", "")
+	mustCreate(t, s, newDef("c1"))
+	if _, err := s.w.ExecContext(ctx, `ALTER TABLE audit RENAME TO audit_gone`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateCampaignDef(ctx, newDef("c2"), "x"); err == nil {
+		t.Error("create without an audit log succeeded")
+	}
+	if _, err := s.CampaignDef(ctx, "c2"); !errors.Is(err, dispatcher.ErrNotFound) {
+		t.Errorf("c2 exists without its audit record: %v", err)
+	}
+	if _, err := s.ScheduleCampaignDef(ctx, "c1", "x", false); err == nil {
+		t.Error("schedule without an audit log succeeded")
+	}
+	if d, _ := s.CampaignDef(ctx, "c1"); d.State != scheduler.DefDraft {
+		t.Errorf("c1 is %s without its audit record", d.State)
+	}
+}
