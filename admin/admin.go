@@ -112,6 +112,11 @@ type Config struct {
 	// AuditLog reads the audit log for GET /api/audit. Default: none, and
 	// then that route answers 503.
 	AuditLog AuditReader
+	// OnSchedule, if set, is called after a console campaign is scheduled,
+	// approved or edited while scheduled, before the answer, so that this
+	// instance's scheduler looks at its fire_at at once rather than at its
+	// next poll (the scheduler's Wake). It must not block.
+	OnSchedule func()
 }
 
 const (
@@ -144,6 +149,7 @@ type Server struct {
 	requireApproval bool
 	timeZone        string
 	auditLog        AuditReader // nil: GET /api/audit answers 503
+	onSchedule      func()      // never nil
 }
 
 // New returns a Server. It loads the tokens file, if any; the error names
@@ -170,6 +176,10 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		requireApproval: cfg.RequireApproval,
 		timeZone:        cfg.TimeZone,
 		auditLog:        cfg.AuditLog,
+		onSchedule:      cfg.OnSchedule,
+	}
+	if s.onSchedule == nil {
+		s.onSchedule = func() {}
 	}
 	if s.timeZone == "" {
 		s.timeZone = "UTC"

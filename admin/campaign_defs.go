@@ -265,6 +265,9 @@ func (s *Server) editCampaign(w http.ResponseWriter, r *http.Request, p principa
 	if err != nil {
 		return err
 	}
+	if after.State == scheduler.DefScheduled {
+		s.onSchedule()
+	}
 	return writeJSON(w, http.StatusOK, consoleView(after, nil))
 }
 
@@ -332,6 +335,9 @@ func (s *Server) scheduleCampaign(w http.ResponseWriter, r *http.Request, p prin
 	if err != nil {
 		return err
 	}
+	if d.State == scheduler.DefScheduled {
+		s.onSchedule()
+	}
 	return writeJSON(w, http.StatusOK, consoleView(d, nil))
 }
 
@@ -344,6 +350,7 @@ func (s *Server) approveCampaign(w http.ResponseWriter, r *http.Request, p princ
 	if err != nil {
 		return err
 	}
+	s.onSchedule()
 	return writeJSON(w, http.StatusOK, consoleView(d, nil))
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +49,7 @@ type defsBundle struct {
 	*bundle
 	st    *store.Store
 	tests *fakeTests
+	wakes atomic.Int64 // calls of OnSchedule
 }
 
 // setupDefs serves console campaigns from a store in a temporary file,
@@ -81,7 +83,7 @@ func setupDefs(t *testing.T, requireApproval bool) *defsBundle {
 	srv, err := New(Config{
 		TokensFile: b.tokensFile, Now: b.clock.Now,
 		Campaigns: st, Tests: b.tests, RequireApproval: requireApproval, TimeZone: "Asia/Seoul",
-		AuditLog: storeAudit{st},
+		AuditLog: storeAudit{st}, OnSchedule: func() { b.wakes.Add(1) },
 	}, b.ctl, b.auditor, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -233,9 +235,15 @@ func TestCampaignLifecycle(t *testing.T) {
 	if w := b.do(t, request{method: "POST", path: "/api/campaigns/xmas/approve", token: viewerToken}); w.Code != 403 {
 		t.Errorf("viewer approval: %d, want 403", w.Code)
 	}
+	if n := b.wakes.Load(); n != 0 {
+		t.Errorf("the scheduler was woken %d times before the approval", n)
+	}
 	w = b.must(t, request{method: "POST", path: "/api/campaigns/xmas/approve", token: adminToken}, 200)
 	if v := view(t, w); v.Status != "scheduled" || v.Definition.ApprovedBy != actorOf("admin", adminToken) {
 		t.Errorf("approved %+v", v)
+	}
+	if n := b.wakes.Load(); n != 1 {
+		t.Errorf("the scheduler was woken %d times after the approval, want 1", n)
 	}
 	if w := b.do(t, request{method: "POST", path: "/api/campaigns/xmas/approve", token: adminToken}); w.Code != 409 {
 		t.Errorf("second approval: %d, want 409", w.Code)
