@@ -40,16 +40,17 @@ func TestClaimOnceWithTwoOwners(t *testing.T) {
 	}
 
 	now = b.clock.Advance(time.Minute)
+	// Two instances: two stores on one file, as two processes would be.
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
 		got    = map[string]string{}
-		owners = []string{"one", "two"}
+		owners = map[string]*Store{"one": s, "two": reopen(t, b)}
 	)
-	for _, owner := range owners {
+	for owner, st := range owners {
 		wg.Go(func() {
 			for range 3 {
-				due, _, err := s.Claim(ctx, owner, now, 30*time.Second, time.Hour, 1)
+				due, _, err := st.Claim(ctx, owner, now, 30*time.Second, time.Hour, 1)
 				if err != nil {
 					t.Error(err)
 					return
