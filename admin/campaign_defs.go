@@ -97,23 +97,21 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ princip
 			return err
 		}
 	}
-	byID := make(map[string]int, len(defs))
-	for i, d := range defs {
-		byID[d.ID] = i
+	byID := make(map[string]bool, len(defs))
+	for _, d := range defs {
+		byID[d.ID] = true
 	}
 	out := make([]campaignView, 0, len(cs)+len(defs))
 	engine := make(map[string]*dispatcher.CampaignInfo, len(cs))
 	for i := range cs {
 		c := &cs[i]
-		if _, ok := byID[c.ID]; ok {
+		if byID[c.ID] {
 			engine[c.ID] = c
 			continue
 		}
 		src := sourceAMQP
-		if base, _, ok := cutTestID(c.ID); ok {
-			if _, ok := byID[base]; ok {
-				src = sourceConsole
-			}
+		if base, ok := testBase(c.ID); ok && byID[base] {
+			src = sourceConsole
 		}
 		out = append(out, campaignView{CampaignInfo: *c, Source: src})
 	}
@@ -124,13 +122,13 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ princip
 	return writeJSON(w, http.StatusOK, map[string]any{"campaigns": out})
 }
 
-// cutTestID splits "<id>.test-N".
-func cutTestID(id string) (base, n string, ok bool) {
+// testBase returns the campaign id of a test send "<id>.test-N".
+func testBase(id string) (base string, ok bool) {
 	i := strings.LastIndex(id, ".test-")
 	if i <= 0 {
-		return "", "", false
+		return "", false
 	}
-	return id[:i], id[i+len(".test-"):], true
+	return id[:i], true
 }
 
 func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request, _ principal) error {
@@ -164,7 +162,7 @@ func (s *Server) campaignView(ctx context.Context, id string) (campaignView, err
 		return campaignView{}, err
 	}
 	src := sourceAMQP
-	if base, _, ok := cutTestID(id); ok && s.defs != nil {
+	if base, ok := testBase(id); ok && s.defs != nil {
 		if _, err := s.defs.CampaignDef(ctx, base); err == nil {
 			src = sourceConsole
 		}
