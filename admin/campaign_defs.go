@@ -206,7 +206,7 @@ func (req *campaignRequest) apply(d *scheduler.Definition) error {
 	}
 	if req.SendAt != nil {
 		if _, err := scheduler.ParseSendAt(*req.SendAt); err != nil {
-			return badRequest("%v", err)
+			return badRequest("send_at: %v", err)
 		}
 		d.SendAt = *req.SendAt
 	}

@@ -32,7 +32,7 @@ const (
 )
 
 // ErrSendAt means a send_at is not in one of the accepted forms.
-var ErrSendAt = errors.New(`send_at: want "2006-01-02T15:04", "2006-01-02T15:04:05" (a wall time in the time zone) or RFC 3339 with an offset`)
+var ErrSendAt = errors.New(`want "2006-01-02T15:04", "2006-01-02T15:04:05" (a wall time in the time zone) or RFC 3339 with an offset`)
 
 // SendAt is a parsed send_at.
 type SendAt struct {

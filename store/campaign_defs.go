@@ -82,7 +82,7 @@ func (s *Store) CreateCampaignDef(ctx context.Context, d scheduler.Definition, a
 		d.Name = d.ID
 	}
 	if err := checkDefFields(d); err != nil {
-		return d, fmt.Errorf("create campaign %q: %w", d.ID, err)
+		return scheduler.Definition{}, fmt.Errorf("create campaign %q: %w", d.ID, err)
 	}
 	var out scheduler.Definition
 	err := s.write(ctx, func(tx *sql.Tx) error {
