@@ -413,6 +413,19 @@ func (s *Server) cancelCampaign(w http.ResponseWriter, r *http.Request, p princi
 	return writeJSON(w, http.StatusOK, v)
 }
 
+// notRunning turns the engine's not found for a console campaign that has
+// not started yet into a conflict that says so; other errors are kept.
+func (s *Server) notRunning(ctx context.Context, id string, err error) error {
+	if s.defs == nil || !errors.Is(err, dispatcher.ErrNotFound) {
+		return err
+	}
+	d, derr := s.defs.CampaignDef(ctx, id)
+	if derr != nil {
+		return err
+	}
+	return fmt.Errorf("campaign %q is %s; pause, resume and rate work once it runs: %w", id, d.State, dispatcher.ErrConflict)
+}
+
 // defsRoute answers 503 when console campaigns are not configured.
 func (s *Server) defsRoute(h apiHandler) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request, p principal) error {

@@ -220,6 +220,13 @@ func TestCampaignLifecycle(t *testing.T) {
 		t.Errorf("viewer test: %d", w.Code)
 	}
 
+	// Not running yet: the engine's controls say so.
+	for _, action := range []string{"pause", "resume"} {
+		if w := b.do(t, request{method: "POST", path: "/api/campaigns/xmas/" + action, token: operatorToken}); w.Code != 409 || !strings.Contains(errorOf(t, w), "draft") {
+			t.Errorf("%s a draft: %d %s, want 409", action, w.Code, w.Body.String())
+		}
+	}
+
 	// Schedule: awaiting approval; the same user may not approve.
 	w = b.must(t, request{method: "POST", path: "/api/campaigns/xmas/schedule", token: operatorToken}, 200)
 	v := view(t, w)

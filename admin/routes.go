@@ -217,7 +217,7 @@ func (s *Server) campaignChange(action string, do func(ctx context.Context, id s
 func (s *Server) change(w http.ResponseWriter, r *http.Request, p principal, action, id string, do func(context.Context) (dispatcher.CampaignInfo, error)) error {
 	before, err := s.ctl.Campaign(r.Context(), id)
 	if err != nil {
-		return err
+		return s.notRunning(r.Context(), id, err)
 	}
 	after, err := do(r.Context())
 	if err != nil {
