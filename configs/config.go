@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/spf13/viper"
+
+	"github.com/pushd/pushd/ratelimit"
 )
 
 // Example is the documented example configuration; its values are the
@@ -331,13 +333,17 @@ func (c *Config) Validate() error {
 			bad(key, "must be a number, 0 (no limit) or more")
 		}
 	}
-	for key, v := range map[string]int{
-		"ratelimit.global_burst": c.RateLimit.GlobalBurst,
-		"ratelimit.apns_burst":   c.RateLimit.APNsBurst,
-		"ratelimit.fcm_burst":    c.RateLimit.FCMBurst,
+	type bucket struct {
+		perSecond float64
+		burst     int
+	}
+	for key, v := range map[string]bucket{
+		"ratelimit.global_burst": {c.RateLimit.GlobalPerSecond, c.RateLimit.GlobalBurst},
+		"ratelimit.apns_burst":   {c.RateLimit.APNsPerSecond, c.RateLimit.APNsBurst},
+		"ratelimit.fcm_burst":    {c.RateLimit.FCMPerSecond, c.RateLimit.FCMBurst},
 	} {
-		if v < 0 {
-			bad(key, "must be 0 (a tenth of a second's worth) or more")
+		if err := ratelimit.CheckBurst(v.perSecond, v.burst); err != nil {
+			bad(key, "%s", err)
 		}
 	}
 	duration("lists.poll_interval", c.Lists.PollInterval)

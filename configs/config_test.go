@@ -92,6 +92,7 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_DISPATCHER_RETRY_MAX": "1ms"}, want: "dispatcher.retry_max"},
 		{env: map[string]string{"PUSHD_RATELIMIT_FCM_PER_SECOND": "-1"}, want: "ratelimit.fcm_per_second"},
 		{env: map[string]string{"PUSHD_RATELIMIT_GLOBAL_BURST": "-2"}, want: "ratelimit.global_burst"},
+		{env: map[string]string{"PUSHD_RATELIMIT_APNS_BURST": "9223372036854775807"}, want: "ratelimit.apns_burst"},
 		{env: map[string]string{"PUSHD_DISPATCHER_MAX_HOLD": "0s"}, want: "dispatcher.max_hold"},
 		{env: map[string]string{"PUSHD_ADMIN_TIME_ZONE": "Mars/Olympus"}, want: "admin.time_zone"},
 		{env: map[string]string{"PUSHD_SCHEDULER_MAX_LATE": "0s"}, want: "scheduler.max_late"},

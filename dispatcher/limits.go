@@ -212,8 +212,13 @@ func (l *limiter) set(ctx context.Context, level string, ls *LimitSetting) ([]Li
 	if !known {
 		return nil, fmt.Errorf("%w: level %q: want one of global, apns, fcm", ErrNotFound, level)
 	}
-	if ls != nil && (ls.PerSecond < 0 || math.IsNaN(ls.PerSecond) || math.IsInf(ls.PerSecond, 0) || ls.Burst < 0) {
-		return nil, fmt.Errorf("%w: per_second must be a finite number, 0 or more, and burst 0 or more", ErrInvalid)
+	if ls != nil && (ls.PerSecond < 0 || math.IsNaN(ls.PerSecond) || math.IsInf(ls.PerSecond, 0)) {
+		return nil, fmt.Errorf("%w: per_second must be a finite number, 0 or more", ErrInvalid)
+	}
+	if ls != nil {
+		if err := ratelimit.CheckBurst(ls.PerSecond, ls.Burst); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 	}
 	if l.store != nil {
 		if err := l.store.SetRateLimit(ctx, level, ls); err != nil {

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -81,7 +82,7 @@ func TestSetLimitRefusesBadInput(t *testing.T) {
 	if _, err := b.d.SetLimit(ctx, "sms", &LimitSetting{PerSecond: 1}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown level: %v", err)
 	}
-	for _, ls := range []LimitSetting{{PerSecond: -1}, {PerSecond: 1, Burst: -2}} {
+	for _, ls := range []LimitSetting{{PerSecond: -1}, {PerSecond: 1, Burst: -2}, {PerSecond: 1, Burst: math.MaxInt}} {
 		if _, err := b.d.SetLimit(ctx, "apns", &ls); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%+v: %v", ls, err)
 		}

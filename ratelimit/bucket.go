@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,8 @@ type waiter struct {
 //
 // A perSecond <= 0, NaN or +Inf makes the bucket unlimited. A positive rate
 // below one token every 11.6 days (1e-6/s) is raised to that. A burst below 1
-// is replaced by DefaultBurst(perSecond).
+// is replaced by DefaultBurst(perSecond), one above MaxBurst(perSecond) by
+// that.
 func NewBucket(perSecond float64, burst int, clock Clock) *Bucket {
 	if clock == nil {
 		clock = SystemClock()
@@ -98,7 +100,32 @@ func normalize(perSecond float64, burst int) (float64, int) {
 	if burst < 1 {
 		burst = DefaultBurst(perSecond)
 	}
+	if m := MaxBurst(perSecond); burst > m {
+		burst = m
+	}
 	return perSecond, burst
+}
+
+// MaxBurst is the largest burst a bucket of perSecond takes: a minute's
+// worth of its rate, or 1000 for slower rates. A larger burst is lowered
+// to it, so that a burst of 2^63-1 cannot turn a limit into none;
+// configuration and the admin API refuse one instead (CheckBurst).
+func MaxBurst(perSecond float64) int {
+	const floor, window = 1000, 60
+	if m := perSecond * window; m > floor && m < math.MaxInt32 {
+		return int(m)
+	} else if m >= math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return floor
+}
+
+// CheckBurst reports a burst that is negative or above MaxBurst(perSecond).
+func CheckBurst(perSecond float64, burst int) error {
+	if burst < 0 || burst > MaxBurst(perSecond) {
+		return fmt.Errorf("burst %d: want 0 (a tenth of a second's worth) to %d (a minute's worth of the rate, at least 1000)", burst, MaxBurst(perSecond))
+	}
+	return nil
 }
 
 // Wait takes one token from the bucket, blocking until one is due, and

@@ -50,6 +50,9 @@ func TestNewBucketLimit(t *testing.T) {
 		{"infinite rate is unlimited", math.Inf(1), 0, 0, 1, true},
 		{"NaN rate is unlimited", math.NaN(), 0, 0, 1, true},
 		{"tiny rate is raised", 1e-9, 1, minRate, 1, false},
+		{"huge burst is bounded", 5, math.MaxInt, 5, 1000, false},
+		{"huge burst at 100/s: a minute's worth", 100, math.MaxInt, 100, 6000, false},
+		{"huge rate and burst", 1e12, math.MaxInt, 1e12, math.MaxInt32, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,7 +336,7 @@ func TestWaitDoesNotAllocate(t *testing.T) {
 		b    *Bucket
 	}{
 		{"unlimited", NewBucket(0, 0, NewManualClock(epoch()))},
-		{"token available, manual clock", NewBucket(1, 1<<20, NewManualClock(epoch()))},
+		{"token available, manual clock", NewBucket(1000, 1<<20, NewManualClock(epoch()))}, // burst bounded to 60,000
 		{"token available, system clock", NewBucket(1e9, 0, SystemClock())},
 	}
 	ctx := context.Background()
@@ -535,6 +538,27 @@ func checkNoneLost(t *testing.T, at []time.Time, tokens func(time.Time) float64,
 // TestWaitGrantsBurstPlusRateExactly keeps one goroutine waiting on a full
 // bucket back to back and counts the tokens granted over T: exactly burst +
 // floor(rate·T), the last one no later than T.
+// A burst of 2^63-1 no longer turns a limit into none (issue 13, item
+// 10): the bucket takes at most a minute's worth of its rate (at least
+// 1000) at once, then the rate.
+func TestHugeBurstStillLimits(t *testing.T) {
+	h := setup(t, 10, math.MaxInt)
+	h.start(2000)
+	h.runUntil(epoch().Add(10 * time.Second))
+	if got, want := len(h.granted()), 1000+100; got != want {
+		t.Errorf("%d tokens in 10s at 10/s with a huge burst, want %d", got, want)
+	}
+	for _, tc := range []struct {
+		rate  float64
+		burst int
+		ok    bool
+	}{{10, 0, true}, {10, 1000, true}, {10, 1001, false}, {100, 6000, true}, {100, 6001, false}, {0, -1, false}, {5, math.MaxInt, false}} {
+		if err := CheckBurst(tc.rate, tc.burst); (err == nil) != tc.ok {
+			t.Errorf("CheckBurst(%v, %d) = %v, want ok %v", tc.rate, tc.burst, err, tc.ok)
+		}
+	}
+}
+
 func TestWaitGrantsBurstPlusRateExactly(t *testing.T) {
 	tests := []struct {
 		name  string
