@@ -36,7 +36,7 @@ func NewScheduler(reg prometheus.Registerer) *Scheduler {
 		}),
 		lateness: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushd_scheduler_lateness_seconds",
-			Help:    "Time from a console campaign's fire_at to the start of its publishing (campaigns taken over after a crash are not observed).",
+			Help:    "Time from a console campaign's fire_at to the start of its publishing (campaigns taken over at a stored cursor after a crash are not observed).",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 60, 300, 3600},
 		}),
 		published: f.NewCounter(prometheus.CounterOpts{
