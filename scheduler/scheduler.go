@@ -228,11 +228,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		now := s.clock.Now()
 		if err := s.claim(ctx, now); err != nil && ctx.Err() == nil {
 			if !claimFailing {
-				s.log.Error("scheduler: cannot claim due campaigns; retrying each poll", "err", err)
+				s.log.Error("cannot claim due campaigns; retrying each poll", "err", err)
 			}
 			claimFailing = true
 		} else if err == nil && claimFailing {
-			s.log.Info("scheduler: claiming due campaigns again")
+			s.log.Info("claiming due campaigns again")
 			claimFailing = false
 		}
 		d := s.sleepFor(ctx)
@@ -370,13 +370,18 @@ func (r *campaignRun) run(ctx context.Context) error {
 	s := r.s
 	wait := s.cfg.RetryMin
 	for {
+		var stop error // why chunk stopped the stream, however Recipients wraps it
 		err := s.store.Recipients(ctx, r.c.AudienceID, r.c.RecipientTimeZone, r.cursor, s.cfg.BatchSize, func(rs []Recipient) error {
-			return r.chunk(ctx, rs)
+			stop = r.chunk(ctx, rs)
+			return stop
 		})
+		if stop != nil {
+			return stop
+		}
 		if err == nil {
 			break
 		}
-		if errors.Is(err, ErrLeaseLost) || errors.Is(err, errPermanent) || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return err
 		}
 		s.log.Warn("cannot read the audience; retrying from the cursor", "campaign_id", r.c.ID, "err", err, "retry_in", wait)
@@ -388,41 +393,43 @@ func (r *campaignRun) run(ctx context.Context) error {
 	return r.progress(ctx, true)
 }
 
-// chunk publishes one chunk of the stream: one batch, or more when the
-// chunk's recipients do not fit one message. After each confirm it stores
-// the cursor at the batch's last recipient.
+// chunk publishes one chunk of the stream, as one batch, or as several
+// when its recipients do not fit one message; once the broker confirmed
+// them all it stores the cursor at the chunk's last recipient. The cursor
+// only ever stands at a chunk end, so that a resume streams the same
+// chunks again and rebuilds byte-identical batches (the dispatcher's
+// ledger knows a producer's message by a hash of its body).
 func (r *campaignRun) chunk(ctx context.Context, rs []Recipient) error {
-	for len(rs) > 0 {
-		nb, err := r.notBeforeOf(rs[0])
-		if err != nil {
-			return err
-		}
-		id := fmt.Sprintf("%s/%010d", r.c.ID, rs[0].Pos)
-		body, n, err := r.b.build(id, rs, nb)
+	nb, err := r.notBeforeOf(rs[0])
+	if err != nil {
+		return err
+	}
+	for rest := rs; len(rest) > 0; {
+		id := fmt.Sprintf("%s/%010d", r.c.ID, rest[0].Pos)
+		body, n, err := r.b.build(id, rest, nb)
 		if err != nil {
 			return err
 		}
 		if err := r.publish(ctx, id, body); err != nil {
 			return err
 		}
-		last := rs[n-1]
-		r.cursor = Cursor{Pos: last.Pos}
-		if r.c.RecipientTimeZone {
-			r.cursor.Zone = last.TimeZone
-		}
-		r.published += int64(n)
 		r.s.met.Published(n)
-		if err := r.progress(ctx, false); err != nil {
-			return err
-		}
-		rs = rs[n:]
+		rest = rest[n:]
 	}
-	return nil
+	last := rs[len(rs)-1]
+	r.cursor = Cursor{Pos: last.Pos}
+	if r.c.RecipientTimeZone {
+		r.cursor.Zone = last.TimeZone
+	}
+	r.published += int64(len(rs))
+	return r.progress(ctx, false)
 }
 
 // notBeforeOf returns the not_before of a recipient_time_zone campaign's
-// batch whose first recipient is first: send_at's wall time in its zone,
-// when that is still ahead. Chunks never mix zones.
+// chunk whose first recipient is first (chunks never mix zones): send_at's
+// wall time in its zone. It is set even once that time has passed (the
+// dispatcher then sends at once): a batch published again after a crash
+// must be the same bytes as the first time.
 func (r *campaignRun) notBeforeOf(first Recipient) (*time.Time, error) {
 	if !r.c.RecipientTimeZone {
 		return nil, nil
@@ -437,9 +444,6 @@ func (r *campaignRun) notBeforeOf(first Recipient) (*time.Time, error) {
 			at = &t
 		}
 		r.notBefore[first.TimeZone] = at
-	}
-	if at != nil && !at.After(r.s.clock.Now()) {
-		return nil, nil
 	}
 	return at, nil
 }
