@@ -5,7 +5,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushd/pushd/scheduler"
 )
+
+var _ scheduler.Metrics = (*Scheduler)(nil)
 
 func TestSchedulerMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()

@@ -9,7 +9,11 @@ import (
 
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/queue"
+	"github.com/pushd/pushd/scheduler"
 )
+
+// The scheduler publishes through the Broker.
+var _ scheduler.Publisher = (*queue.Broker)(nil)
 
 func TestPublishBatchReachesItsLaneAsAProducersWould(t *testing.T) {
 	b := setup(t, "", queue.Config{})

@@ -400,6 +400,9 @@ func (r *campaignRun) run(ctx context.Context) error {
 // chunks again and rebuilds byte-identical batches (the dispatcher's
 // ledger knows a producer's message by a hash of its body).
 func (r *campaignRun) chunk(ctx context.Context, rs []Recipient) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	nb, err := r.notBeforeOf(rs[0])
 	if err != nil {
 		return err
@@ -414,6 +417,7 @@ func (r *campaignRun) chunk(ctx context.Context, rs []Recipient) error {
 			return err
 		}
 		r.s.met.Published(n)
+		r.s.log.Debug("batch published", "campaign_id", r.c.ID, "batch_id", id, "recipients", n)
 		rest = rest[n:]
 	}
 	last := rs[len(rs)-1]
