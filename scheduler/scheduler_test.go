@@ -16,6 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/internal/testsignal"
+	"github.com/pushd/pushd/internal/testwait"
 	"github.com/pushd/pushd/ratelimit"
 )
 
@@ -430,11 +432,31 @@ func TestTwoSchedulersFireACampaignOnce(t *testing.T) {
 			break
 		}
 	}
-	// Long after: past the lease, both instances have claimed again.
+	// Long after: past the lease, both instances have claimed again. A
+	// pass may have read the clock before an Advance and armed its timer
+	// after it, so the clock moves a second at a time until each has
+	// claimed at a later time.
 	e.clock.Advance(time.Minute)
-	later := func(s sleep) bool { return !s.At.Before(t0.Add(time.Minute)) }
-	a.s.signals.sleeping.WaitFor(t, later)
-	b.s.signals.sleeping.WaitFor(t, later)
+	threshold := e.clock.Now()
+	claimedLater := func(r *running) func() bool {
+		seen := false
+		return func() bool {
+			for r.s.signals.sleeping.Pending() > 0 {
+				if !r.s.signals.sleeping.Wait(t).At.Before(threshold) {
+					seen = true
+				}
+			}
+			return seen
+		}
+	}
+	aLater, bLater := claimedLater(a), claimedLater(b)
+	testwait.For(t, testsignal.Timeout, "both instances to claim after the lease", func() bool {
+		if aLater() && bLater() {
+			return true
+		}
+		e.clock.Advance(time.Second)
+		return false
+	})
 
 	got := e.pub.confirmed()
 	if want := []string{"c/0000000001", "c/0000000004", "c/0000000007", "c/0000000010"}; !slices.Equal(ids(got), want) {
