@@ -22,6 +22,9 @@ type fakeStore struct {
 	dead map[string]bool
 	// progressed receives every successful Progress.
 	progressed chan progressCall
+	// reclaim makes Claim hand running campaigns to their owner again,
+	// as a store does once a lease ran out unrenewed.
+	reclaim bool
 }
 
 type fakeCampaign struct {
@@ -91,7 +94,7 @@ func (f *fakeStore) Claim(_ context.Context, owner string, now time.Time, leaseF
 			}
 			c.status, c.owner, c.until = "running", owner, now.Add(leaseFor)
 			due = append(due, c.Campaign)
-		case c.status == "running" && !c.publishedAll && c.until.Before(now):
+		case c.status == "running" && !c.publishedAll && (c.until.Before(now) || f.reclaim && c.owner == owner):
 			c.owner, c.until = owner, now.Add(leaseFor)
 			due = append(due, c.Campaign)
 		}

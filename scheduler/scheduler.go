@@ -154,7 +154,7 @@ type Scheduler struct {
 	wake chan struct{}
 
 	mu     sync.Mutex
-	active int // campaigns being published
+	active map[string]bool // campaigns being published here
 	wg     sync.WaitGroup
 
 	signals testSignals
@@ -198,8 +198,9 @@ func New(cfg Config) (*Scheduler, error) {
 	cfg.setDefaults()
 	return &Scheduler{
 		cfg: cfg, store: cfg.Store, pub: cfg.Publisher, clock: cfg.Clock, met: cfg.Metrics,
-		log:  cfg.Logger,
-		wake: make(chan struct{}, 1),
+		log:    cfg.Logger,
+		wake:   make(chan struct{}, 1),
+		active: map[string]bool{},
 	}, nil
 }
 
@@ -272,7 +273,7 @@ func (s *Scheduler) sleepFor(ctx context.Context) time.Duration {
 func (s *Scheduler) free() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cfg.Concurrency - s.active
+	return s.cfg.Concurrency - len(s.active)
 }
 
 // claim takes the due campaigns the free slots allow and starts
@@ -294,6 +295,18 @@ func (s *Scheduler) claim(ctx context.Context, now time.Time) error {
 		s.met.Missed(len(missed))
 	}
 	for _, c := range due {
+		// This instance's own lease ran out while it kept publishing
+		// (renewals failed) and the store handed the campaign back to
+		// it: the goroutine publishing it goes on, and its next
+		// Progress renews the lease.
+		s.mu.Lock()
+		again := s.active[c.ID]
+		s.active[c.ID] = true
+		s.mu.Unlock()
+		if again {
+			s.log.Warn("claimed a campaign this instance is publishing already; its lease had run out", "campaign_id", c.ID)
+			continue
+		}
 		resumed := c.Published > 0 || c.Cursor != (Cursor{})
 		late := now.Sub(c.FireAt)
 		s.met.Started(late, resumed)
@@ -304,13 +317,10 @@ func (s *Scheduler) claim(ctx context.Context, now time.Time) error {
 		} else {
 			s.log.Info("campaign due: publishing", "campaign_id", c.ID, "fire_at", c.FireAt, "late", late)
 		}
-		s.mu.Lock()
-		s.active++
-		s.mu.Unlock()
 		s.wg.Go(func() {
 			how := s.publishCampaign(ctx, c)
 			s.mu.Lock()
-			s.active--
+			delete(s.active, c.ID)
 			s.mu.Unlock()
 			s.met.Due(-1)
 			s.Wake() // a slot is free

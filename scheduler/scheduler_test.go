@@ -367,6 +367,36 @@ func TestCancelledCampaignStopsWithinAChunk(t *testing.T) {
 	}
 }
 
+func TestClaimedAgainWhilePublishingIsNotPublishedTwice(t *testing.T) {
+	e := newEnv()
+	aud := e.audience("aud", 7, nil)
+	e.store.schedule(campaign("c", t0))
+	entered, release := make(chan struct{}), make(chan struct{})
+	e.pub.setHook(func(_ context.Context, id string) error {
+		if id == "c/0000000001" {
+			close(entered)
+			<-release
+		}
+		return nil
+	})
+	r := e.start(t, "a", Config{})
+	<-entered
+	r.s.signals.sleeping.Wait(t) // the claim pass that started it
+	e.store.mu.Lock()
+	e.store.reclaim = true
+	e.store.mu.Unlock()
+	r.s.Wake()
+	r.s.signals.sleeping.Wait(t) // a claim pass that got it again
+	close(release)
+	wantEnded(t, r, "c", "done")
+	if got := e.pub.confirmed(); !slices.Equal(tokens(got), tokensOf(aud)) {
+		t.Errorf("published %v", ids(got))
+	}
+	if m := r.met.snapshot(); m.started != 1 {
+		t.Errorf("started %d times", m.started)
+	}
+}
+
 func TestPublishErrorRetriesTheSameBatchWithBackoff(t *testing.T) {
 	e := newEnv()
 	aud := e.audience("aud", 7, nil)
