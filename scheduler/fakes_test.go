@@ -216,6 +216,20 @@ func (p *fakePublisher) setHook(h func(ctx context.Context, id string) error) {
 	p.hook = h
 }
 
+// holdAt makes the publish of batch id wait: entered is closed when it
+// starts, and it is confirmed once the test closes release.
+func (p *fakePublisher) holdAt(id string) (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	p.setHook(func(_ context.Context, got string) error {
+		if got == id {
+			close(entered)
+			<-release
+		}
+		return nil
+	})
+	return entered, release
+}
+
 // confirmed returns the batches the publisher confirmed, in order.
 func (p *fakePublisher) confirmed() []sent {
 	p.mu.Lock()

@@ -349,14 +349,7 @@ func TestCancelledCampaignStopsWithinAChunk(t *testing.T) {
 	e := newEnv()
 	e.audience("aud", 10, nil)
 	e.store.schedule(campaign("c", t0))
-	entered, release := make(chan struct{}), make(chan struct{})
-	e.pub.setHook(func(_ context.Context, id string) error {
-		if id == "c/0000000004" {
-			close(entered)
-			<-release
-		}
-		return nil
-	})
+	entered, release := e.pub.holdAt("c/0000000004")
 	r := e.start(t, "a", Config{})
 	<-entered
 	e.store.setStatus("c", "cancelled") // what the admin API's cancel does
@@ -371,14 +364,7 @@ func TestClaimedAgainWhilePublishingIsNotPublishedTwice(t *testing.T) {
 	e := newEnv()
 	aud := e.audience("aud", 7, nil)
 	e.store.schedule(campaign("c", t0))
-	entered, release := make(chan struct{}), make(chan struct{})
-	e.pub.setHook(func(_ context.Context, id string) error {
-		if id == "c/0000000001" {
-			close(entered)
-			<-release
-		}
-		return nil
-	})
+	entered, release := e.pub.holdAt("c/0000000001")
 	r := e.start(t, "a", Config{})
 	<-entered
 	r.s.signals.sleeping.Wait(t) // the claim pass that started it
