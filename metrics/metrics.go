@@ -99,7 +99,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"lane"}),
 		amqpPublished: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushd_amqp_published_total",
-			Help: "Messages pushd published itself (hold, dead_letter, event), by result (ok, failed).",
+			Help: "Messages pushd published itself, by kind (hold, dead_letter, event, batch: the scheduler's) and result (ok, failed).",
 		}, []string{"kind", "result"}),
 	}
 	m.filtered = f.NewCounterVec(prometheus.CounterOpts{

@@ -82,7 +82,7 @@ type Metrics interface {
 	// Consuming reports a lane's consumer starting or stopping.
 	Consuming(l dispatcher.Lane, up bool)
 	// Published counts a confirmed publish of kind (hold, dead_letter,
-	// event) or a failed one.
+	// event, batch) or a failed one.
 	Published(kind string, ok bool)
 	// HandlerPanicked counts a delivery whose handler panicked.
 	HandlerPanicked()
