@@ -11,6 +11,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,6 +92,12 @@ type Config struct {
 	OnListChange func(lists.Name)
 	// MaxImportBytes bounds the body of a CSV import. Default: 256 MiB.
 	MaxImportBytes int64
+	// Audiences keeps the audiences. Default: none, and then the audience
+	// routes answer 503.
+	Audiences AudienceStore
+	// MaxAudienceBytes bounds the body of an audience import, which is
+	// streamed (ten million recipients are about 1 GiB). Default: 2 GiB.
+	MaxAudienceBytes int64
 	// Now is the clock, for audit entries and tokens file checks. Default:
 	// time.Now.
 	Now func() time.Time
@@ -120,6 +127,9 @@ type Server struct {
 	onListChange func(lists.Name)
 	maxImport    int64
 	importing    chan struct{} // holds a value while an import runs
+
+	audiences   AudienceStore // nil: the audience routes answer 503
+	maxAudience int64
 }
 
 // New returns a Server. It loads the tokens file, if any; the error names
@@ -140,6 +150,9 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		onListChange: cfg.OnListChange,
 		maxImport:    cfg.MaxImportBytes,
 		importing:    make(chan struct{}, 1),
+
+		audiences:   cfg.Audiences,
+		maxAudience: cmp.Or(max(cfg.MaxAudienceBytes, 0), defaultMaxAudienceBytes),
 	}
 	if s.now == nil {
 		s.now = time.Now

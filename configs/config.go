@@ -142,6 +142,9 @@ type Admin struct {
 	Addr           string `mapstructure:"addr"`
 	TokensFile     string `mapstructure:"tokens_file"`
 	MaxImportBytes int64  `mapstructure:"max_import_bytes"`
+	// MaxAudienceBytes bounds an audience import's CSV, which is
+	// streamed rather than held in memory. Default: 2 GiB.
+	MaxAudienceBytes int64 `mapstructure:"max_audience_bytes"`
 }
 
 // Store configures persistence.
@@ -346,6 +349,9 @@ func (c *Config) Validate() error {
 	file("admin.tokens_file", c.Admin.TokensFile)
 	if c.Admin.MaxImportBytes < 1 {
 		bad("admin.max_import_bytes", "must be at least 1")
+	}
+	if c.Admin.MaxAudienceBytes < 1 {
+		bad("admin.max_audience_bytes", "must be at least 1")
 	}
 	if c.Store.DSN == "" {
 		bad("store.dsn", "must not be empty")
