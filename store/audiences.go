@@ -67,7 +67,7 @@ const (
 // audienceTxRows is how many members one import transaction writes. The
 // single writer connection is held for one transaction at a time, so
 // other writes (campaign counters, the ledger) wait for at most one.
-const audienceTxRows = 4096
+const audienceTxRows = 16384
 
 // audienceCleanRows is how many positions one CleanAudiences transaction
 // deletes members from.
@@ -189,10 +189,15 @@ ORDER BY timezone, pos LIMIT $4`
 
 // Multi-row statements of audiences.
 var (
+	// The audience id is bound once a statement, not once a row:
+	// binding costs the square of a statement's parameters (listChunk).
+	// WHERE true tells SQLite's parser that ON CONFLICT is the upsert's.
 	insertMembers = multiRow{
-		prefix: `INSERT INTO audience_members (audience_id, pos, platform, token, user_id, timezone) VALUES `,
-		suffix: ` ON CONFLICT DO NOTHING`,
-		cols:   6,
+		prefix: `INSERT INTO audience_members (audience_id, pos, platform, token, user_id, timezone)
+SELECT $1, column1, column2, column3, column4, column5 FROM (VALUES `,
+		suffix: `) WHERE true ON CONFLICT DO NOTHING`,
+		shared: 1,
+		cols:   5,
 	}
 	selectMembersOfUsers = multiRow{
 		prefix: `SELECT ` + memberColumns + ` FROM audience_members
@@ -238,6 +243,11 @@ func (s *Store) ImportAudience(ctx context.Context, name, createdBy string, r io
 	if err != nil {
 		return Audience{}, fmt.Errorf("import audience %q: %w", name, err)
 	}
+	restore, err := s.bulkWrites(ctx)
+	if err != nil {
+		return Audience{}, fmt.Errorf("import audience %q: %w", name, err)
+	}
+	defer restore()
 	imp := &audienceImport{s: s, id: a.ID, zones: map[string]bool{}}
 	err = imp.run(ctx, r)
 	if err == nil {
@@ -273,6 +283,48 @@ func (s *Store) ImportAudience(ctx context.Context, name, createdBy string, r io
 		return Audience{}, fmt.Errorf("import audience %q: %w", name, errors.Join(err, derr))
 	}
 	return a, nil
+}
+
+// Settings of the writer connection while imports run (see bulkWrites),
+// and the defaults it goes back to.
+const (
+	bulkCacheKiB        = 16 << 10
+	bulkAutoCheckpoint  = 10000 // pages
+	defaultCacheKiB     = 2000  // SQLite's default
+	defaultAutoCheckpnt = 1000  // pages, SQLite's default
+)
+
+// bulkWrites gives the writer connection a larger page cache and a
+// larger WAL between automatic checkpoints until restore is called (by
+// the last of imports running at once). An import writes its members in
+// token order into a token index far larger than SQLite's default 2 MB
+// cache: with it, pages were spilled and read back again and again, and
+// checkpointed every 1000 pages. The defaults come back after, so that
+// pushd's memory stays flat the rest of the time.
+func (s *Store) bulkWrites(ctx context.Context) (restore func(), err error) {
+	set := func(ctx context.Context, cacheKiB, checkpoint int) error {
+		_, err := s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", cacheKiB))
+		if err == nil {
+			_, err = s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", checkpoint))
+		}
+		return err
+	}
+	s.bulkMu.Lock()
+	defer s.bulkMu.Unlock()
+	if s.bulk == 0 {
+		if err := set(ctx, bulkCacheKiB, bulkAutoCheckpoint); err != nil {
+			return nil, fmt.Errorf("writer settings: %w", err)
+		}
+	}
+	s.bulk++
+	return func() {
+		s.bulkMu.Lock()
+		defer s.bulkMu.Unlock()
+		if s.bulk--; s.bulk == 0 {
+			// Failing, the settings stay until the next import ends.
+			_ = set(context.WithoutCancel(ctx), defaultCacheKiB, defaultAutoCheckpnt)
+		}
+	}, nil
 }
 
 // audienceImport is one import's state while it reads its file.
@@ -425,6 +477,12 @@ func (imp *audienceImport) flush(ctx context.Context) error {
 	if len(imp.pending[0])+len(imp.pending[1]) == 0 {
 		return nil
 	}
+	// Written in token order, each platform's: the token index then
+	// takes them in one sweep rather than at random pages; positions
+	// and zones go at the end of their indexes whatever the order.
+	for _, ms := range imp.pending {
+		slices.SortStableFunc(ms, func(a, b scheduler.Recipient) int { return strings.Compare(a.Token, b.Token) })
+	}
 	var added [2]int64
 	err := imp.s.write(ctx, func(tx *sql.Tx) error {
 		b := newBulk(tx, insertMembers)
@@ -432,9 +490,9 @@ func (imp *audienceImport) flush(ctx context.Context) error {
 		for i, ms := range imp.pending {
 			added[i] = 0
 			err := chunks(len(ms), func(lo, hi int) error {
-				args := b.args[:0]
+				args := append(b.args[:0], imp.id)
 				for _, m := range ms[lo:hi] {
-					args = append(args, imp.id, m.Pos, m.Platform, m.Token, m.UserID, m.TimeZone)
+					args = append(args, m.Pos, m.Platform, m.Token, m.UserID, m.TimeZone)
 				}
 				n, err := b.exec(ctx, hi-lo, args)
 				added[i] += n

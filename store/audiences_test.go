@@ -486,43 +486,20 @@ func TestAudienceUsers(t *testing.T) {
 	}
 }
 
-// csvRows is a CSV file of n distinct recipients, generated as it is read.
-type csvRows struct {
-	n, i int
-	buf  []byte
-}
-
-func (c *csvRows) Read(p []byte) (int, error) {
-	for len(c.buf) < len(p) && c.i <= c.n {
-		if c.i == 0 {
-			c.buf = append(c.buf, "platform,token,user_id,timezone\n"...)
-		} else if c.i%2 == 0 {
-			c.buf = fmt.Appendf(c.buf, "ios,%064x,u-%d,Asia/Seoul\n", c.i, c.i)
-		} else {
-			c.buf = fmt.Appendf(c.buf, "android,fcm:%016x,u-%d,\n", c.i, c.i)
-		}
-		c.i++
+// TestImportAudienceRestoresWriterSettings checks that the writer's
+// larger cache for imports is given back after.
+func TestImportAudienceRestoresWriterSettings(t *testing.T) {
+	s, _ := setup(t)
+	mustImportAudience(t, s, "x", "platform,token,user_id\nios,"+iosToken(1)+",u\n")
+	_, _ = s.ImportAudience(context.Background(), "y", "a", strings.NewReader("bad"))
+	var cache, checkpoint int
+	if err := s.w.QueryRow(`PRAGMA cache_size`).Scan(&cache); err != nil {
+		t.Fatal(err)
 	}
-	if len(c.buf) == 0 {
-		return 0, io.EOF
+	if err := s.w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&checkpoint); err != nil {
+		t.Fatal(err)
 	}
-	n := copy(p, c.buf)
-	c.buf = c.buf[:copy(c.buf, c.buf[n:])]
-	return n, nil
-}
-
-// BenchmarkImportAudience imports 100,000 recipients an iteration; the
-// 1,000,000-row measurement through pushd is pushbench -mode audience.
-func BenchmarkImportAudience(b *testing.B) {
-	s, err := Open(context.Background(), b.TempDir()+"/pushd.db", nil)
-	if err != nil {
-		b.Fatal(err)
+	if cache != -defaultCacheKiB || checkpoint != defaultAutoCheckpnt {
+		t.Errorf("after imports: cache_size %d, wal_autocheckpoint %d; want -%d, %d", cache, checkpoint, defaultCacheKiB, defaultAutoCheckpnt)
 	}
-	b.Cleanup(func() { _ = s.Close() })
-	for b.Loop() {
-		if _, err := s.ImportAudience(context.Background(), "bench", "b", &csvRows{n: 100_000}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/row")
 }

@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -49,6 +50,9 @@ type Store struct {
 	w   *sql.DB // writes: exactly one connection
 	r   *sql.DB // reads: several read-only connections
 	now func() time.Time
+
+	bulkMu sync.Mutex
+	bulk   int // imports running with bulkWrites
 }
 
 // Open opens the store named by dsn, creating it if missing, and brings
@@ -183,6 +187,7 @@ func sqliteURI(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
+		q.Add("_pragma", "temp_store(MEMORY)")
 	}
 	return "file:" + (&url.URL{Path: filepath.ToSlash(path)}).EscapedPath() + "?" + q.Encode()
 }
