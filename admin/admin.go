@@ -1,6 +1,8 @@
 // Package admin serves pushd's admin API: JSON over HTTP to look at
 // campaigns and to change their rate, pause, resume or cancel them, and to
-// manage the blacklist and whitelist (entries, CSV import and export). Every
+// manage the blacklist and whitelist (entries, CSV import and export), to
+// create, preview, test, schedule and approve campaigns in pushd itself
+// (console campaigns), and to read the audit log. Every
 // request needs a bearer token from a tokens file (roles viewer, operator,
 // admin), and every change is written to an audit trail: who, what, when,
 // before and after.
@@ -101,6 +103,27 @@ type Config struct {
 	// Now is the clock, for audit entries and tokens file checks. Default:
 	// time.Now.
 	Now func() time.Time
+
+	// Campaigns keeps the campaigns created in pushd. Default: none, and
+	// then their routes answer 503 (the AMQP campaigns work as before).
+	Campaigns CampaignDefs
+	// Tests makes the test sends of console campaigns. Default: none, and
+	// then POST /api/campaigns/{id}/test answers 503.
+	Tests TestSender
+	// RequireApproval: a scheduled campaign waits for another user's
+	// approval (admin.require_approval). Default: false.
+	RequireApproval bool
+	// TimeZone is the zone of a campaign's send_at when it gives none
+	// (admin.time_zone). Default: UTC.
+	TimeZone string
+	// AuditLog reads the audit log for GET /api/audit. Default: none, and
+	// then that route answers 503.
+	AuditLog AuditReader
+	// OnSchedule, if set, is called after a console campaign is scheduled,
+	// approved or edited while scheduled, before the answer, so that this
+	// instance's scheduler looks at its fire_at at once rather than at its
+	// next poll (the scheduler's Wake). It must not block.
+	OnSchedule func()
 }
 
 const (
@@ -128,8 +151,14 @@ type Server struct {
 	maxImport    int64
 	importing    chan struct{} // holds a value while an import runs
 
-	audiences   AudienceStore // nil: the audience routes answer 503
-	maxAudience int64
+	audiences       AudienceStore // nil: the audience routes answer 503
+	maxAudience     int64
+	defs            CampaignDefs // nil: console campaign routes answer 503
+	tests           TestSender   // nil: test sends answer 503
+	requireApproval bool
+	timeZone        string
+	auditLog        AuditReader // nil: GET /api/audit answers 503
+	onSchedule      func()      // never nil
 }
 
 // New returns a Server. It loads the tokens file, if any; the error names
@@ -151,8 +180,20 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		maxImport:    cfg.MaxImportBytes,
 		importing:    make(chan struct{}, 1),
 
-		audiences:   cfg.Audiences,
-		maxAudience: cmp.Or(max(cfg.MaxAudienceBytes, 0), defaultMaxAudienceBytes),
+		audiences:       cfg.Audiences,
+		maxAudience:     cmp.Or(max(cfg.MaxAudienceBytes, 0), defaultMaxAudienceBytes),
+		defs:            cfg.Campaigns,
+		tests:           cfg.Tests,
+		requireApproval: cfg.RequireApproval,
+		timeZone:        cfg.TimeZone,
+		auditLog:        cfg.AuditLog,
+		onSchedule:      cfg.OnSchedule,
+	}
+	if s.onSchedule == nil {
+		s.onSchedule = func() {}
+	}
+	if s.timeZone == "" {
+		s.timeZone = "UTC"
 	}
 	if s.now == nil {
 		s.now = time.Now

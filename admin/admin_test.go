@@ -390,13 +390,13 @@ func campaignOf(t *testing.T, w *httptest.ResponseRecorder) dispatcher.CampaignI
 	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", ct)
 	}
-	var c dispatcher.CampaignInfo
+	var c campaignView // GET adds source (and a definition) to the campaign
 	dec := json.NewDecoder(w.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		t.Fatalf("decode campaign: %v", err)
 	}
-	return c
+	return c.CampaignInfo
 }
 
 func actorOf(role, token string) string {

@@ -20,7 +20,17 @@ func (s *Server) routes() {
 	s.handle("PUT /api/campaigns/{id}/rate", roleOperator, s.setCampaignRate)
 	s.handle("POST /api/campaigns/{id}/pause", roleOperator, s.campaignChange("campaign.pause", s.ctl.PauseCampaign))
 	s.handle("POST /api/campaigns/{id}/resume", roleOperator, s.campaignChange("campaign.resume", s.ctl.ResumeCampaign))
-	s.handle("POST /api/campaigns/{id}/cancel", roleOperator, s.campaignChange("campaign.cancel", s.ctl.CancelCampaign))
+	s.handle("POST /api/campaigns/{id}/cancel", roleOperator, s.cancelCampaign)
+
+	// Campaigns created in pushd; see campaign_defs.go.
+	s.handle("POST /api/campaigns", roleOperator, s.defsRoute(s.createCampaign))
+	s.handle("PUT /api/campaigns/{id}", roleOperator, s.defsRoute(s.editCampaign))
+	s.handle("POST /api/campaigns/{id}/preview", roleOperator, s.defsRoute(s.previewCampaign))
+	s.handle("POST /api/campaigns/{id}/schedule", roleOperator, s.defsRoute(s.scheduleCampaign))
+	s.handle("POST /api/campaigns/{id}/approve", roleOperator, s.defsRoute(s.approveCampaign))
+	s.handle("POST /api/campaigns/{id}/test", roleOperator, s.defsRoute(s.testCampaign))
+
+	s.handle("GET /api/audit", roleOperator, s.getAudit)
 
 	// {level} is global, apns or fcm.
 	s.handle("GET /api/limits", roleViewer, s.getLimits)
@@ -120,30 +130,6 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, errNoRoute)
 }
 
-// campaignList is the answer of GET /api/campaigns.
-type campaignList struct {
-	Campaigns []dispatcher.CampaignInfo `json:"campaigns"`
-}
-
-func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ principal) error {
-	cs, err := s.ctl.Campaigns(r.Context())
-	if err != nil {
-		return err
-	}
-	if cs == nil {
-		cs = []dispatcher.CampaignInfo{} // [] rather than null
-	}
-	return writeJSON(w, http.StatusOK, campaignList{Campaigns: cs})
-}
-
-func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request, _ principal) error {
-	c, err := s.ctl.Campaign(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, c)
-}
-
 // rateRequest is the body of PUT /api/campaigns/{id}/rate.
 type rateRequest struct {
 	// RatePerSecond is required: a number >= 0 (0: no campaign limit), or
@@ -237,7 +223,7 @@ func (s *Server) campaignChange(action string, do func(ctx context.Context, id s
 func (s *Server) change(w http.ResponseWriter, r *http.Request, p principal, action, id string, do func(context.Context) (dispatcher.CampaignInfo, error)) error {
 	before, err := s.ctl.Campaign(r.Context(), id)
 	if err != nil {
-		return err
+		return s.notRunning(r.Context(), id, err)
 	}
 	after, err := do(r.Context())
 	if err != nil {

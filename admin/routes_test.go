@@ -306,7 +306,7 @@ func TestRoutes(t *testing.T) {
 			name: "wrong method on a campaign", req: request{method: "DELETE", path: "/api/campaigns/spring-sale", token: operatorToken},
 			wantStatus: 405, wantError: "method not allowed",
 			check: func(t *testing.T, _ *bundle, w *httptest.ResponseRecorder) {
-				if got := w.Header().Get("Allow"); got != "GET, HEAD" {
+				if got := w.Header().Get("Allow"); got != "GET, HEAD, PUT" {
 					t.Errorf("Allow = %q", got)
 				}
 			},

@@ -79,9 +79,32 @@ type tokenEntry struct {
 // maxTokensFileBytes bounds what is read of the tokens file.
 const maxTokensFileBytes = 1 << 20
 
+// Tokens must carry at least 128 bits: 32 hexadecimal digits, or 22
+// characters of a larger alphabet (base64: 6 bits each). `openssl rand
+// -hex 16` makes one.
+const (
+	minHexTokenLen   = 32
+	minOtherTokenLen = 22
+)
+
+// checkStrength refuses a token shorter than 128 bits' worth.
+func checkStrength(token string) error {
+	hex := !strings.ContainsFunc(token, func(c rune) bool {
+		return !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F')
+	})
+	switch {
+	case hex && len(token) < minHexTokenLen:
+		return fmt.Errorf("token too short: %d hex digits, want at least %d (128 bits; `openssl rand -hex 16` makes one)", len(token), minHexTokenLen)
+	case !hex && len(token) < minOtherTokenLen:
+		return fmt.Errorf("token too short: %d characters, want at least %d, or %d hex digits (128 bits; `openssl rand -hex 16` makes one)", len(token), minOtherTokenLen, minHexTokenLen)
+	}
+	return nil
+}
+
 // parseTokens parses a tokens file: one ROLE:TOKEN per line, blank lines and
-// lines starting with # ignored. Errors name the line, never its content:
-// a line without a role may be a bare token.
+// lines starting with # ignored. A file with no token lines holds no
+// tokens (every request is refused). Errors name the line, never its
+// content: a line without a role may be a bare token.
 func parseTokens(data []byte) ([]tokenEntry, error) {
 	if len(data) > maxTokensFileBytes {
 		return nil, fmt.Errorf("larger than %d bytes", maxTokensFileBytes)
@@ -110,6 +133,9 @@ func parseTokens(data []byte) ([]tokenEntry, error) {
 		case strings.ContainsFunc(token, func(c rune) bool { return c <= ' ' || c == 0x7f }):
 			return nil, fmt.Errorf("line %d: token contains spaces or control characters", n)
 		}
+		if err := checkStrength(token); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
 		sum := sha256.Sum256([]byte(token))
 		if first, dup := firstLine[sum]; dup {
 			return nil, fmt.Errorf("line %d: same token as line %d", n, first)
@@ -119,9 +145,6 @@ func parseTokens(data []byte) ([]tokenEntry, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
-	}
-	if len(entries) == 0 {
-		return nil, errors.New("no tokens")
 	}
 	return entries, nil
 }
@@ -150,6 +173,9 @@ func loadTokenFile(path string, now func() time.Time, logger *slog.Logger) (*tok
 	if err != nil {
 		return nil, err
 	}
+	if len(entries) == 0 {
+		logger.Warn("admin tokens file holds no tokens: every API request is refused until it does", "path", path)
+	}
 	return &tokenFile{path: path, now: now, log: logger, checked: now(), info: info, entries: entries}, nil
 }
 
@@ -166,8 +192,10 @@ func readTokens(path string) ([]tokenEntry, error) {
 }
 
 // current returns the tokens, reloading the file first if it is time to
-// check it and it changed. A file that can't be read or parsed leaves the
-// previous tokens in place.
+// check it and it changed. Revoking must work whatever the operator does
+// to the file, so every failure fails closed: a file that is missing or
+// unreadable, or that has a broken line, leaves no tokens at all (not the
+// previous ones) until it is fixed. See docs/admin.md.
 func (f *tokenFile) current() []tokenEntry {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -187,31 +215,34 @@ func (f *tokenFile) reload() {
 		f.fail(err)
 		return
 	}
-	f.lastErr = ""
 	// Size as well as mtime: a rewrite may keep a coarse mtime. SameFile:
 	// a rename (or a Kubernetes secret's symlink swap) may keep both.
-	if os.SameFile(info, f.info) && info.ModTime().Equal(f.info.ModTime()) && info.Size() == f.info.Size() {
+	if f.info != nil && os.SameFile(info, f.info) && info.ModTime().Equal(f.info.ModTime()) && info.Size() == f.info.Size() {
 		return
 	}
 	entries, err := readTokens(f.path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-			f.fail(err)
-			return
+		f.fail(err)
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, os.ErrPermission) {
+			f.info = info // a bad version: read again only once it changes
 		}
-		f.info = info // log a bad version once, not every second
-		f.log.Error("admin tokens file not reloaded: keeping the previous tokens", "err", err)
 		return
 	}
 	f.info = info
 	f.entries = entries
+	f.lastErr = ""
 	f.log.Info("admin tokens file reloaded", "path", f.path, "tokens", len(entries))
 }
 
+// fail drops every token, and logs err once however often it repeats.
+// f.info is forgotten, so that the file is read again as soon as it is
+// back.
 func (f *tokenFile) fail(err error) {
+	f.entries = nil
+	f.info = nil
 	if msg := err.Error(); msg != f.lastErr {
 		f.lastErr = msg
-		f.log.Error("admin tokens file not reloaded: keeping the previous tokens", "err", err)
+		f.log.Error("admin tokens file not usable: no tokens are accepted until it is fixed", "err", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,20 +19,25 @@ func TestParseTokens(t *testing.T) {
 		wantErr   string
 	}{
 		{name: "roles, comments, blanks, spaces, CRLF",
-			file:      "# tokens\r\n\r\nviewer:v-tok\r\n  operator : o-tok  \n\t# indented comment\nadmin:a:b:c\n",
+			file:      "# tokens\r\n\r\nviewer:v-tok-0123456789abcdefgh\r\n  operator : o-tok-0123456789abcdefgh  \n\t# indented comment\nadmin:a:b:c-0123456789abcdefgh\n",
 			wantRoles: []role{roleViewer, roleOperator, roleAdmin}},
-		{name: "no newline at the end", file: "viewer:v-tok", wantRoles: []role{roleViewer}},
-		{name: "no role", file: "# c\nviewer:v-tok\nsecret-token-abc\n", wantErr: "line 3: want ROLE:TOKEN"},
-		{name: "unknown role", file: "viewer:v-tok\n\nroot:secret-token-abc\n", wantErr: "line 3: unknown role (want viewer, operator or admin)"},
-		{name: "role is case-sensitive", file: "Viewer:secret-token-abc\n", wantErr: "line 1: unknown role"},
+		{name: "no newline at the end", file: "viewer:v-tok-0123456789abcdefgh", wantRoles: []role{roleViewer}},
+		{name: "no role", file: "# c\nviewer:v-tok-0123456789abcdefgh\nsecret-token-abc-0123456789\n", wantErr: "line 3: want ROLE:TOKEN"},
+		{name: "unknown role", file: "viewer:v-tok-0123456789abcdefgh\n\nroot:secret-token-abc-0123456789\n", wantErr: "line 3: unknown role (want viewer, operator or admin)"},
+		{name: "role is case-sensitive", file: "Viewer:secret-token-abc-0123456789\n", wantErr: "line 1: unknown role"},
 		{name: "token with no role, with a colon", file: "secret:token-abc\n", wantErr: "line 1: unknown role"},
-		{name: "empty token", file: "viewer:v-tok\nadmin:  \n", wantErr: "line 2: empty token"},
-		{name: "token with a space", file: "admin:secret token-abc\n", wantErr: "line 1: token contains spaces or control characters"},
-		{name: "token with a control character", file: "admin:secret\x00token-abc\n", wantErr: "line 1: token contains spaces or control characters"},
-		{name: "same token twice", file: "viewer:secret-token-abc\n#\nadmin:secret-token-abc\n", wantErr: "line 3: same token as line 1"},
-		{name: "empty file", file: "", wantErr: "no tokens"},
-		{name: "only comments", file: "# nothing yet\n\n", wantErr: "no tokens"},
-		{name: "too large", file: "viewer:v-tok\n#" + strings.Repeat("x", maxTokensFileBytes), wantErr: "larger than"},
+		{name: "empty token", file: "viewer:v-tok-0123456789abcdefgh\nadmin:  \n", wantErr: "line 2: empty token"},
+		{name: "token with a space", file: "admin:secret token-abc-0123456789\n", wantErr: "line 1: token contains spaces or control characters"},
+		{name: "token with a control character", file: "admin:secret\x00token-abc-0123456789\n", wantErr: "line 1: token contains spaces or control characters"},
+		{name: "same token twice", file: "viewer:secret-token-abc-0123456789\n#\nadmin:secret-token-abc-0123456789\n", wantErr: "line 3: same token as line 1"},
+		{name: "empty file: no tokens", file: "", wantRoles: nil},
+		{name: "only comments: no tokens", file: "# nothing yet\n\n", wantRoles: nil},
+		{name: "31 hex digits", file: "viewer:" + strings.Repeat("a", 32) + "\nadmin:" + strings.Repeat("0", 31) + "\n", wantErr: "line 2: token too short: 31 hex digits, want at least 32"},
+		{name: "32 hex digits", file: "admin:" + strings.Repeat("0", 32) + "\n", wantRoles: []role{roleAdmin}},
+		{name: "21 base64 characters", file: "admin:" + strings.Repeat("Zz_", 7) + "\n", wantErr: "line 1: token too short: 21 characters, want at least 22"},
+		{name: "22 base64 characters", file: "admin:" + strings.Repeat("Zz_", 7) + "x\n", wantRoles: []role{roleAdmin}},
+		{name: "one character", file: "admin:x\n", wantErr: "line 1: token too short"},
+		{name: "too large", file: "viewer:v-tok-0123456789abcdefgh\n#" + strings.Repeat("x", maxTokensFileBytes), wantErr: "larger than"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,27 +143,42 @@ func TestTokensReload(t *testing.T) {
 		t.Errorf("rotated operator token may not pause: %d", w.Code)
 	}
 
-	// A bad file keeps the tokens and is logged once, however often it is
-	// checked.
+	// A bad file revokes every token, not only its broken line's, and is
+	// logged once however often it is checked.
 	writeFile(t, b.tokensFile, "viewer:"+viewerToken+"\noperator "+rotated+"\n")
 	for range 3 {
 		b.clock.Add(time.Second)
-		check("bad file", map[string]int{viewerToken: 200, rotated: 200})
+		check("bad file", map[string]int{viewerToken: 401, rotated: 401})
 	}
 	if n := strings.Count(b.logs.String(), "line 2: want ROLE:TOKEN"); n != 1 {
 		t.Errorf("bad tokens file logged %d times, want once:\n%s", n, b.logs)
 	}
+	// Fixed, they are back.
+	writeFile(t, b.tokensFile, "viewer:"+viewerToken+"\noperator:"+rotated+"\n")
+	b.clock.Add(time.Second)
+	check("fixed", map[string]int{viewerToken: 200, rotated: 200})
 
-	// So does a missing file.
+	// A missing file revokes them too, logged once.
 	if err := os.Remove(b.tokensFile); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
 		b.clock.Add(time.Second)
-		check("missing file", map[string]int{viewerToken: 200, rotated: 200})
+		check("missing file", map[string]int{viewerToken: 401, rotated: 401})
 	}
 	if n := strings.Count(b.logs.String(), "no such file"); n != 1 {
 		t.Errorf("missing tokens file logged %d times, want once", n)
+	}
+
+	// So do an empty file, one with only comments, and one with a weak
+	// token beside good ones.
+	for _, content := range []string{"", "# viewer:" + viewerToken + "\n#operator:" + rotated + "\n", "viewer:" + viewerToken + "\nadmin:short\n"} {
+		writeFile(t, b.tokensFile, "viewer:"+viewerToken+"\n")
+		b.clock.Add(time.Second)
+		check("restored", map[string]int{viewerToken: 200})
+		writeFile(t, b.tokensFile, content)
+		b.clock.Add(time.Second)
+		check(fmt.Sprintf("file %q", content), map[string]int{viewerToken: 401})
 	}
 
 	// A file replaced by rename, as Kubernetes does with secrets.

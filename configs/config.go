@@ -42,6 +42,7 @@ type Config struct {
 	Dispatcher Dispatcher `mapstructure:"dispatcher"`
 	Metrics    Metrics    `mapstructure:"metrics"`
 	Admin      Admin      `mapstructure:"admin"`
+	Scheduler  Scheduler  `mapstructure:"scheduler"`
 	Store      Store      `mapstructure:"store"`
 }
 
@@ -145,6 +146,22 @@ type Admin struct {
 	// MaxAudienceBytes bounds an audience import's CSV, which is
 	// streamed rather than held in memory. Default: 2 GiB.
 	MaxAudienceBytes int64 `mapstructure:"max_audience_bytes"`
+	// RequireApproval: a scheduled console campaign waits for another
+	// user's approval. Default false.
+	RequireApproval bool `mapstructure:"require_approval"`
+	// TimeZone is the IANA zone of a console campaign's send_at when it
+	// names none. Default UTC.
+	TimeZone string `mapstructure:"time_zone"`
+}
+
+// Scheduler configures the scheduler of console campaigns.
+type Scheduler struct {
+	// MaxLate: a campaign whose time passed longer ago than this while no
+	// pushd ran becomes missed and is not sent. Default 1h.
+	MaxLate time.Duration `mapstructure:"max_late"`
+	// Lease is how long an instance holds a campaign it publishes without
+	// renewing it; another takes over after that. Default 30s.
+	Lease time.Duration `mapstructure:"lease"`
 }
 
 // Store configures persistence.
@@ -353,6 +370,11 @@ func (c *Config) Validate() error {
 	if c.Admin.MaxAudienceBytes < 1 {
 		bad("admin.max_audience_bytes", "must be at least 1")
 	}
+	if _, err := time.LoadLocation(c.Admin.TimeZone); err != nil || c.Admin.TimeZone == "" {
+		bad("admin.time_zone", "must be an IANA time zone such as UTC or Asia/Seoul")
+	}
+	duration("scheduler.max_late", c.Scheduler.MaxLate)
+	duration("scheduler.lease", c.Scheduler.Lease)
 	if c.Store.DSN == "" {
 		bad("store.dsn", "must not be empty")
 	}

@@ -29,6 +29,9 @@ func TestLoadExampleFile(t *testing.T) {
 	if defaults.AMQP.URL != "amqp://guest:guest@127.0.0.1:5672/" || defaults.AMQP.Heartbeat != 10*time.Second || defaults.APNs.Workers != 256 {
 		t.Errorf("unexpected defaults: %+v", defaults)
 	}
+	if defaults.Admin.RequireApproval || defaults.Admin.TimeZone != "UTC" || defaults.Scheduler.MaxLate != time.Hour || defaults.Scheduler.Lease != 30*time.Second {
+		t.Errorf("unexpected console campaign defaults: %+v %+v", defaults.Admin, defaults.Scheduler)
+	}
 }
 
 func TestEnvironmentOverrides(t *testing.T) {
@@ -90,6 +93,9 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_RATELIMIT_FCM_PER_SECOND": "-1"}, want: "ratelimit.fcm_per_second"},
 		{env: map[string]string{"PUSHD_RATELIMIT_GLOBAL_BURST": "-2"}, want: "ratelimit.global_burst"},
 		{env: map[string]string{"PUSHD_DISPATCHER_MAX_HOLD": "0s"}, want: "dispatcher.max_hold"},
+		{env: map[string]string{"PUSHD_ADMIN_TIME_ZONE": "Mars/Olympus"}, want: "admin.time_zone"},
+		{env: map[string]string{"PUSHD_SCHEDULER_MAX_LATE": "0s"}, want: "scheduler.max_late"},
+		{env: map[string]string{"PUSHD_SCHEDULER_LEASE": "-1s"}, want: "scheduler.lease"},
 		{file: "apns:\n  keyfile: x\n", want: `unknown key "apns.keyfile"`},
 		{file: "amqp: [\n", want: "config file"},
 	}

@@ -40,6 +40,10 @@ type Config struct {
 	Name string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// HeaderKey seals pushd's own headers (see headerSeal). Every instance
+	// sharing the broker must have the same; empty: a random key of this
+	// process's own.
+	HeaderKey []byte
 }
 
 func (c *Config) setDefaults() {
@@ -110,6 +114,7 @@ type Broker struct {
 	sess    *session
 	changed chan struct{} // closed and replaced whenever sess changes
 
+	seals     *sealer
 	consuming [2]atomic.Bool
 	pubSeq    atomic.Uint64
 	watchers  sync.WaitGroup // goroutines watching channels close
@@ -118,7 +123,9 @@ type Broker struct {
 // New returns a Broker; Run connects it.
 func New(cfg Config, logger *slog.Logger, met Metrics) *Broker {
 	cfg.setDefaults()
-	return &Broker{cfg: cfg, log: logger, met: met, changed: make(chan struct{})}
+	b := &Broker{cfg: cfg, log: logger, met: met, changed: make(chan struct{})}
+	b.seals = newSealer(cfg.HeaderKey, logger.Warn)
+	return b
 }
 
 // session is one live connection with its publishing channel.
@@ -387,6 +394,7 @@ func (b *Broker) Hold(ctx context.Context, lane dispatcher.Lane, body []byte, h 
 			exchange, key = "", delayQueue(laneQueue, max(delayLevel(wait), 0))
 		}
 	}
+	b.seals.seal(headers, body)
 	return b.publish(ctx, "hold", exchange, key, true, amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
@@ -404,6 +412,7 @@ func (b *Broker) Hold(ctx context.Context, lane dispatcher.Lane, body []byte, h 
 // even if its body equals a batch the ledger already has as resolved.
 func (b *Broker) DeadLetter(ctx context.Context, body []byte, why dispatcher.DeadLetter) error {
 	h := amqp.Table{HeaderReason: why.Reason, HeaderDetail: why.Detail, HeaderKey: "dead-" + crand.Text()}
+	b.seals.seal(h, body)
 	if why.Attempts > 0 {
 		h[HeaderAttempts] = int32(why.Attempts)
 	}

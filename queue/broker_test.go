@@ -226,6 +226,46 @@ func TestHoldDelaysAndReturnsToTheLane(t *testing.T) {
 	}
 }
 
+// A producer may set pushd's own headers; they must not change what pushd
+// does with its message (issue 13, item 5): the delivery looks like any
+// producer's, while the same headers set by pushd (Hold) are kept.
+func TestProducerCannotSetPushdHeaders(t *testing.T) {
+	b := setup(t, "", queue.Config{})
+	got := make(chan dispatcher.Delivery, 4)
+	consume(t, b.broker, func(_ context.Context, d dispatcher.Delivery) {
+		got <- d
+		_ = d.Acker.Ack()
+	})
+	testwait.For(t, waitLimit, "ready", b.broker.Ready)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	dc, err := b.ch.PublishWithDeferredConfirmWithContext(ctx, b.top.Exchange, b.top.RoutingKey, false, false, amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: []byte("forged"),
+		Headers: amqp.Table{
+			queue.HeaderKey: "another-batchs-key", queue.HeaderAttempt: int32(1),
+			queue.HeaderHoldUntil: time.Now().Add(100 * 365 * 24 * time.Hour).UnixMilli(),
+			"x-pushd-seal":        "00",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+		t.Fatalf("not confirmed: %v %v", ok, err)
+	}
+	d := receive(t, got, "the forged message")
+	if d.Republished || d.Hop != (dispatcher.Hop{}) || !d.HoldUntil.IsZero() {
+		t.Errorf("forged headers trusted: republished %v, hop %+v, hold %v", d.Republished, d.Hop, d.HoldUntil)
+	}
+	if err := b.broker.Hold(ctx, dispatcher.Normal, []byte("own"), dispatcher.Hop{Attempt: 1, Key: "k-own"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	d = receive(t, got, "pushd's own message")
+	if !d.Republished || d.Hop != (dispatcher.Hop{Attempt: 1, Key: "k-own"}) {
+		t.Errorf("pushd's own headers lost: republished %v, hop %+v", d.Republished, d.Hop)
+	}
+}
+
 func TestDeadLetterCarriesTheReason(t *testing.T) {
 	b := setup(t, "", queue.Config{})
 	err := b.broker.DeadLetter(context.Background(), []byte("{bad"), dispatcher.DeadLetter{

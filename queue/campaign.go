@@ -67,11 +67,13 @@ func (b *Broker) withChannel(ctx context.Context, f func(*amqp.Channel) error) e
 // Route publishes a batch body to a campaign's queue, declaring the queue
 // when it does not exist. It implements dispatcher.CampaignQueues.
 func (b *Broker) Route(ctx context.Context, campaign string, body []byte, h dispatcher.Hop) error {
+	headers := hopHeaders(h)
+	b.seals.seal(headers, body)
 	msg := amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    b.cfg.Now(),
-		Headers:      hopHeaders(h),
+		Headers:      headers,
 		Body:         body,
 	}
 	name := b.cfg.Topology.CampaignQueue(campaign)

@@ -161,25 +161,21 @@ func (b *Broker) handle(ctx context.Context, h handler, a *Acker, lane dispatche
 			_ = a.Requeue()
 		}
 	}()
-	h(ctx, delivery(a.d, lane, a))
+	h(ctx, b.delivery(a.d, lane, a))
 }
 
 // delivery returns what the dispatcher sees of a consumed message: its
-// body and properties, the hop in pushd's headers, and a to resolve it.
-func delivery(d amqp.Delivery, lane dispatcher.Lane, a *Acker) dispatcher.Delivery {
-	attempt, republished := intHeader(d.Headers[HeaderAttempt])
-	key, _ := d.Headers[HeaderKey].(string)
-	var hold time.Time
-	if ms, ok := intHeader(d.Headers[HeaderHoldUntil]); ok && ms > 0 {
-		hold = time.UnixMilli(ms)
-	}
+// body and properties, the hop in pushd's headers when their seal holds,
+// and a to resolve it.
+func (b *Broker) delivery(d amqp.Delivery, lane dispatcher.Lane, a *Acker) dispatcher.Delivery {
+	t := b.seals.open(d.Headers, d.Body, b.cfg.Now())
 	return dispatcher.Delivery{
 		Body:        d.Body,
 		Lane:        lane,
 		MessageID:   d.MessageId,
-		Republished: republished,
-		Hop:         dispatcher.Hop{Attempt: int(attempt), Key: key},
-		HoldUntil:   hold,
+		Republished: t.republished,
+		Hop:         dispatcher.Hop{Attempt: int(t.attempt), Key: t.key},
+		HoldUntil:   t.holdUntil,
 		Acker:       a,
 	}
 }

@@ -18,7 +18,9 @@ FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-2s}
 
 # package:target, every fuzz target in the repository.
 targets=(
+  ./admin:FuzzParseTokens
   ./dispatcher:FuzzDecodeBatch
+  ./queue:FuzzSealedHeaders
   ./push/apns:FuzzRender
   ./push/fcm:FuzzRender
   ./lists:FuzzReadCSV

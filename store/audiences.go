@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"encoding/base32"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,9 @@ import (
 	"github.com/pushd/pushd/lists"
 	"github.com/pushd/pushd/scheduler"
 )
+
+// With schedule.go's Claim, NextFire and Progress.
+var _ scheduler.Store = (*Store)(nil)
 
 // Audience is a stored, reusable recipient list that console campaigns
 // target. Only audiences whose import finished are shown.
@@ -692,12 +694,7 @@ func (s *Store) Audience(ctx context.Context, id string) (Audience, error) {
 	return getAudience(ctx, s.r, id)
 }
 
-// rowQuerier is a database or a transaction.
-type rowQuerier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func getAudience(ctx context.Context, q rowQuerier, id string) (Audience, error) {
+func getAudience(ctx context.Context, q querier, id string) (Audience, error) {
 	a, err := scanAudience(q.QueryRowContext(ctx, sqlAudience, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Audience{}, audienceNotFound(id)
@@ -982,28 +979,13 @@ type audienceAudit struct {
 
 // auditAudience records a change to an audience inside tx, the
 // transaction of the change: the change stands only with its record.
+// before or after is nil for none.
 func (s *Store) auditAudience(ctx context.Context, tx *sql.Tx, actor, action, id string, before, after *Audience) error {
-	js := func(a *Audience) (sql.NullString, error) {
+	js := func(a *Audience) any {
 		if a == nil {
-			return sql.NullString{}, nil
+			return nil
 		}
-		b, err := json.Marshal(audienceAudit(*a))
-		return sql.NullString{String: string(b), Valid: true}, err
+		return audienceAudit(*a)
 	}
-	b, err := js(before)
-	if err != nil {
-		return err
-	}
-	a, err := js(after)
-	if err != nil {
-		return err
-	}
-	seq, err := nextSeq(ctx, tx, seqAuditID)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, sqlInsertAudit, seq, toMillis(s.now()), actor, action, id, b, a); err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	return nil
+	return auditTx(ctx, tx, s.now(), actor, action, id, js(before), js(after))
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -38,8 +39,6 @@ type AuditEntry struct {
 const (
 	sqlInsertAudit = `INSERT INTO audit (id, at, actor, action, target, before, after)
 VALUES ($1, $2, $3, $4, $5, $6, $7)`
-	sqlAuditLog = `SELECT id, at, actor, action, target, before, after
-FROM audit ORDER BY id DESC LIMIT $1`
 )
 
 // Audit appends e to the audit log. e.ID is ignored; e.At defaults to now.
@@ -48,26 +47,11 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	if e.Action == "" {
 		return errors.New("audit: empty action")
 	}
-	before, err := auditJSON(e.Before)
-	if err != nil {
-		return fmt.Errorf("audit %s: before: %w", e.Action, err)
+	if e.At.IsZero() {
+		e.At = s.now()
 	}
-	after, err := auditJSON(e.After)
-	if err != nil {
-		return fmt.Errorf("audit %s: after: %w", e.Action, err)
-	}
-	at := e.At
-	if at.IsZero() {
-		at = s.now()
-	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		id, err := nextSeq(ctx, tx, seqAuditID)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, sqlInsertAudit,
-			id, toMillis(at), e.Actor, e.Action, e.Target, before, after)
-		return err
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return insertAudit(ctx, tx, e)
 	})
 	if err != nil {
 		return fmt.Errorf("audit %s: %w", e.Action, err)
@@ -75,13 +59,89 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	return nil
 }
 
+// insertAudit appends e to the audit log inside tx, the transaction of the
+// change it records. e.At is required.
+func insertAudit(ctx context.Context, tx *sql.Tx, e AuditEntry) error {
+	before, err := auditJSON(e.Before)
+	if err != nil {
+		return fmt.Errorf("before: %w", err)
+	}
+	after, err := auditJSON(e.After)
+	if err != nil {
+		return fmt.Errorf("after: %w", err)
+	}
+	id, err := nextSeq(ctx, tx, seqAuditID)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, sqlInsertAudit,
+		id, toMillis(e.At), e.Actor, e.Action, e.Target, before, after)
+	return err
+}
+
 // AuditLog returns the latest limit entries, newest first
 // (DefaultAuditLimit when limit <= 0).
 func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
+	return s.AuditEntries(ctx, AuditQuery{Limit: limit})
+}
+
+// MaxAuditLimit is the most entries one AuditEntries call returns.
+const MaxAuditLimit = 1000
+
+// AuditQuery selects audit entries. Zero fields select everything.
+type AuditQuery struct {
+	// Actor, Action and Target match exactly.
+	Actor, Action, Target string
+	// Since and Until bound At: Since <= At < Until.
+	Since, Until time.Time
+	// Before is a page cursor: only entries with an ID below it (the
+	// last ID of the previous page).
+	Before int64
+	// Limit: DefaultAuditLimit when <= 0, at most MaxAuditLimit.
+	Limit int
+}
+
+// AuditEntries returns the entries q selects, newest first.
+func (s *Store) AuditEntries(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
+	limit := q.Limit
 	if limit <= 0 {
 		limit = DefaultAuditLimit
 	}
-	rows, err := s.r.QueryContext(ctx, sqlAuditLog, limit)
+	limit = min(limit, MaxAuditLimit)
+	var (
+		where []string
+		args  []any
+	)
+	cond := func(expr string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(expr, len(args)))
+	}
+	if q.Actor != "" {
+		cond("actor = $%d", q.Actor)
+	}
+	if q.Action != "" {
+		cond("action = $%d", q.Action)
+	}
+	if q.Target != "" {
+		cond("target = $%d", q.Target)
+	}
+	if !q.Since.IsZero() {
+		cond("at >= $%d", toMillis(q.Since))
+	}
+	if !q.Until.IsZero() {
+		cond("at < $%d", toMillis(q.Until))
+	}
+	if q.Before > 0 {
+		cond("id < $%d", q.Before)
+	}
+	query := `SELECT id, at, actor, action, target, before, after FROM audit`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, limit)
+	query += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
+
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}

@@ -115,3 +115,51 @@ func TestAuditRejects(t *testing.T) {
 		t.Errorf("AuditLog = %v, %v; want empty", got, err)
 	}
 }
+
+func TestAuditEntriesFilters(t *testing.T) {
+	s, b := setup(t)
+	ctx := context.Background()
+	start := b.clock.Now()
+	for i, e := range []AuditEntry{
+		{Actor: "a", Action: "campaign.create", Target: "x"},
+		{Actor: "b", Action: "campaign.create", Target: "y"},
+		{Actor: "a", Action: "campaign.cancel", Target: "x"},
+		{Actor: "a", Action: "campaign.create", Target: "z"},
+	} {
+		e.At = start.Add(time.Duration(i) * time.Minute)
+		if err := s.Audit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	targets := func(q AuditQuery) string {
+		t.Helper()
+		es, err := s.AuditEntries(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		for _, e := range es {
+			out += e.Target
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name string
+		q    AuditQuery
+		want string
+	}{
+		{"all, newest first", AuditQuery{}, "zxyx"},
+		{"actor", AuditQuery{Actor: "a"}, "zxx"},
+		{"action", AuditQuery{Action: "campaign.create"}, "zyx"},
+		{"target and actor", AuditQuery{Target: "x", Actor: "a"}, "xx"},
+		{"since until", AuditQuery{Since: start.Add(time.Minute), Until: start.Add(3 * time.Minute)}, "xy"},
+		{"first page", AuditQuery{Limit: 2}, "zx"},
+		{"next page", AuditQuery{Limit: 2, Before: 3}, "yx"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := targets(tt.q); got != tt.want {
+				t.Errorf("targets = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

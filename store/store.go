@@ -1,7 +1,8 @@
 // Package store persists pushd's shared state in SQL: campaigns (control
-// state and counters), the blacklist and whitelist with the log of their
-// changes, and the admin audit log. It implements dispatcher.CampaignStore
-// and lists.Source.
+// state and counters), the definitions of campaigns created in pushd and
+// the scheduler's leases on them, the blacklist and whitelist with the log
+// of their changes, and the admin audit log. It implements
+// dispatcher.CampaignStore, lists.Source and the scheduler's store.
 //
 // SQLite (pure Go, modernc.org/sqlite, no cgo) is the embedded default; a
 // PostgreSQL backend for several instances is planned, so every statement
@@ -21,6 +22,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -76,6 +78,9 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("open store: create directory: %w", err)
+	}
+	if err := createPrivate(path, logger); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 
 	w, err := sql.Open("sqlite", sqliteURI(path, false))
@@ -252,3 +257,23 @@ func addSeq(ctx context.Context, tx *sql.Tx, name string, n int64) (int64, error
 func toMillis(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// createPrivate creates the database file readable and writable by its
+// owner only (0600), if it does not exist: SQLite creates its -wal and
+// -shm files with the database file's mode, so they are private too. The
+// store holds audiences, lists and the seal key of pushd's AMQP headers.
+// An existing file that others may read is left as it is, with a warning.
+func createPrivate(path string, logger *slog.Logger) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		return f.Close()
+	case !errors.Is(err, fs.ErrExist):
+		return err
+	}
+	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
+		logger.Warn("store file is readable or writable by other users; chmod 600 it (and its -wal and -shm files)",
+			"path", path, "mode", fmt.Sprintf("%04o", info.Mode().Perm()))
+	}
+	return nil
+}

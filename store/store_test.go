@@ -226,3 +226,36 @@ func TestDataSurvivesReopen(t *testing.T) {
 		t.Errorf("rev after reopen = %d, want > %d", after.Rev, want.Rev)
 	}
 }
+
+// The database and its -wal and -shm files are the owner's only (issue 13,
+// item 9), whatever the umask; an existing file others can read is
+// warned about.
+func TestStoreFilesArePrivate(t *testing.T) {
+	s, b := setup(t)
+	if err := s.Audit(context.Background(), AuditEntry{Actor: "t", Action: "x", Target: "y"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		info, err := os.Stat(b.path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := info.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s: mode %04o, want 0600", filepath.Base(b.path+suffix), perm)
+		}
+	}
+
+	shared := filepath.Join(t.TempDir(), "shared.db")
+	if err := os.WriteFile(shared, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	s2, err := Open(context.Background(), shared, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s2.Close()
+	if !strings.Contains(logs.String(), "chmod 600") {
+		t.Errorf("no warning about a 0644 store file: %s", logs.String())
+	}
+}

@@ -119,6 +119,14 @@ actions:
   cancel ID            stop for good; the rest is counted as cancelled
   rate ID N            set the campaign's rate to N per second (0: no limit)
   rate ID default      go back to the rate given in the campaign's messages
+
+console campaigns (created in pushd):
+  create -file F.json  create a draft from a JSON file (see docs/campaigns.md)
+  edit ID -file F.json change a draft or scheduled campaign (absent fields stay)
+  preview ID           the rendered APNs and FCM payloads and their sizes
+  test ID              send the draft now to the whitelisted devices
+  schedule ID          schedule it (or ask for approval, if that is on)
+  approve ID           approve a campaign someone else scheduled
 `, getenv, stdout)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -138,27 +146,30 @@ actions:
 		return nil
 	}
 	path := func(id string) string { return "/api/campaigns/" + url.PathEscape(id) }
-	var info dispatcher.CampaignInfo
+	var info json.RawMessage
 	switch rest[0] {
 	case "list":
 		if err := need(1); err != nil {
 			return err
 		}
 		var list struct {
-			Campaigns []dispatcher.CampaignInfo `json:"campaigns"`
+			Campaigns []struct {
+				dispatcher.CampaignInfo
+				Source string `json:"source"`
+			} `json:"campaigns"`
 		}
 		if err := a.do(ctx, "GET", "/api/campaigns", "", nil, &list); err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATUS\tRATE/S\tRECEIVED\tSENT\tFAILED\tFILTERED\tDROPPED\tCANCELLED\tIN FLIGHT")
+		fmt.Fprintln(tw, "ID\tSOURCE\tSTATUS\tRATE/S\tRECEIVED\tSENT\tFAILED\tFILTERED\tDROPPED\tCANCELLED\tIN FLIGHT")
 		for _, c := range list.Campaigns {
 			r := "-"
 			if c.RatePerSecond > 0 {
 				r = strconv.FormatFloat(c.RatePerSecond, 'f', -1, 64)
 			}
 			n := c.Counters
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", c.ID, c.Status, r, n.Received, n.Sent, n.Failed, n.Filtered, n.Dropped, n.Cancelled, c.InFlight)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", c.ID, c.Source, c.Status, r, n.Received, n.Sent, n.Failed, n.Filtered, n.Dropped, n.Cancelled, c.InFlight)
 		}
 		return tw.Flush()
 	case "show":
@@ -168,7 +179,22 @@ actions:
 		if err := a.do(ctx, "GET", path(rest[1]), "", nil, &info); err != nil {
 			return err
 		}
-	case "pause", "resume", "cancel":
+	case "create", "edit":
+		method, p, flagArgs := "POST", "/api/campaigns", rest[1:]
+		if rest[0] == "edit" {
+			if len(rest) < 2 {
+				return errors.New("campaigns edit: want an ID")
+			}
+			method, p, flagArgs = "PUT", path(rest[1]), rest[2:]
+		}
+		body, err := campaignFile(rest[0], flagArgs, stdout)
+		if err != nil {
+			return err
+		}
+		if err := a.do(ctx, method, p, "application/json", bytes.NewReader(body), &info); err != nil {
+			return err
+		}
+	case "pause", "resume", "cancel", "preview", "test", "schedule", "approve":
 		if err := need(2); err != nil {
 			return err
 		}
@@ -195,7 +221,32 @@ actions:
 	default:
 		return fmt.Errorf("campaigns: unknown action %q", rest[0])
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(info)
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, info, "", "  "); err != nil {
+		return fmt.Errorf("campaigns %s: answer: %w", rest[0], err)
+	}
+	buf.WriteByte('\n')
+	_, err := stdout.Write(buf.Bytes())
+	return err
+}
+
+// campaignFile reads the -file of campaigns create or edit.
+func campaignFile(action string, args []string, stdout io.Writer) ([]byte, error) {
+	fs := flag.NewFlagSet("pushctl campaigns "+action, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	file := fs.String("file", "", "the campaign as JSON: id, name, notification, audience, rate_per_second, send_at, time_zone, recipient_time_zone")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if *file == "" || fs.NArg() > 0 {
+		return nil, fmt.Errorf("campaigns %s: want -file FILE.json", action)
+	}
+	b, err := os.ReadFile(*file)
+	if err != nil {
+		return nil, fmt.Errorf("campaigns %s: %w", action, err)
+	}
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("campaigns %s: %s is not valid JSON", action, *file)
+	}
+	return b, nil
 }

@@ -6,6 +6,9 @@
 //	pushctl campaigns list                    campaigns, through the admin API
 //	pushctl campaigns pause|resume|cancel ID
 //	pushctl campaigns rate ID 500
+//	pushctl campaigns create -file campaign.json   a console campaign (draft)
+//	pushctl campaigns preview|test|schedule|approve ID
+//	pushctl audit -action campaign.cancel     the audit log
 //	pushctl lists show|entries blacklist      the lists, through the admin API
 //	pushctl lists import blacklist FILE.csv [-replace]
 //	pushctl lists export blacklist [FILE.csv]
@@ -43,10 +46,11 @@ const usage = `usage: pushctl <command> [flags]
 
 commands:
   enqueue     publish batches (from a file, or a synthetic campaign) with publisher confirms
-  campaigns   list, show, pause, resume, cancel campaigns and change their rate (admin API)
+  campaigns   list, show, create, preview, test, schedule, approve, pause, resume, cancel campaigns and change their rate (admin API)
   lists       show, add to, remove from, import (CSV) and export the blacklist and whitelist (admin API)
   audiences   import (CSV), list, show, export and delete stored audiences (admin API)
   limits      show and change the global and provider rate limits at run time (admin API)
+  audit       the audit log, newest first, with filters (admin API)
 
 Run "pushctl <command> -h" for the flags of a command.
 `
@@ -67,6 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return audiencesCommand(ctx, args[1:], getenv, stdin, stdout)
 	case "limits":
 		return limitsCommand(ctx, args[1:], getenv, stdout)
+	case "audit":
+		return auditCommand(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -21,8 +21,8 @@ import (
 )
 
 const (
-	operatorToken = "op-secret-token"
-	viewerToken   = "view-secret-token"
+	operatorToken = "op-secret-token-0123456789ab"
+	viewerToken   = "view-secret-token-0123456789"
 )
 
 // withAdmin adds a tokens file and short campaign bookkeeping to the

@@ -68,8 +68,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	metrics.ListSizes(reg, func(l string) int { return ls.Len(lists.Name(l)) }, ls.Rev)
 	logger.Info("lists loaded", "blacklist", ls.Len(lists.Blacklist), "whitelist", ls.Len(lists.Whitelist))
 
+	// Shared by every instance of the store, so that any of them trusts
+	// the headers another one published.
+	sealKey, err := st.Secret(ctx, "amqp_header_seal", 32)
+	if err != nil {
+		return fmt.Errorf("store.dsn: %w", err)
+	}
 	broker := queue.New(queue.Config{
-		URL: cfg.AMQP.URL,
+		URL:       cfg.AMQP.URL,
+		HeaderKey: sealKey,
 		Topology: queue.Topology{
 			Exchange:       cfg.AMQP.Exchange,
 			RoutingKey:     cfg.AMQP.RoutingKey,
@@ -132,6 +139,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxImportBytes:   cfg.Admin.MaxImportBytes,
 		Audiences:        audienceStore{st},
 		MaxAudienceBytes: cfg.Admin.MaxAudienceBytes,
+		Campaigns:        st,
+		RequireApproval:  cfg.Admin.RequireApproval,
+		TimeZone:         cfg.Admin.TimeZone,
+		AuditLog:         auditor{st},
 	}, disp, auditor{st}, logger.With("component", "admin"))
 	if err != nil {
 		return fmt.Errorf("admin.tokens_file: %w", err)
@@ -213,11 +224,25 @@ func (b blacklister) AddListEntries(ctx context.Context, entries []lists.Entry) 
 	return n, err
 }
 
-// auditor records the admin module's changes in the store.
+// auditor records the admin module's changes in the store, and reads
+// them back.
 type auditor struct{ st *store.Store }
 
 func (a auditor) Audit(ctx context.Context, e admin.AuditEntry) error {
 	return a.st.Audit(ctx, store.AuditEntry{At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Before: e.Before, After: e.After})
+}
+
+func (a auditor) AuditEntries(ctx context.Context, q admin.AuditQuery) ([]admin.AuditRecord, error) {
+	es, err := a.st.AuditEntries(ctx, store.AuditQuery{Actor: q.Actor, Action: q.Action, Target: q.Target,
+		Since: q.Since, Until: q.Until, Before: q.Before, Limit: q.Limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.AuditRecord, len(es))
+	for i, e := range es {
+		out[i] = admin.AuditRecord{ID: e.ID, AuditEntry: admin.AuditEntry{At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Before: e.Before, After: e.After}}
+	}
+	return out, nil
 }
 
 func newLogger(c configs.Log, w io.Writer) *slog.Logger {

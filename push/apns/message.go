@@ -57,7 +57,7 @@ func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error)
 	if len(n.CollapseKey) > maxCollapseID {
 		return nil, fmt.Errorf("apns: collapse_key is %d bytes, APNs allows %d", len(n.CollapseKey), maxCollapseID)
 	}
-	payload, err := renderPayload(n, pushType == string(apns2.PushTypeBackground))
+	payload, err := RenderPayload(n)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +79,12 @@ func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error)
 		m.ttl = ttl
 	}
 	return m, nil
+}
+
+// RenderPayload returns the APNs payload JSON of n, byte for byte as the
+// Sender sends it (see Prepare), without checking its size.
+func RenderPayload(n *dispatcher.Notification) ([]byte, error) {
+	return renderPayload(n, n.APNs.PushType == string(apns2.PushTypeBackground))
 }
 
 // priority maps a pushd priority to apns-priority. Apple requires 5 for

@@ -36,6 +36,26 @@ type message struct {
 // dispatcher.MaxPayloadBytes, and with another error for a data key FCM
 // reserves.
 func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error) {
+	tmpl, b, err := render(n)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > dispatcher.MaxPayloadBytes {
+		return nil, fmt.Errorf("%w: fcm message is %d bytes, limit %d", dispatcher.ErrPayloadTooLarge, len(b), dispatcher.MaxPayloadBytes)
+	}
+	return &message{s: s, tmpl: tmpl}, nil
+}
+
+// RenderMessage returns the FCM v1 message JSON of n as the Sender sends
+// it (see Prepare), without the token and the {"message": ...} envelope,
+// and without checking its size.
+func RenderMessage(n *dispatcher.Notification) ([]byte, error) {
+	_, b, err := render(n)
+	return b, err
+}
+
+// render builds the message template of n and its JSON encoding.
+func render(n *dispatcher.Notification) (messaging.Message, []byte, error) {
 	var tmpl messaging.Message
 	if n.Title != "" || n.Body != "" {
 		tmpl.Notification = &messaging.Notification{Title: n.Title, Body: n.Body}
@@ -44,11 +64,11 @@ func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error)
 		tmpl.Data = make(map[string]string, len(n.Data))
 		for k, v := range n.Data {
 			if reservedDataKey(k) {
-				return nil, fmt.Errorf("fcm: data key %q is reserved by FCM", k)
+				return tmpl, nil, fmt.Errorf("fcm: data key %q is reserved by FCM", k)
 			}
 			s, err := dataValue(v)
 			if err != nil {
-				return nil, fmt.Errorf("fcm: data key %q: %w", k, err)
+				return tmpl, nil, fmt.Errorf("fcm: data key %q: %w", k, err)
 			}
 			tmpl.Data[k] = s
 		}
@@ -74,12 +94,9 @@ func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error)
 	// included), minus the token and the {"message":...} envelope.
 	b, err := json.Marshal(&tmpl)
 	if err != nil {
-		return nil, fmt.Errorf("fcm: encode message: %w", err)
+		return tmpl, nil, fmt.Errorf("fcm: encode message: %w", err)
 	}
-	if len(b) > dispatcher.MaxPayloadBytes {
-		return nil, fmt.Errorf("%w: fcm message is %d bytes, limit %d", dispatcher.ErrPayloadTooLarge, len(b), dispatcher.MaxPayloadBytes)
-	}
-	return &message{s: s, tmpl: tmpl}, nil
+	return tmpl, b, nil
 }
 
 // reservedDataKey reports whether FCM refuses k as a data key: "from",
