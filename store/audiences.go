@@ -380,7 +380,7 @@ func (imp *audienceImport) run(ctx context.Context, r io.Reader) error {
 		if err := imp.add(rec, line); err != nil {
 			return err
 		}
-		if len(imp.pending[0])+len(imp.pending[1]) >= audienceTxRows {
+		if len(imp.pending[0])+len(imp.pending[1]) >= imp.s.importTxRows {
 			if err := imp.flush(ctx); err != nil {
 				return err
 			}

@@ -138,9 +138,16 @@ func bigCSV(n int, tail string) (csv string, distinct int) {
 	return b.String(), distinct
 }
 
+// smallTransactions makes s import in transactions of 512 members, so
+// that tests cross several with small files.
+func smallTransactions(s *Store) int {
+	s.importTxRows = 512
+	return s.importTxRows
+}
+
 func TestImportAudienceManyTransactions(t *testing.T) {
 	s, _ := setup(t)
-	n := 3*audienceTxRows + 17
+	n := 3*smallTransactions(s) + 17
 	in, distinct := bigCSV(n, "")
 	a := mustImportAudience(t, s, "big", in)
 	if a.Recipients != int64(distinct) || a.IOS+a.Android != a.Recipients || memberCount(t, s, a.ID) != distinct {
@@ -206,23 +213,24 @@ func TestImportAudienceErrors(t *testing.T) {
 func TestImportAudienceFailsAfterChunks(t *testing.T) {
 	s, _ := setup(t)
 	ctx := context.Background()
-	in, _ := bigCSV(2*audienceTxRows+5, "ios,bad,u,\n")
+	txRows := smallTransactions(s)
+	in, _ := bigCSV(2*txRows+5, "ios,bad,u,\n")
 	_, err := s.ImportAudience(ctx, "big", "operator:alice", strings.NewReader(in))
-	if want := fmt.Sprintf("line %d: token: ", 2*audienceTxRows+7); err == nil || !strings.HasPrefix(err.Error(), want) {
+	if want := fmt.Sprintf("line %d: token: ", 2*txRows+7); err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("ImportAudience = %v, want %q...", err, want)
 	}
 	var id string
 	if err := s.r.QueryRow(`SELECT id FROM audiences WHERE state = 'deleted'`).Scan(&id); err != nil {
 		t.Fatalf("the failed audience: %v", err)
 	}
-	if n := memberCount(t, s, id); n < audienceTxRows {
-		t.Fatalf("%d members written before the bad line, want at least %d", n, audienceTxRows)
+	if n := memberCount(t, s, id); n < txRows {
+		t.Fatalf("%d members written before the bad line, want at least %d", n, txRows)
 	}
 	if _, err := s.Audience(ctx, id); !errors.Is(err, dispatcher.ErrNotFound) {
 		t.Errorf("Audience(failed) = %v, want not found", err)
 	}
 	n, err := s.CleanAudiences(ctx, time.Time{})
-	if err != nil || n < audienceTxRows || memberCount(t, s, id) != 0 {
+	if err != nil || n < txRows || memberCount(t, s, id) != 0 {
 		t.Errorf("CleanAudiences = %d, %v; %d members left", n, err, memberCount(t, s, id))
 	}
 	if log, _ := s.AuditLog(ctx, 10); len(log) != 0 {

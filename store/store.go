@@ -55,6 +55,8 @@ type Store struct {
 
 	bulkMu sync.Mutex
 	bulk   int // imports running with bulkWrites
+
+	importTxRows int // audienceTxRows; fewer in tests
 }
 
 // Open opens the store named by dsn, creating it if missing, and brings
@@ -96,7 +98,7 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 
-	s := &Store{w: w, now: time.Now}
+	s := &Store{w: w, now: time.Now, importTxRows: audienceTxRows}
 	applied, err := migrate(ctx, w, migrationFiles, s.now)
 	if err != nil {
 		_ = w.Close()
