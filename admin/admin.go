@@ -1,6 +1,7 @@
 // Package admin serves pushd's admin API: JSON over HTTP to look at
 // campaigns and to change their rate, pause, resume or cancel them, and to
-// manage the blacklist and whitelist (entries, CSV import and export), to
+// manage the blacklist and whitelist (entries, CSV import and export) and
+// the audiences (stored recipient lists, imported and exported as CSV), to
 // create, preview, test, schedule and approve campaigns in pushd itself
 // (console campaigns), and to read the audit log. Every
 // request needs a bearer token from a tokens file (roles viewer, operator,
