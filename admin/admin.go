@@ -1,6 +1,7 @@
 // Package admin serves pushd's admin API: JSON over HTTP to look at
 // campaigns and to change their rate, pause, resume or cancel them, and to
-// manage the blacklist and whitelist (entries, CSV import and export), to
+// manage the blacklist and whitelist (entries, CSV import and export) and
+// the audiences (stored recipient lists, imported and exported as CSV), to
 // create, preview, test, schedule and approve campaigns in pushd itself
 // (console campaigns), and to read the audit log. Every
 // request needs a bearer token from a tokens file (roles viewer, operator,
@@ -13,6 +14,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,6 +95,12 @@ type Config struct {
 	OnListChange func(lists.Name)
 	// MaxImportBytes bounds the body of a CSV import. Default: 256 MiB.
 	MaxImportBytes int64
+	// Audiences keeps the audiences. Default: none, and then the audience
+	// routes answer 503.
+	Audiences AudienceStore
+	// MaxAudienceBytes bounds the body of an audience import, which is
+	// streamed (ten million recipients are about 1 GiB). Default: 2 GiB.
+	MaxAudienceBytes int64
 	// Now is the clock, for audit entries and tokens file checks. Default:
 	// time.Now.
 	Now func() time.Time
@@ -144,6 +152,8 @@ type Server struct {
 	maxImport    int64
 	importing    chan struct{} // holds a value while an import runs
 
+	audiences       AudienceStore // nil: the audience routes answer 503
+	maxAudience     int64
 	defs            CampaignDefs // nil: console campaign routes answer 503
 	tests           TestSender   // nil: test sends answer 503
 	requireApproval bool
@@ -171,6 +181,8 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		maxImport:    cfg.MaxImportBytes,
 		importing:    make(chan struct{}, 1),
 
+		audiences:       cfg.Audiences,
+		maxAudience:     cmp.Or(max(cfg.MaxAudienceBytes, 0), defaultMaxAudienceBytes),
 		defs:            cfg.Campaigns,
 		tests:           cfg.Tests,
 		requireApproval: cfg.RequireApproval,

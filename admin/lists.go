@@ -50,10 +50,9 @@ const (
 	// the server's read and write timeouts, which are meant for small JSON
 	// requests.
 	importTimeout = 15 * time.Minute
-	// exportWriteTimeout is how long an export may take to write the next
-	// exportDeadlineEvery entries; the deadline moves on as it progresses.
-	exportWriteTimeout  = time.Minute
-	exportDeadlineEvery = 1000
+	// exportWriteTimeout is how long an export may take to write the
+	// next bytes; the deadline moves on as it progresses.
+	exportWriteTimeout = time.Minute
 )
 
 // listHandler handles a request to an existing list.
@@ -393,67 +392,47 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// exportList streams the list as CSV, entry by entry. A failure before
-// anything is sent is answered as usual; after that, the response is cut
-// short so that the client sees an error rather than a partial file.
+// exportList streams the list as CSV, entry by entry.
 func (s *Server) exportList(w http.ResponseWriter, r *http.Request, _ principal, list lists.Name) error {
-	h := w.Header()
-	h.Set("Content-Type", "text/csv; charset=utf-8")
-	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": string(list) + ".csv"}))
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
-
-	// An export lasts as long as the list is long: the server's write
-	// timeout is replaced by a deadline that moves on as entries are
-	// written. (Unsupported only by test recorders: ignored.)
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Now().Add(exportWriteTimeout))
-
-	cw := &countingWriter{w: w}
-	err := func() error {
-		csvw, err := lists.NewCSVWriter(cw)
-		if err != nil {
-			return err
-		}
-		n := 0
-		err = s.lists.EachEntry(r.Context(), list, func(e lists.Entry) error {
-			if n++; n%exportDeadlineEvery == 0 {
-				_ = rc.SetWriteDeadline(time.Now().Add(exportWriteTimeout))
+	return s.streamCSV(w, r, string(list)+".csv", func(w io.Writer) error {
+		err := func() error {
+			csvw, err := lists.NewCSVWriter(w)
+			if err != nil {
+				return err
 			}
-			return csvw.Write(e)
-		})
+			if err := s.lists.EachEntry(r.Context(), list, csvw.Write); err != nil {
+				return err
+			}
+			return csvw.Flush()
+		}()
 		if err != nil {
-			return err
+			// %v: not the client's fault, even if err wraps
+			// lists.ErrInvalid (a stored entry that CSVWriter refuses).
+			return fmt.Errorf("export %s: %v", list, err)
 		}
-		return csvw.Flush()
-	}()
-	if err == nil {
 		return nil
-	}
-	if cw.n == 0 {
-		// %v: not the client's fault, even if err wraps lists.ErrInvalid
-		// (a stored entry that CSVWriter refuses).
-		h.Del("Content-Disposition")
-		return fmt.Errorf("export %s: %v", list, err)
-	}
-	if r.Context().Err() == nil {
-		s.log.ErrorContext(r.Context(), "admin list export failed after it began; response cut short",
-			"list", list, "bytes_sent", cw.n, "err", err)
-	}
-	panic(http.ErrAbortHandler)
+	})
 }
 
-// countingWriter counts the bytes written through it.
+// countingWriter counts the bytes written through it and, when move is
+// set, calls it every exportWriteTimeout/4 while writes go on (to move a
+// write deadline on).
 type countingWriter struct {
-	w io.Writer
-	n int64
+	w     io.Writer
+	n     int64
+	moved time.Time
+	move  func(now time.Time)
 }
 
 func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	c.n += int64(n)
+	if c.move != nil {
+		if now := time.Now(); now.Sub(c.moved) >= exportWriteTimeout/4 {
+			c.move(now)
+			c.moved = now
+		}
+	}
 	return n, err
 }
 

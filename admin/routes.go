@@ -44,6 +44,12 @@ func (s *Server) routes() {
 	s.handle("DELETE /api/lists/{name}/entries", roleOperator, s.listRoute(s.removeListEntries))
 	s.handleBody("POST /api/lists/{name}/import", roleOperator, s.maxImport, s.listRoute(s.importList))
 	s.handle("GET /api/lists/{name}/export", roleViewer, s.listRoute(s.exportList))
+
+	s.handleBody("POST /api/audiences", roleOperator, s.maxAudience, s.audienceRoute(s.importAudience))
+	s.handle("GET /api/audiences", roleViewer, s.audienceRoute(s.listAudiences))
+	s.handle("GET /api/audiences/{id}", roleViewer, s.audienceRoute(s.getAudience))
+	s.handle("GET /api/audiences/{id}/export", roleViewer, s.audienceRoute(s.exportAudience))
+	s.handle("DELETE /api/audiences/{id}", roleOperator, s.audienceRoute(s.deleteAudience))
 }
 
 // apiHandler handles an authenticated request allowed for p. It writes the

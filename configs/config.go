@@ -145,6 +145,9 @@ type Admin struct {
 	Addr           string `mapstructure:"addr"`
 	TokensFile     string `mapstructure:"tokens_file"`
 	MaxImportBytes int64  `mapstructure:"max_import_bytes"`
+	// MaxAudienceBytes bounds an audience import's CSV, which is
+	// streamed rather than held in memory. Default: 2 GiB.
+	MaxAudienceBytes int64 `mapstructure:"max_audience_bytes"`
 	// RequireApproval: a scheduled console campaign waits for another
 	// user's approval. Default false.
 	RequireApproval bool `mapstructure:"require_approval"`
@@ -369,6 +372,9 @@ func (c *Config) Validate() error {
 	file("admin.tokens_file", c.Admin.TokensFile)
 	if c.Admin.MaxImportBytes < 1 {
 		bad("admin.max_import_bytes", "must be at least 1")
+	}
+	if c.Admin.MaxAudienceBytes < 1 {
+		bad("admin.max_audience_bytes", "must be at least 1")
 	}
 	if _, err := time.LoadLocation(c.Admin.TimeZone); err != nil || c.Admin.TimeZone == "" {
 		bad("admin.time_zone", "must be an IANA time zone such as UTC or Asia/Seoul")

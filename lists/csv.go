@@ -55,7 +55,9 @@ func (e *LineError) Unwrap() error { return e.Err }
 // one entry a line. Header names, kinds and platforms are read without
 // case and surrounding spaces; values and reasons are taken as they are.
 // Empty lines, and lines whose fields are all empty, are skipped; a UTF-8
-// byte order mark at the start is ignored. A file with just the header
+// byte order mark at the start is ignored. Values and reasons that
+// CSVWriter escaped against spreadsheet formulas are read back as they
+// were (UnescapeFormula). A file with just the header
 // holds no entries.
 //
 // Every entry is checked with Entry.Validate; the whole input is refused
@@ -106,8 +108,8 @@ func ReadCSV(r io.Reader, list Name) ([]Entry, error) {
 			List:     list,
 			Kind:     Kind(normalize(rec[cols[colKind]])),
 			Platform: normalize(rec[cols[colPlatform]]),
-			Value:    rec[cols[colValue]],
-			Reason:   rec[cols[colReason]],
+			Value:    UnescapeFormula(rec[cols[colValue]]),
+			Reason:   UnescapeFormula(rec[cols[colReason]]),
 		}
 		if msg := e.problem(); msg != "" {
 			line, _ := cr.FieldPos(0)
@@ -181,8 +183,9 @@ func csvError(err error, rec []string) error {
 }
 
 // CSVWriter writes the entries of a list as CSV that ReadCSV reads back:
-// the header CSVHeader, then one line an entry. It buffers: call Flush at
-// the end.
+// the header CSVHeader, then one line an entry. Values and reasons that a
+// spreadsheet would run as a formula are escaped with EscapeFormula. It
+// buffers: call Flush at the end.
 type CSVWriter struct {
 	w   *csv.Writer
 	rec [nColumns]string
@@ -205,9 +208,9 @@ func (c *CSVWriter) Write(e Entry) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, msg)
 	}
 	c.rec[colKind] = string(e.Kind)
-	c.rec[colValue] = e.Value
+	c.rec[colValue] = EscapeFormula(e.Value)
 	c.rec[colPlatform] = e.Platform
-	c.rec[colReason] = e.Reason
+	c.rec[colReason] = EscapeFormula(e.Reason)
 	return c.w.Write(c.rec[:])
 }
 
@@ -216,4 +219,38 @@ func (c *CSVWriter) Write(e Entry) error {
 func (c *CSVWriter) Flush() error {
 	c.w.Flush()
 	return c.w.Error()
+}
+
+// formulaStart reports whether a spreadsheet reads a cell that starts with
+// c as a formula (OWASP, "CSV Injection").
+func formulaStart(c byte) bool {
+	switch c {
+	case '=', '+', '-', '@', '\t', '\r':
+		return true
+	}
+	return false
+}
+
+// EscapeFormula returns s as it is safe to write in a CSV cell that a
+// spreadsheet may open: a value that starts with =, +, -, @, a tab or a
+// carriage return gets a single quote in front, as OWASP recommends, so
+// that it is shown as text rather than run. Values that start with single
+// quotes followed by one of those get one more quote, so that
+// UnescapeFormula undoes EscapeFormula exactly. Other values are returned
+// as they are.
+func EscapeFormula(s string) string {
+	if rest := strings.TrimLeft(s, "'"); rest != "" && formulaStart(rest[0]) {
+		return "'" + s
+	}
+	return s
+}
+
+// UnescapeFormula undoes EscapeFormula: UnescapeFormula(EscapeFormula(s))
+// is s for every s. A value that EscapeFormula leaves alone is returned as
+// it is.
+func UnescapeFormula(s string) string {
+	if rest := strings.TrimLeft(s, "'"); len(rest) < len(s) && rest != "" && formulaStart(rest[0]) {
+		return s[1:]
+	}
+	return s
 }

@@ -201,6 +201,71 @@ func TestCSVWriter(t *testing.T) {
 	}
 }
 
+// TestCSVWriterEscapesFormulas checks that values and reasons a
+// spreadsheet would run as formulas are written with a quote in front
+// (issue 13, item 4), and read back as they were.
+func TestCSVWriterEscapesFormulas(t *testing.T) {
+	entries := []Entry{
+		user(Blacklist, `=HYPERLINK("http://x")`, "+1"),
+		user(Blacklist, "-2", "@SUM(A1)"),
+		user(Blacklist, "'=already quoted", "''+twice"),
+		user(Blacklist, "'plain", "a=b"),
+	}
+	var buf bytes.Buffer
+	w, err := NewCSVWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := w.Write(e); err != nil {
+			t.Fatalf("Write(%v): %v", e, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := "kind,value,platform,reason\n" +
+		`user,"'=HYPERLINK(""http://x"")",,'+1` + "\n" +
+		"user,'-2,,'@SUM(A1)\n" +
+		"user,''=already quoted,,'''+twice\n" +
+		"user,'plain,,a=b\n"
+	if buf.String() != want {
+		t.Errorf("wrote\n%s\nwant\n%s", buf.String(), want)
+	}
+	got, err := ReadCSV(&buf, Blacklist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, entries) {
+		t.Errorf("read back\n%q\nwant\n%q", got, entries)
+	}
+}
+
+func TestEscapeFormula(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", ""},
+		{"abc", "abc"},
+		{"a=b", "a=b"},
+		{"'", "'"},
+		{"'abc", "'abc"},
+		{"=1+2", "'=1+2"},
+		{"+1", "'+1"},
+		{"-1", "'-1"},
+		{"@x", "'@x"},
+		{"\tx", "'\tx"},
+		{"\rx", "'\rx"},
+		{"'=x", "''=x"},
+		{"''-x", "'''-x"},
+	} {
+		if got := EscapeFormula(tt.in); got != tt.want {
+			t.Errorf("EscapeFormula(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if got := UnescapeFormula(EscapeFormula(tt.in)); got != tt.in {
+			t.Errorf("UnescapeFormula(EscapeFormula(%q)) = %q", tt.in, got)
+		}
+	}
+}
+
 type failWriter struct{ err error }
 
 func (w failWriter) Write([]byte) (int, error) { return 0, w.err }

@@ -501,7 +501,8 @@ func upsertEntries(ctx context.Context, tx *sql.Tx, n int, entry func(i int) lis
 			e := entry(i)
 			args = append(args, string(e.List), string(e.Kind), e.Platform, e.Value, e.Reason, at)
 		}
-		return b.exec(ctx, hi-lo, args)
+		_, err := b.exec(ctx, hi-lo, args)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("write entries: %w", err)
@@ -556,7 +557,8 @@ func recordChanges(ctx context.Context, tx *sql.Tx, op lists.Op, entries []lists
 			args = append(args, first+int64(lo+i), string(op),
 				string(e.List), string(e.Kind), e.Platform, e.Value, e.Reason, at)
 		}
-		return b.exec(ctx, hi-lo, args)
+		_, err := b.exec(ctx, hi-lo, args)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("record changes: %w", err)
@@ -660,17 +662,23 @@ func (b *bulk) stmt(ctx context.Context, rows int) (*sql.Stmt, error) {
 	return b.full, nil
 }
 
-func (b *bulk) exec(ctx context.Context, rows int, args []any) error {
+// exec runs the statement for rows rows and returns how many rows it
+// changed.
+func (b *bulk) exec(ctx context.Context, rows int, args []any) (int64, error) {
 	st, err := b.stmt(ctx, rows)
+	var res sql.Result
 	switch {
 	case err != nil:
-		return err
+		return 0, err
 	case st != nil:
-		_, err = st.ExecContext(ctx, args...)
+		res, err = st.ExecContext(ctx, args...)
 	default:
-		_, err = b.tx.ExecContext(ctx, b.m.sql(rows), args...)
+		res, err = b.tx.ExecContext(ctx, b.m.sql(rows), args...)
 	}
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 func (b *bulk) query(ctx context.Context, rows int, args []any) (*sql.Rows, error) {

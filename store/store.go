@@ -1,7 +1,7 @@
 // Package store persists pushd's shared state in SQL: campaigns (control
 // state and counters), the definitions of campaigns created in pushd and
-// the scheduler's leases on them, the blacklist and whitelist with the log
-// of their changes, and the admin audit log. It implements
+// the scheduler's leases on them, the audiences they target, the blacklist
+// and whitelist with the log of their changes, and the admin audit log. It implements
 // dispatcher.CampaignStore, lists.Source and the scheduler's store.
 //
 // SQLite (pure Go, modernc.org/sqlite, no cgo) is the embedded default; a
@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -51,6 +52,11 @@ type Store struct {
 	w   *sql.DB // writes: exactly one connection
 	r   *sql.DB // reads: several read-only connections
 	now func() time.Time
+
+	bulkMu sync.Mutex
+	bulk   int // imports running with bulkWrites
+
+	importTxRows int // audienceTxRows; fewer in tests
 }
 
 // Open opens the store named by dsn, creating it if missing, and brings
@@ -92,7 +98,7 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 
-	s := &Store{w: w, now: time.Now}
+	s := &Store{w: w, now: time.Now, importTxRows: audienceTxRows}
 	applied, err := migrate(ctx, w, migrationFiles, s.now)
 	if err != nil {
 		_ = w.Close()
@@ -188,6 +194,7 @@ func sqliteURI(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
+		q.Add("_pragma", "temp_store(MEMORY)")
 	}
 	return "file:" + (&url.URL{Path: filepath.ToSlash(path)}).EscapedPath() + "?" + q.Encode()
 }

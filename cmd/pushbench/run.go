@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ type config struct {
 	latency, timeout       time.Duration
 	only                   string
 	blacklist              int
+	audience               int
 	json                   bool
 }
 
@@ -67,6 +69,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "time limit of one contender's run in one round")
 	fs.StringVar(&c.only, "only", "", "run only one contender: bare, pushd or pushd+blacklist")
 	fs.IntVar(&c.blacklist, "blacklist", 0, "also run pushd+blacklist: pushd with a blacklist of `N` random entries loaded")
+	fs.IntVar(&c.audience, "audience", 0, "instead of the rounds, import an audience of `N` generated recipients through pushd's admin API and report the time and pushd's RSS")
 	fs.BoolVar(&c.json, "json", false, "also print the results as JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -86,6 +89,10 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		return nil, fmt.Errorf("-timeout %v: must be positive", c.timeout)
 	case c.only != "" && c.only != bare && c.only != pushd && c.only != pushdBlacklist:
 		return nil, fmt.Errorf("-only %q: want bare, pushd or pushd+blacklist", c.only)
+	case c.audience < 0:
+		return nil, fmt.Errorf("-audience %d: must be 0 or more", c.audience)
+	case c.audience > 0 && (c.only != "" || c.blacklist > 0):
+		return nil, errors.New("-audience runs no rounds: -only and -blacklist do not apply")
 	case c.blacklist < 0:
 		return nil, fmt.Errorf("-blacklist %d: must be 0 or more", c.blacklist)
 	case c.only == pushdBlacklist && c.blacklist == 0:
@@ -123,7 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	for _, bin := range []struct{ flag, path string }{{"-pushsim", cfg.pushsim}, {"-pushd", cfg.pushd}} {
-		if bin.flag == "-pushd" && cfg.only == bare {
+		if bin.flag == "-pushd" && cfg.only == bare && cfg.audience == 0 {
 			continue
 		}
 		if _, err := os.Stat(bin.path); err != nil {
@@ -155,6 +162,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	b := &bench{cfg: cfg, dir: dir, sim: s, roots: roots, poll: newPoller(s.url, roots), tck: clockTicks()}
 	defer b.poll.close()
+
+	if cfg.audience > 0 {
+		res, err := b.runAudience(ctx, cfg.audience, stdout)
+		if err != nil {
+			return fmt.Errorf("audience: %w", err)
+		}
+		fmt.Fprintf(stdout, "audience: %s\n", res)
+		if cfg.json {
+			out, _ := json.Marshal(res)
+			fmt.Fprintf(stdout, "%s\n", out)
+		}
+		return nil
+	}
 
 	rep := &report{
 		Command:   "pushbench " + shellJoin(args),

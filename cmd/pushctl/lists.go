@@ -55,39 +55,16 @@ CSV files have the header kind,value,platform,reason.
 		return errors.New("lists: no action")
 	}
 	action := rest[0]
-	usage, ok := map[string]struct {
-		min, max int // arguments after the action
-		flags    []string
-	}{
+	err = checkAction(fs, "lists", rest, map[string]actionSpec{
 		"show":    {1, 1, nil},
 		"entries": {1, 1, []string{"limit"}},
 		"add":     {3, 3, []string{"platform", "reason"}},
 		"remove":  {3, 3, []string{"platform"}},
 		"import":  {2, 2, []string{"replace"}},
 		"export":  {1, 2, nil},
-	}[action]
-	if !ok {
-		return fmt.Errorf("lists: unknown action %q", action)
-	}
-	if n := len(rest) - 1; n < usage.min || n > usage.max {
-		want := fmt.Sprint(usage.min)
-		if usage.max > usage.min {
-			want += " or " + fmt.Sprint(usage.max)
-		}
-		return fmt.Errorf("lists %s: want %s argument(s), got %d (pushctl lists -h)", action, want, n)
-	}
-	var badFlag error
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "admin", "token", "token-file":
-		default:
-			if !slices.Contains(usage.flags, f.Name) && badFlag == nil {
-				badFlag = fmt.Errorf("lists %s: -%s does not apply", action, f.Name)
-			}
-		}
 	})
-	if badFlag != nil {
-		return badFlag
+	if err != nil {
+		return err
 	}
 	if *limit < 0 {
 		return fmt.Errorf("lists entries: -limit %d: want 0 (all) or more", *limit)
@@ -199,16 +176,11 @@ func listEntries(ctx context.Context, a *adminClient, path string, limit int, st
 
 // listImport sends a CSV file (- for stdin) as it reads it.
 func listImport(ctx context.Context, a *adminClient, path, name, file string, replace bool, stdin io.Reader, stdout io.Writer) error {
-	// The file streams: no closer, so that stdin is left open.
-	var body io.Reader = stdin
-	if file != "-" {
-		f, err := os.Open(file)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		body = f
+	body, closeBody, err := openInput(file, stdin)
+	if err != nil {
+		return err
 	}
+	defer closeBody()
 	path += "/import"
 	if replace {
 		path += "?replace=true"
@@ -224,7 +196,7 @@ func listImport(ctx context.Context, a *adminClient, path, name, file string, re
 		_, err := fmt.Fprintf(stdout, "%s: replaced with %d entries\n", name, res.Imported)
 		return err
 	}
-	_, err := fmt.Fprintf(stdout, "%s: %d entries imported\n", name, res.Imported)
+	_, err = fmt.Fprintf(stdout, "%s: %d entries imported\n", name, res.Imported)
 	return err
 }
 
@@ -253,6 +225,55 @@ func listExport(ctx context.Context, a *adminClient, path, name, file string, st
 	}
 	_, err = fmt.Fprintf(stdout, "%s: exported to %s\n", name, file)
 	return err
+}
+
+// actionSpec is what an action of a command takes: min to max arguments
+// after the action, and the flags of the command that apply to it (the
+// admin API's always do).
+type actionSpec struct {
+	min, max int
+	flags    []string
+}
+
+// checkAction checks the action rest[0] of command, the number of its
+// arguments, and that only flags that apply to it were set in fs.
+func checkAction(fs *flag.FlagSet, command string, rest []string, specs map[string]actionSpec) error {
+	action := rest[0]
+	spec, ok := specs[action]
+	if !ok {
+		return fmt.Errorf("%s: unknown action %q", command, action)
+	}
+	if n := len(rest) - 1; n < spec.min || n > spec.max {
+		want := fmt.Sprint(spec.min)
+		if spec.max > spec.min {
+			want += " or " + fmt.Sprint(spec.max)
+		}
+		return fmt.Errorf("%s %s: want %s argument(s), got %d (pushctl %s -h)", command, action, want, n, command)
+	}
+	var badFlag error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "admin", "token", "token-file":
+		default:
+			if !slices.Contains(spec.flags, f.Name) && badFlag == nil {
+				badFlag = fmt.Errorf("%s %s: -%s does not apply", command, action, f.Name)
+			}
+		}
+	})
+	return badFlag
+}
+
+// openInput opens file for reading, or returns stdin for "-" (which close
+// leaves open).
+func openInput(file string, stdin io.Reader) (r io.Reader, close func(), err error) {
+	if file == "-" {
+		return stdin, func() {}, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { _ = f.Close() }, nil
 }
 
 // parseInterspersed parses flags that may come before, between or after

@@ -23,23 +23,31 @@ const exportCSV = "kind,value,platform,reason\nuser,u-1,,opt_out\ntoken,abc,ios,
 // asked), and records each request as
 // "METHOD PATH?QUERY CONTENT-TYPE BODY".
 type fakeListsAPI struct {
+	requestLog
+}
+
+// requestLog checks the token of the requests to a fake admin API and
+// records each as "METHOD PATH?QUERY CONTENT-TYPE BODY".
+type requestLog struct {
 	mu   sync.Mutex
 	reqs []string
 }
 
-func (f *fakeListsAPI) Requests() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.reqs...)
+func (l *requestLog) Requests() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.reqs...)
 }
 
-func (f *fakeListsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// record records r and returns its body, or answers 401 and returns
+// false when its token is not "tok".
+func (l *requestLog) record(w http.ResponseWriter, r *http.Request) (body []byte, ok bool) {
 	if r.Header.Get("Authorization") != "Bearer tok" {
 		w.WriteHeader(401)
 		_, _ = w.Write([]byte(`{"error":"invalid token"}`))
-		return
+		return nil, false
 	}
-	body, _ := io.ReadAll(r.Body)
+	body, _ = io.ReadAll(r.Body)
 	line := r.Method + " " + r.URL.EscapedPath()
 	if r.URL.RawQuery != "" {
 		line += "?" + r.URL.RawQuery
@@ -50,9 +58,17 @@ func (f *fakeListsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength == -1 {
 		line += " (streamed)"
 	}
-	f.mu.Lock()
-	f.reqs = append(f.reqs, strings.TrimSpace(line+" "+string(body)))
-	f.mu.Unlock()
+	l.mu.Lock()
+	l.reqs = append(l.reqs, strings.TrimSpace(line+" "+string(body)))
+	l.mu.Unlock()
+	return body, true
+}
+
+func (f *fakeListsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, ok := f.record(w, r)
+	if !ok {
+		return
+	}
 
 	answer := func(v any) { _ = json.NewEncoder(w).Encode(v) }
 	switch r.Method + " " + r.URL.Path {
@@ -104,16 +120,23 @@ func (f *fakeListsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func setupListsCLI(t *testing.T) (api *fakeListsAPI, run1 func(stdin string, args ...string) (string, error)) {
 	t.Helper()
 	api = &fakeListsAPI{}
+	return api, setupCLI(t, "lists", api)
+}
+
+// setupCLI serves api and returns a function that runs pushctl command
+// against it with the token "tok", args and stdin, and returns its output.
+func setupCLI(t *testing.T, command string, api http.Handler) func(stdin string, args ...string) (string, error) {
+	t.Helper()
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("tok\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return api, func(stdin string, args ...string) (string, error) {
+	return func(stdin string, args ...string) (string, error) {
 		t.Helper()
 		var out bytes.Buffer
-		err := run(t.Context(), append([]string{"lists", "-admin", srv.URL, "-token-file", tokenFile}, args...),
+		err := run(t.Context(), append([]string{command, "-admin", srv.URL, "-token-file", tokenFile}, args...),
 			func(string) string { return "" }, strings.NewReader(stdin), &out)
 		return out.String(), err
 	}

@@ -13,6 +13,8 @@
 //	pushctl lists import blacklist FILE.csv [-replace]
 //	pushctl lists export blacklist [FILE.csv]
 //	pushctl lists add|remove blacklist token VALUE -platform ios
+//	pushctl audiences import -name NAME FILE.csv   stored recipient lists
+//	pushctl audiences list|show ID|export ID [FILE.csv]|delete ID
 //
 // Connection settings come from flags or the same environment variables as
 // pushd (PUSHD_AMQP_URL, PUSHD_AMQP_EXCHANGE, ...).
@@ -46,6 +48,7 @@ commands:
   enqueue     publish batches (from a file, or a synthetic campaign) with publisher confirms
   campaigns   list, show, create, preview, test, schedule, approve, pause, resume, cancel campaigns and change their rate (admin API)
   lists       show, add to, remove from, import (CSV) and export the blacklist and whitelist (admin API)
+  audiences   import (CSV), list, show, export and delete stored audiences (admin API)
   limits      show and change the global and provider rate limits at run time (admin API)
   audit       the audit log, newest first, with filters (admin API)
 
@@ -64,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return campaigns(ctx, args[1:], getenv, stdout)
 	case "lists":
 		return listsCommand(ctx, args[1:], getenv, stdin, stdout)
+	case "audiences":
+		return audiencesCommand(ctx, args[1:], getenv, stdin, stdout)
 	case "limits":
 		return limitsCommand(ctx, args[1:], getenv, stdout)
 	case "audit":

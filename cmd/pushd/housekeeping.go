@@ -13,8 +13,14 @@ import (
 // reloads the lists whole.
 const listChangesKept = 24 * time.Hour
 
+// staleAudienceImport is how long after its start an audience import
+// that has not finished counts as dead (its pushd stopped): longer than
+// the admin module lets one run.
+const staleAudienceImport = 2 * time.Hour
+
 // housekeeping prunes the store every hour until ctx ends: the list change
-// log, and the dedup ledger rows older than ledgerKept.
+// log, the dedup ledger rows older than ledgerKept, and the members of
+// deleted audiences and of dead imports.
 func housekeeping(ctx context.Context, st *store.Store, ledgerKept time.Duration, logger *slog.Logger) error {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
@@ -29,6 +35,9 @@ func housekeeping(ctx context.Context, st *store.Store, ledgerKept time.Duration
 		})
 		prune(logger, "ledger rows", func() (int, error) {
 			return st.PruneLedger(ctx, time.Now().Add(-ledgerKept))
+		})
+		prune(logger, "audience members", func() (int, error) {
+			return st.CleanAudiences(ctx, time.Now().Add(-staleAudienceImport))
 		})
 	}
 }

@@ -6,7 +6,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -21,18 +20,8 @@ import (
 // importCSV posts a CSV file to a list's import endpoint.
 func (h *harness) importCSV(d *daemon, list, csv string) {
 	h.t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+d.admin+"/api/lists/"+list+"/import", strings.NewReader(csv))
-	req.Header.Set("Authorization", "Bearer "+operatorToken)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		var e map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		h.t.Fatalf("import %s: %d %v", list, resp.StatusCode, e)
+	if code, body := h.postCSV(d, "/api/lists/"+list+"/import", csv); code != 200 {
+		h.t.Fatalf("import %s: %d %s", list, code, body)
 	}
 }
 

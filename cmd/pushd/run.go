@@ -136,11 +136,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 				logger.Error("cannot apply list change; the poll will retry", "list", list, "err", err)
 			}
 		},
-		MaxImportBytes:  cfg.Admin.MaxImportBytes,
-		Campaigns:       st,
-		RequireApproval: cfg.Admin.RequireApproval,
-		TimeZone:        cfg.Admin.TimeZone,
-		AuditLog:        auditor{st},
+		MaxImportBytes:   cfg.Admin.MaxImportBytes,
+		Audiences:        audienceStore{st},
+		MaxAudienceBytes: cfg.Admin.MaxAudienceBytes,
+		Campaigns:        st,
+		RequireApproval:  cfg.Admin.RequireApproval,
+		TimeZone:         cfg.Admin.TimeZone,
+		AuditLog:         auditor{st},
 	}, disp, auditor{st}, logger.With("component", "admin"))
 	if err != nil {
 		return fmt.Errorf("admin.tokens_file: %w", err)
