@@ -450,7 +450,7 @@ func (r *campaignRun) notBeforeOf(first Recipient) (*time.Time, error) {
 	}
 	at, ok := r.notBefore[first.TimeZone]
 	if !ok {
-		t, set, err := zoneNotBefore(r.c.SendAt, r.c.TimeZone, first.TimeZone)
+		t, set, err := NotBefore(r.c.SendAt, r.c.TimeZone, first.TimeZone)
 		if err != nil {
 			return nil, fmt.Errorf("%w: not_before of zone %q: %v", errPermanent, first.TimeZone, err)
 		}
@@ -592,38 +592,4 @@ func (s *Scheduler) SendTest(ctx context.Context, testID string, notification js
 		recipients = recipients[k:]
 	}
 	return devices, nil
-}
-
-// zoneNotBefore returns send_at's instant for recipients in recipientZone
-// ("" for the campaign's zone): the wall time read in that zone (an RFC
-// 3339 send_at: its instant for the campaign's zone, its wall clock in a
-// recipient's own zone), and false for "" (at once).
-//
-// It stands in for NotBefore of scheduler/sendat.go (the send_at rules,
-// written beside this file), which should replace it.
-func zoneNotBefore(sendAt, zone, recipientZone string) (time.Time, bool, error) {
-	if sendAt == "" {
-		return time.Time{}, false, nil
-	}
-	own := recipientZone != ""
-	if !own {
-		recipientZone = zone
-	}
-	loc, err := time.LoadLocation(recipientZone)
-	if err != nil || recipientZone == "" {
-		return time.Time{}, false, fmt.Errorf("time zone %q: want an IANA name", recipientZone)
-	}
-	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05"} {
-		if t, err := time.ParseInLocation(layout, sendAt, loc); err == nil {
-			return t, true, nil
-		}
-	}
-	t, err := time.Parse(time.RFC3339, sendAt)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("send_at %q: not a wall time or RFC 3339", sendAt)
-	}
-	if !own {
-		return t, true, nil
-	}
-	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), loc), true, nil
 }

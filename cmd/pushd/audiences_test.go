@@ -17,16 +17,8 @@ import (
 // the status and the answer.
 func (h *harness) postCSV(d *daemon, path, body string) (int, string) {
 	h.t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+d.admin+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+operatorToken)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	code, answer := h.call(d, "POST", path, operatorToken, "text/csv", strings.NewReader(body))
+	return code, string(answer)
 }
 
 func TestAudienceImportExportDelete(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/pushd/pushd/lists"
 	"github.com/pushd/pushd/metrics"
 	"github.com/pushd/pushd/queue"
+	"github.com/pushd/pushd/scheduler"
 	"github.com/pushd/pushd/store"
 )
 
@@ -126,6 +128,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("metrics.addr: %w", err)
 	}
+	owner, _ := os.Hostname()
+	sched, err := scheduler.New(scheduler.Config{
+		Store:     st,
+		Publisher: broker,
+		// Unique per process: a restarted pushd takes its own campaigns
+		// over like any other instance, once their lease runs out.
+		Owner:    fmt.Sprintf("%s/%d/%s", owner, os.Getpid(), rand.Text()[:8]),
+		LeaseFor: cfg.Scheduler.Lease,
+		MaxLate:  cfg.Scheduler.MaxLate,
+		Metrics:  metrics.NewScheduler(reg),
+		Logger:   logger.With("component", "scheduler"),
+	})
+	if err != nil {
+		return err
+	}
 	adm, err := admin.New(admin.Config{
 		TokensFile: cfg.Admin.TokensFile,
 		Lists:      st,
@@ -140,6 +157,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Audiences:        audienceStore{st},
 		MaxAudienceBytes: cfg.Admin.MaxAudienceBytes,
 		Campaigns:        st,
+		Tests:            testSender{st: st, sched: sched},
+		OnSchedule:       sched.Wake,
 		RequireApproval:  cfg.Admin.RequireApproval,
 		TimeZone:         cfg.Admin.TimeZone,
 		AuditLog:         auditor{st},
@@ -169,6 +188,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		_ = g.Wait()
 		return err
 	}
+	// The scheduler stops publishing as soon as shutdown begins, and hands
+	// its leases back (through the store, closed after g.Wait).
+	schedCtx, stopSched := context.WithCancel(bg)
+	defer stopSched()
+	g.Go(func() error { return sched.Run(schedCtx) })
 	g.Go(func() error { return msrv.Run(serveCtx) })
 	g.Go(func() error { return adm.Run(serveCtx, aln) })
 	g.Go(func() error { return ls.Run(serveCtx) })
@@ -192,6 +216,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case <-failed.Done():
 		logger.Error("a component failed; shutting down")
 	}
+	stopSched()
 	deadline, cancel := context.WithTimeout(bg, cfg.Dispatcher.ShutdownTimeout)
 	defer cancel()
 	if err := disp.Stop(deadline); err != nil {
