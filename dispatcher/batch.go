@@ -8,6 +8,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/pushd/pushd/internal/safetext"
 )
 
 // Schema is the value of the "schema" field of every batch this version of
@@ -253,10 +255,8 @@ func checkID(field, id string) error {
 	if len(id) > MaxIDLength {
 		return schemaErr(field, "longer than %d bytes", MaxIDLength)
 	}
-	for _, c := range id {
-		if c < 0x20 || c == 0x7f {
-			return schemaErr(field, "contains a control character")
-		}
+	if err := safetext.Check(id); err != nil {
+		return schemaErr(field, "%v", err)
 	}
 	return nil
 }

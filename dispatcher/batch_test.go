@@ -95,6 +95,9 @@ func TestDecodeBatchErrors(t *testing.T) {
 		{"expiry before start", replace(`"2026-11-27T22:00:00+09:00"`, `"2026-11-25T22:00:00+09:00"`), ErrSchema, "expires_at"},
 		{"recipients not array", replace(validBatch[strings.Index(validBatch, `"recipients"`):strings.Index(validBatch, `],`)+1], `"recipients": {}`), ErrSchema, "recipients"},
 		{"control char id", replace(`"spring-sale/000017"`, `"a\u0001b"`), ErrSchema, "control character"},
+		{"bidi override in the campaign id", replace(`"id": "spring-sale"`, `"id": "sale-\u202Etxt.exe"`), ErrSchema, "campaign.id: bidirectional formatting character U+202E"},
+		{"C1 control in the batch id", replace(`"spring-sale/000017"`, `"a\u0085b"`), ErrSchema, "batch_id: C1 control character U+0085"},
+		{"invalid UTF-8 in the campaign id", replace(`"id": "spring-sale"`, "\"id\": \"sale\xff\""), ErrSchema, "campaign.id: replacement character U+FFFD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

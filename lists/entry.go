@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pushd/pushd/internal/safetext"
 )
 
 // Name names a list.
@@ -104,11 +106,9 @@ func (e Entry) rowProblem() string {
 	if len(e.Reason) > MaxReasonLength {
 		return fmt.Sprintf("reason longer than %d bytes", MaxReasonLength)
 	}
-	for _, s := range []string{e.Value, e.Reason} {
-		for _, c := range s {
-			if c < 0x20 || c == 0x7f {
-				return fmt.Sprintf("control character in %q", s)
-			}
+	for field, s := range map[string]string{"value": e.Value, "reason": e.Reason} {
+		if err := safetext.Check(s); err != nil {
+			return fmt.Sprintf("%s %q: %v", field, s, err)
 		}
 	}
 	return ""

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/internal/safetext"
 	"github.com/pushd/pushd/scheduler"
 )
 
@@ -341,8 +342,8 @@ func checkDefFields(d scheduler.Definition) error {
 		return invalid("id", "empty")
 	case len(d.ID) > dispatcher.MaxIDLength:
 		return invalid("id", "longer than %d bytes", dispatcher.MaxIDLength)
-	case strings.ContainsFunc(d.ID, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return invalid("id", "contains a control character")
+	case safetext.Check(d.ID) != nil:
+		return invalid("id", "%v", safetext.Check(d.ID))
 	case !json.Valid(d.Notification):
 		return invalid("notification", "not valid JSON")
 	case d.AudienceID == "":
