@@ -89,6 +89,7 @@ func TestReadCSVErrors(t *testing.T) {
 		{"reason too long", header + "user,u-1,," + strings.Repeat("r", MaxReasonLength+1) + "\n", Blacklist, `line 2: reason longer than 200 bytes`, ErrInvalid, 2},
 		{"control character", header + "user,\"u\x01\",,\n", Blacklist, `line 2: value "u\x01": control character U+0001 at byte 1`, ErrInvalid, 2},
 		{"newline in a value", header + "user,u-1,,ok\nuser,\"u\n2\",,\n", Blacklist, `line 3: value "u\n2": control character U+000A at byte 1`, ErrInvalid, 3},
+		{"formula as a token", header + "token,=1+2,ios,\n", Blacklist, `line 2: token "=1+2": a device token cannot start with "="`, ErrInvalid, 2},
 		{"bidi override", header + "user,\"invoice-\u202Egpj.exe\",,\n", Blacklist, `line 2: value "invoice-\u202egpj.exe": bidirectional formatting character U+202E at byte 8`, ErrInvalid, 2},
 		{"invalid UTF-8", header + "token,\"ab\xffcd\",ios,\n", Blacklist, `line 2: value "ab\xffcd": not valid UTF-8`, ErrInvalid, 2},
 		{"C1 control in a reason", header + "user,u-1,,\"why\u0085\"\n", Blacklist, `line 2: reason "why\u0085": C1 control character U+0085 at byte 3`, ErrInvalid, 2},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pushd/pushd/internal/safetext"
@@ -99,6 +100,12 @@ func (e Entry) rowProblem() string {
 	}
 	if e.Value == "" {
 		return "empty value"
+	}
+	if e.Kind == Token && strings.ContainsAny(e.Value[:1], "=+@\t\r") {
+		// No APNs or FCM token starts so; a value that does is a
+		// spreadsheet formula, not a token. ("-" is left to export
+		// escaping: FCM's alphabet has it.)
+		return fmt.Sprintf("token %q: a device token cannot start with %q", e.Value, e.Value[:1])
 	}
 	if len(e.Value) > MaxValueLength {
 		return fmt.Sprintf("value longer than %d bytes", MaxValueLength)
