@@ -142,23 +142,11 @@ func TestCSVRoundTrip(t *testing.T) {
 		user(Whitelist, "ユーザー", "\u00e9"),
 		user(Whitelist, strings.Repeat("v", MaxValueLength), strings.Repeat("r", MaxReasonLength)),
 	}
-	var buf bytes.Buffer
-	w, err := NewCSVWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if err := w.Write(e); err != nil {
-			t.Fatalf("Write(%v): %v", e, err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	buf := writeCSV(t, entries)
 	if first, _, _ := strings.Cut(buf.String(), "\n"); first != strings.Join(CSVHeader, ",") {
 		t.Errorf("header %q, want %q", first, strings.Join(CSVHeader, ","))
 	}
-	got, err := ReadCSV(&buf, Whitelist)
+	got, err := ReadCSV(buf, Whitelist)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,19 +203,7 @@ func TestCSVWriterEscapesFormulas(t *testing.T) {
 		user(Blacklist, "'=already quoted", "''+twice"),
 		user(Blacklist, "'plain", "a=b"),
 	}
-	var buf bytes.Buffer
-	w, err := NewCSVWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if err := w.Write(e); err != nil {
-			t.Fatalf("Write(%v): %v", e, err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	buf := writeCSV(t, entries)
 	want := "kind,value,platform,reason\n" +
 		`user,"'=HYPERLINK(""http://x"")",,'+1` + "\n" +
 		"user,'-2,,'@SUM(A1)\n" +
@@ -236,7 +212,7 @@ func TestCSVWriterEscapesFormulas(t *testing.T) {
 	if buf.String() != want {
 		t.Errorf("wrote\n%s\nwant\n%s", buf.String(), want)
 	}
-	got, err := ReadCSV(&buf, Blacklist)
+	got, err := ReadCSV(buf, Blacklist)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,4 +301,23 @@ func FuzzReadCSV(f *testing.F) {
 			t.Fatalf("round trip: %q, want %q", again, entries)
 		}
 	})
+}
+
+// writeCSV writes entries with a CSVWriter and returns what it wrote.
+func writeCSV(t *testing.T, entries []Entry) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := NewCSVWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := w.Write(e); err != nil {
+			t.Fatalf("Write(%v): %v", e, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return &buf
 }
