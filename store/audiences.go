@@ -304,6 +304,9 @@ const (
 // checkpointed every 1000 pages. The defaults come back after, so that
 // pushd's memory stays flat the rest of the time.
 func (s *Store) bulkWrites(ctx context.Context) (restore func(), err error) {
+	if s.dialect == dialectPostgres {
+		return func() {}, nil // SQLite's page cache and WAL only
+	}
 	set := func(ctx context.Context, cacheKiB, checkpoint int) error {
 		_, err := s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", cacheKiB))
 		if err == nil {

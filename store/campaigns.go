@@ -214,7 +214,7 @@ func (s *Store) AddCampaignCounters(ctx context.Context, deltas map[string]dispa
 	slices.Sort(ids)
 
 	var unknown []string
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeShared(ctx, func(tx *sql.Tx) error {
 		unknown = unknown[:0]
 		stmt, err := tx.PrepareContext(ctx, sqlAddCampaignCounters)
 		if err != nil {

@@ -58,7 +58,7 @@ func (s *Store) RecordLedger(ctx context.Context, entries map[string]dispatcher.
 	}
 	slices.Sort(keys) // a fixed order: no lock-order deadlocks in PostgreSQL
 	now := toMillis(s.now())
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.writeShared(ctx, func(tx *sql.Tx) error {
 		for _, k := range keys {
 			e := entries[k]
 			if _, err := tx.ExecContext(ctx, sqlLedgerUpsert, k,

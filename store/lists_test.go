@@ -145,7 +145,7 @@ func TestListMigrationFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := reopen(t, &testBundle{path: path, clock: newClock()})
+	s := reopen(t, &testBundle{path: path, dsn: path, clock: newClock()})
 	var versions []int64
 	for _, r := range migrationRows(t, s) {
 		versions = append(versions, r.version)

@@ -81,11 +81,19 @@ const (
 	sqlRecordVersion   = `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`
 )
 
+// migrationDB is what migrate needs: a *sql.DB, or a *sql.Conn that holds
+// a lock.
+type migrationDB interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
 // migrate applies the migrations in fsys that db lacks, in order, each in
 // its own transaction, and returns the versions it applied. It fails,
 // changing nothing, if db records a version fsys does not have: the store
 // was migrated by a newer pushd.
-func migrate(ctx context.Context, db *sql.DB, fsys fs.FS, now func() time.Time) ([]int64, error) {
+func migrate(ctx context.Context, db migrationDB, fsys fs.FS, now func() time.Time) ([]int64, error) {
 	ms, err := loadMigrations(fsys)
 	if err != nil {
 		return nil, err
@@ -120,7 +128,7 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS, now func() time.Time) 
 	return done, nil
 }
 
-func appliedVersions(ctx context.Context, db *sql.DB) ([]int64, error) {
+func appliedVersions(ctx context.Context, db migrationDB) ([]int64, error) {
 	rows, err := db.QueryContext(ctx, sqlAppliedVersions)
 	if err != nil {
 		return nil, fmt.Errorf("read schema_migrations: %w", err)
@@ -142,7 +150,7 @@ func appliedVersions(ctx context.Context, db *sql.DB) ([]int64, error) {
 
 // applyMigration runs m in a transaction and records it. It reports false
 // if another process applied m first.
-func applyMigration(ctx context.Context, db *sql.DB, m migration, now func() time.Time) (bool, error) {
+func applyMigration(ctx context.Context, db migrationDB, m migration, now func() time.Time) (bool, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("migration %s: begin: %w", m.name, err)

@@ -216,7 +216,7 @@ func TestOpenRejectsNewerSchema(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(ctx, b.path, testLogger(t))
+	s2, err := Open(ctx, b.dsn, testLogger(t))
 	if err == nil {
 		_ = s2.Close()
 		t.Fatal("Open of a store with schema version 9999 succeeded")

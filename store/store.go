@@ -32,12 +32,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
-
-// ErrPostgresNotImplemented is returned by Open for a postgres:// or
-// postgresql:// dsn until the PostgreSQL backend exists.
-var ErrPostgresNotImplemented = errors.New("PostgreSQL store not implemented yet")
 
 // Store is a campaign store and audit log backed by SQL. It is safe for
 // concurrent use.
@@ -49,9 +46,12 @@ var ErrPostgresNotImplemented = errors.New("PostgreSQL store not implemented yet
 // start. Reads use their own pool of read-only connections and run
 // concurrently with each other and with the writer (WAL).
 type Store struct {
-	w   *sql.DB // writes: exactly one connection
-	r   *sql.DB // reads: several read-only connections
-	now func() time.Time
+	w *sql.DB // writes: exactly one connection (SQLite), the pool (PostgreSQL)
+	r *sql.DB // reads: several read-only connections (SQLite), the pool (PostgreSQL)
+	// pool is the PostgreSQL connection pool behind w and r; nil for SQLite.
+	pool    *pgxpool.Pool
+	dialect dialect
+	now     func() time.Time
 
 	bulkMu sync.Mutex
 	bulk   int // imports running with bulkWrites
@@ -66,13 +66,20 @@ type Store struct {
 // empty authority, as in "sqlite:///var/lib/pushd/pushd.db", is allowed).
 // The file and its parent directory are created if missing. Query
 // parameters are not accepted: the store sets its own (WAL journal,
-// busy_timeout 5000 ms, synchronous NORMAL, foreign keys on). A
-// "postgres://" or "postgresql://" dsn returns ErrPostgresNotImplemented.
+// busy_timeout 5000 ms, synchronous NORMAL, foreign keys on).
+//
+// A "postgres://" or "postgresql://" dsn opens a PostgreSQL database
+// through a pgx connection pool (the dsn's parameters, such as
+// pool_max_conns or sslmode, are pgx's); several pushd instances may share
+// it.
 //
 // Open uses time.Now as its clock; see SetClock. A nil logger discards.
 func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if isPostgresDSN(dsn) {
+		return openPostgres(ctx, dsn, logger)
 	}
 	path, err := sqlitePath(dsn)
 	if err != nil {
@@ -137,10 +144,15 @@ func (s *Store) SetClock(now func() time.Time) {
 // Close closes the store. Calls after the first are harmless.
 func (s *Store) Close() error {
 	var errs []error
-	if s.r != nil {
+	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
-	errs = append(errs, s.w.Close())
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -151,8 +163,6 @@ func (s *Store) Close() error {
 func sqlitePath(dsn string) (string, error) {
 	p := dsn
 	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return "", fmt.Errorf("open store: %w", ErrPostgresNotImplemented)
 	case strings.HasPrefix(dsn, "sqlite:"):
 		p = strings.TrimPrefix(dsn, "sqlite:")
 	case strings.HasPrefix(dsn, "file:"):
@@ -204,12 +214,37 @@ func sqliteURI(path string, readOnly bool) string {
 var errUnchanged = errors.New("unchanged")
 
 // write runs fn in a write transaction and commits it if fn returns nil.
+//
+// Write transactions are serialised, as SQLite's single writer does on
+// one machine: in PostgreSQL each takes a transaction-level advisory lock
+// first, so that the read-then-write logic of every store method (state
+// transitions, revisions that commit in the order they are taken, leases)
+// holds across instances exactly as it does on SQLite. The hot writes of
+// the data path, whose updates commute, use writeShared instead.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeTx(ctx, true, fn)
+}
+
+// writeShared is write for transactions that only add to counters or
+// upsert rows that no other transaction reads and then writes (campaign
+// counters, the ledger): in PostgreSQL they do not take the write lock, so
+// the instances' flushes run side by side. They must touch rows in a fixed
+// order (no deadlocks). On SQLite it is write.
+func (s *Store) writeShared(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeTx(ctx, false, fn)
+}
+
+func (s *Store) writeTx(ctx context.Context, exclusive bool, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if exclusive && s.dialect == dialectPostgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, pgWriteLock); err != nil {
+			return fmt.Errorf("write lock: %w", err)
+		}
+	}
 	if err := fn(tx); err != nil {
 		if errors.Is(err, errUnchanged) {
 			return nil

@@ -1,0 +1,91 @@
+// Package pgtest helps tests that need a real PostgreSQL: the server's URL
+// and a fresh database for each test, dropped when the test ends.
+//
+// It is for tests only. A test that calls it fails, loudly, when
+// PostgreSQL is not reachable: start it with scripts/services.sh.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// URLEnv names the variable that overrides DefaultURL: a PostgreSQL
+// server on which the tests may create and drop databases.
+const URLEnv = "PUSHD_TEST_POSTGRES_URL"
+
+// DefaultURL is the server of this project's machines and CI (trust
+// authentication on loopback).
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+// ServerURL returns the URL of the PostgreSQL server for tests and checks
+// that it answers.
+func ServerURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(URLEnv)
+	if u == "" {
+		u = DefaultURL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatalf("PostgreSQL is required for this test and is not reachable at %s (%s): %v (run scripts/services.sh)", redact(u), URLEnv, err)
+	}
+	_ = conn.Close(ctx)
+	return u
+}
+
+// FreshDB creates an empty database for t on the test server, drops it
+// (closing whatever is still connected to it) when t ends, and returns its
+// URL.
+func FreshDB(t testing.TB) string {
+	t.Helper()
+	server := ServerURL(t)
+	ctx := context.Background()
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatalf("%s: %v", URLEnv, err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "pushd_test_" + hex.EncodeToString(b[:])
+	if err := exec(ctx, server, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := exec(ctx, server, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
+
+func exec(ctx context.Context, server, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, server)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// redact hides a password in u.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return p.Redacted()
+}
