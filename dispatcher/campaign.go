@@ -64,6 +64,9 @@ type campaign struct {
 	consDone <-chan struct{}
 	ending   bool // its queue is being deleted: nothing is routed to it
 	routing  int  // batches being published to its queue
+	// keepOn: another instance finished the campaign while this one
+	// still works on it; the registry reopens it (takeKeepOn).
+	keepOn bool
 
 	active     atomic.Int32 // runs in progress
 	inFlight   atomic.Int64 // recipients submitted and not tried
@@ -181,6 +184,17 @@ func (c *campaign) applyLocked(rec CampaignRecord) {
 	if rec.Rev < c.rec.Rev {
 		return // an older read than what we follow already
 	}
+	if rec.Status == StatusFinished && c.rec.Status == StatusRunning && !c.ending &&
+		(c.active.Load() > 0 || c.inFlight.Load() > 0) {
+		// Another instance, idle, finished the campaign while this one
+		// still sends it. Finishing is not an operator's stop: the runs
+		// here go on, the consumer too, and the registry reopens the
+		// campaign in the store (the other instance reverts it as well
+		// when it sees this one consuming). Stopping here would cut the
+		// runs and hand their recipients back mid-send.
+		c.keepOn = true
+		return
+	}
 	was := c.rec.Status
 	c.rec = rec
 	c.state.Store(statusCodes[rec.Status])
@@ -212,6 +226,27 @@ func (c *campaign) applyLocked(rec CampaignRecord) {
 	if was != "" && was != rec.Status {
 		c.env.log.Info("campaign status", "campaign", c.id, "from", was, "to", rec.Status)
 	}
+}
+
+// takeKeepOn reports, once, whether another instance finished the
+// campaign while this one still worked on it (see applyLocked).
+func (c *campaign) takeKeepOn() bool {
+	c.life.Lock()
+	defer c.life.Unlock()
+	k := c.keepOn
+	c.keepOn = false
+	return k
+}
+
+// reopenBusy makes a campaign that another instance finished while this
+// one still works on it running again in the store, and follows that.
+func (c *campaign) reopenBusy(ctx context.Context) {
+	rec, err := c.env.store.EnsureCampaign(ctx, c.id, c.messageRate())
+	if err != nil {
+		c.env.log.Warn("cannot reopen a campaign another instance finished while this one sends it", "campaign", c.id, "err", err)
+		return
+	}
+	c.apply(rec)
 }
 
 // startConsumerLocked starts consuming the campaign's queue, unless a

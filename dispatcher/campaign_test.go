@@ -314,3 +314,47 @@ func TestPauseStopsSendsAlreadySubmitted(t *testing.T) {
 		}
 	}
 }
+
+// A campaign that another instance finished (it was idle there) while
+// this one still sends it keeps sending here, every recipient once, with
+// nothing handed back, and is running again in the store: finishing is
+// not a stop.
+func TestFinishedByAnotherInstanceWhileSendingHereGoesOn(t *testing.T) {
+	b := setup(t, Config{Workers: [numPlatforms]int{IOS: 1, Android: 1}})
+	ctx := context.Background()
+	gate, inSend := make(chan struct{}), make(chan struct{}, 10)
+	var first atomic.Bool
+	b.ios.send = func(context.Context, *Recipient) Result {
+		if first.CompareAndSwap(false, true) {
+			inSend <- struct{}{}
+			<-gate
+		}
+		return Result{Outcome: Sent}
+	}
+	b.handle(t, iosBatch("c", "a", 5), Normal)
+	<-inSend
+	routed := b.queues.routedTo("c")
+	// The other instance's end: running -> finished in the shared store.
+	if _, _, err := b.store.SetCampaignStatus(ctx, "c", StatusFinished, StatusRunning); err != nil {
+		t.Fatal(err)
+	}
+	b.tick(t)
+	close(gate)
+	b.settle(t)
+	if n := b.queues.routedTo("c") - routed; n != 0 {
+		t.Errorf("%d messages handed back to the campaign's queue, want none", n)
+	}
+	sends := b.ios.sends()
+	if len(sends) != 5 {
+		t.Errorf("%d tokens sent, want 5", len(sends))
+	}
+	for tok, n := range sends {
+		if n != 1 {
+			t.Errorf("%s sent %d times", ShortToken(tok), n)
+		}
+	}
+	rec, err := b.store.Campaign(ctx, "c")
+	if err != nil || rec.Status != StatusRunning {
+		t.Errorf("store record %+v, %v: want running again", rec, err)
+	}
+}

@@ -107,10 +107,16 @@ func (g *registry) syncChanges(ctx context.Context) {
 		g.env.log.Warn("cannot read campaign changes", "err", err)
 		return
 	}
+	var reopen []*campaign
 	for _, rec := range recs {
 		if g.get(rec.ID) != nil || rec.Status != StatusFinished {
-			g.apply(rec)
+			if c := g.apply(rec); c.takeKeepOn() {
+				reopen = append(reopen, c)
+			}
 		}
+	}
+	for _, c := range reopen {
+		c.reopenBusy(ctx)
 	}
 }
 

@@ -176,6 +176,13 @@ func (q *fakeQueues) queue(id string) chan *fakeDelivery {
 	return c
 }
 
+// routedTo returns how many messages were routed to campaign id's queue.
+func (q *fakeQueues) routedTo(id string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.routed[id]
+}
+
 func (q *fakeQueues) Route(ctx context.Context, id string, body []byte, h Hop) error {
 	if err := q.wait(ctx); err != nil {
 		return err

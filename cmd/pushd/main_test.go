@@ -39,6 +39,7 @@ import (
 	"github.com/pushd/pushd/push/sim"
 	"github.com/pushd/pushd/queue"
 	"github.com/pushd/pushd/queue/queuetest"
+	"github.com/pushd/pushd/store/pgtest"
 )
 
 // binary is the pushd executable built by TestMain for the tests that send
@@ -128,10 +129,26 @@ func newHarness(t *testing.T, sc sim.Config) *harness {
 		"PUSHD_FCM_CA_FILE":           ca,
 		"PUSHD_FCM_PROJECT_ID":        "pushd-test",
 		"PUSHD_LOG_FORMAT":            "text",
-		"PUSHD_STORE_DSN":             filepath.Join(t.TempDir(), "pushd.db"),
+		"PUSHD_STORE_DSN":             testStoreDSN(t),
 		"PUSHD_DISPATCHER_RETRY_BASE": "100ms",
 	}
 	return h
+}
+
+// testStoreDSN is the store of a test's pushd: a SQLite file in a
+// temporary directory, or with PUSHD_TEST_STORE=postgres a fresh
+// PostgreSQL database (pgtest), so that the end-to-end tests can run on
+// either backend.
+func testStoreDSN(t *testing.T) string {
+	switch b := os.Getenv("PUSHD_TEST_STORE"); b {
+	case "", "sqlite":
+		return filepath.Join(t.TempDir(), "pushd.db")
+	case "postgres":
+		return pgtest.FreshDB(t)
+	default:
+		t.Fatalf("PUSHD_TEST_STORE=%q: want sqlite or postgres", b)
+		return ""
+	}
 }
 
 // daemon is a running pushd.
