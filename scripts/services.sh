@@ -2,7 +2,14 @@
 # Starts the services pushd's demo and tests need on this machine, installing
 # them with apt-get where they are missing. Safe to run any number of times.
 #
-#   scripts/services.sh            RabbitMQ
+#   scripts/services.sh            RabbitMQ and PostgreSQL
+#
+# PostgreSQL is for the tests of the PostgreSQL store and the cluster tests:
+# they connect as postgres@127.0.0.1 without a password (pgtest.DefaultURL)
+# and create a database per test. Where this script installs PostgreSQL
+# itself, it lets loopback connections in with trust authentication, as
+# this project's machines have it; it does not touch a cluster it did not
+# have to start.
 set -euo pipefail
 
 as_root() {
@@ -47,4 +54,29 @@ ensure_rabbitmq() {
   echo "services: RabbitMQ is running on 127.0.0.1:5672"
 }
 
+ensure_postgres() {
+  if port_open 5432; then
+    echo "services: PostgreSQL is running on 127.0.0.1:5432"
+    return 0
+  fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "services: installing postgresql with apt-get"
+    apt_install postgresql
+    local hba
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      if ! as_root grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+        as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+      fi
+    done
+  fi
+  echo "services: starting PostgreSQL"
+  local v
+  for v in $(ls /etc/postgresql); do
+    as_root pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+  done
+  wait_port 5432 PostgreSQL 60
+  echo "services: PostgreSQL is running on 127.0.0.1:5432"
+}
+
 ensure_rabbitmq
+ensure_postgres

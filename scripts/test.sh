@@ -5,7 +5,9 @@
 # simulator, and a short run of every fuzz target. Integration tests fail
 # (they do not skip) without RabbitMQ.
 #
-# The tests run in two steps, both required:
+# The tests run in two steps, both required (plus the store package's
+# tests once more on PostgreSQL, with PUSHD_TEST_STORE=postgres, between
+# them):
 #   1. every test but the fault tests, package after package (-p 1); in
 #      cmd/pushd the end-to-end tests run in parallel with each other:
 #        go test -race -count=1 -p 1 -skip "$FAULT_TESTS" ./...
@@ -50,6 +52,9 @@ fi
 
 echo "test: go test -race, all but the fault tests"
 go test -race -count=1 -p 1 -timeout 18m -skip "$FAULT_TESTS" ./...
+
+echo "test: go test -race, the store package again on PostgreSQL (a fresh database per test)"
+PUSHD_TEST_STORE=postgres go test -race -count=1 -timeout 10m ./store/...
 
 echo "test: go test -race, the fault tests, alone"
 go test -race -count=1 -timeout 10m -run "$FAULT_TESTS" ./cmd/pushd

@@ -51,7 +51,7 @@ type testBundle struct {
 // setup opens a store on the backend the tests run against (see
 // testBackend), fresh for the test and closed at its end: a file in a
 // temporary directory, or a new PostgreSQL database.
-func setup(t *testing.T) (*Store, *testBundle) {
+func setup(t testing.TB) (*Store, *testBundle) {
 	t.Helper()
 	b := &testBundle{clock: newClock()}
 	b.dsn, b.path = freshDSN(t)
@@ -60,7 +60,7 @@ func setup(t *testing.T) (*Store, *testBundle) {
 
 // setupSQLite is setup on SQLite, whatever the backend: for tests of
 // SQLite's files and pragmas.
-func setupSQLite(t *testing.T) (*Store, *testBundle) {
+func setupSQLite(t testing.TB) (*Store, *testBundle) {
 	t.Helper()
 	b := &testBundle{clock: newClock(), path: filepath.Join(t.TempDir(), "pushd.db")}
 	b.dsn = b.path
@@ -68,7 +68,7 @@ func setupSQLite(t *testing.T) (*Store, *testBundle) {
 }
 
 // reopen opens the store of b again.
-func reopen(t *testing.T, b *testBundle) *Store {
+func reopen(t testing.TB, b *testBundle) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), b.dsn, testLogger(t))
 	if err != nil {
@@ -79,11 +79,11 @@ func reopen(t *testing.T, b *testBundle) *Store {
 	return s
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
