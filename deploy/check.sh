@@ -11,7 +11,8 @@
 #   - every pushd_/pushsim_ metric the rules, their tests, the dashboard and
 #     docs/operations.md name is one that metrics/metrics.go (or
 #     push/sim/stats.go) defines;
-#   - every key of pushd.yaml exists in configs/pushd.example.yaml;
+#   - every key of pushd.yaml and pushd-cluster.yaml exists in
+#     configs/pushd.example.yaml;
 #   - the systemd unit, with systemd-analyze verify when it is available.
 #
 # promtool comes from the Debian package "prometheus", installed with
@@ -29,6 +30,7 @@ tests=$deploy/prometheus/pushd.rules.test.yml
 dashboard=$deploy/grafana/pushd-dashboard.json
 unit=$deploy/systemd/pushd.service
 config=$deploy/pushd.yaml
+cluster_config=$deploy/pushd-cluster.yaml
 ops=$root/docs/operations.md
 failed=0
 
@@ -146,12 +148,14 @@ keys() { # section.key of a two-level YAML file
   awk '/^[a-z_]+:/ { s = $1; sub(":", "", s); next }
        /^  [a-z_]+:/ { k = $1; sub(":", "", k); print s "." k }' "$1" | sort -u
 }
-badkeys=$(comm -13 <(keys "$root/configs/pushd.example.yaml") <(keys "$config"))
-if [ -n "$badkeys" ]; then
-  fail "pushd.yaml: keys not in configs/pushd.example.yaml:"$'\n'"$badkeys"
-else
-  say "pushd.yaml: $(keys "$config" | wc -l) keys, all known"
-fi
+for f in "$config" "$cluster_config"; do
+  badkeys=$(comm -13 <(keys "$root/configs/pushd.example.yaml") <(keys "$f"))
+  if [ -n "$badkeys" ]; then
+    fail "$(basename "$f"): keys not in configs/pushd.example.yaml:"$'\n'"$badkeys"
+  else
+    say "$(basename "$f"): $(keys "$f" | wc -l) keys, all known"
+  fi
+done
 
 # --- systemd unit -----------------------------------------------------------
 if command -v systemd-analyze >/dev/null 2>&1; then

@@ -296,7 +296,9 @@ type Config struct {
 	// flight before it is finished and its queue deleted (default 30s).
 	CampaignIdle time.Duration
 	// SyncInterval is how often campaign changes made by other instances
-	// are read from the store and counters written to it (default 1s).
+	// are read from the store and counters written to it (default 250ms:
+	// a pause, resume, cancel or rate made through any instance reaches
+	// all of them within a second, with room for the store's answer).
 	SyncInterval time.Duration
 	// HandBackTimeout bounds publishing the unsent remainders at hard stop
 	// (default 5s).
@@ -335,7 +337,7 @@ func (c *Config) setDefaults() {
 		c.CampaignIdle = 30 * time.Second
 	}
 	if c.SyncInterval <= 0 {
-		c.SyncInterval = time.Second
+		c.SyncInterval = 250 * time.Millisecond
 	}
 	if c.HandBackTimeout <= 0 {
 		c.HandBackTimeout = 5 * time.Second
