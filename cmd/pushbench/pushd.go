@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -158,7 +159,7 @@ func (b *bench) pushdEnv(top queue.Topology, dir string) (env []string, metricsA
 		"PUSHD_FCM_CA_FILE=" + b.sim.caFile,
 		"PUSHD_METRICS_ADDR=" + metricsAddr,
 		"PUSHD_ADMIN_ADDR=" + adminAddr,
-		"PUSHD_STORE_DSN=" + filepath.Join(dir, pushdStoreFile),
+		"PUSHD_STORE_DSN=" + cmp.Or(b.cfg.storeDSN, filepath.Join(dir, pushdStoreFile)),
 		"PUSHD_LOG_LEVEL=warn",
 	}, metricsAddr, nil
 }

@@ -35,6 +35,9 @@ type config struct {
 	blacklist              int
 	audience               int
 	json                   bool
+	// storeDSN is pushd's store; "" for a SQLite file in each run's
+	// directory.
+	storeDSN string
 }
 
 // contenders returns the contenders of every round, in the order of the
@@ -71,6 +74,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.IntVar(&c.blacklist, "blacklist", 0, "also run pushd+blacklist: pushd with a blacklist of `N` random entries loaded")
 	fs.IntVar(&c.audience, "audience", 0, "instead of the rounds, import an audience of `N` generated recipients through pushd's admin API and report the time and pushd's RSS")
 	fs.BoolVar(&c.json, "json", false, "also print the results as JSON")
+	fs.StringVar(&c.storeDSN, "store-dsn", "", "pushd's store.dsn, e.g. a postgres:// `URL` (default: a SQLite file in each run's directory)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -99,6 +103,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		return nil, errors.New("-only pushd+blacklist: set the blacklist's size with -blacklist N")
 	case c.blacklist > 0 && c.only != "" && c.only != pushdBlacklist:
 		return nil, fmt.Errorf("-blacklist %d with -only %s: the blacklist is only for pushd+blacklist", c.blacklist, c.only)
+	case c.blacklist > 0 && c.storeDSN != "":
+		return nil, errors.New("-blacklist with -store-dsn: the blacklist is loaded into a SQLite store of the run's own")
 	}
 	return &c, nil
 }
@@ -374,6 +380,9 @@ func settings(c *config) string {
 	}
 	if c.blacklist > 0 {
 		s += " -blacklist " + strconv.Itoa(c.blacklist)
+	}
+	if c.storeDSN != "" {
+		s += " -store-dsn " + redactValue(c.storeDSN)
 	}
 	return s
 }

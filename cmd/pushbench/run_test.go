@@ -40,6 +40,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-only", "bare"}, []string{bare}, " -only bare"},
 		{[]string{"-blacklist", "1000000"}, []string{bare, pushd, pushdBlacklist}, " -blacklist 1000000"},
 		{[]string{"-blacklist", "1000", "-only", "pushd+blacklist"}, []string{pushdBlacklist}, " -only pushd+blacklist -blacklist 1000"},
+		{[]string{"-store-dsn", "postgres://pushd:pw@db/pushd"}, []string{bare, pushd}, " -store-dsn postgres://pushd:xxxxx@db/pushd"},
 	} {
 		c, err := parseFlags(tc.args, noEnv, &bytes.Buffer{})
 		if err != nil {
@@ -58,6 +59,7 @@ func TestParseFlags(t *testing.T) {
 		{"-timeout", "0"}, {"-only", "gorush"}, {"extra"}, {"-bogus"},
 		{"-blacklist", "-1"}, {"-blacklist", "x"}, {"-only", "pushd+blacklist"},
 		{"-only", "pushd", "-blacklist", "10"}, {"-only", "bare", "-blacklist", "10"},
+		{"-blacklist", "10", "-store-dsn", "postgres://db/pushd"},
 	} {
 		if _, err := parseFlags(args, noEnv, &bytes.Buffer{}); err == nil {
 			t.Errorf("%q: no error", args)
