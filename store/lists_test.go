@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -903,4 +904,34 @@ func BenchmarkListsLoad1M(b *testing.B) {
 		}
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/load")
+}
+
+// BenchmarkListAddFromThreeInstances adds one blacklist entry per write
+// from three stores opened on the same database, as three pushd instances
+// reporting invalid tokens do: the list revision is taken under the store's
+// write lock (PostgreSQL: an advisory lock), so this measures how many
+// such changes a cluster can make per second.
+// PUSHD_TEST_STORE=postgres runs it on PostgreSQL.
+func BenchmarkListAddFromThreeInstances(b *testing.B) {
+	_, tb := setup(b)
+	stores := make([]*Store, 3)
+	for i := range stores {
+		stores[i] = reopen(b, tb)
+		stores[i].SetClock(time.Now)
+	}
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(2) // 2 x GOMAXPROCS goroutines over the three stores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			s := stores[i%3]
+			e := lists.Entry{List: lists.Blacklist, Kind: lists.Token, Platform: "ios", Value: fmt.Sprintf("%064x", i), Reason: "invalid_token"}
+			if _, err := s.AddListEntries(ctx, []lists.Entry{e}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
