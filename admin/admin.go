@@ -160,6 +160,8 @@ type Server struct {
 	timeZone        string
 	auditLog        AuditReader // nil: GET /api/audit answers 503
 	onSchedule      func()      // never nil
+
+	console console // the console's templates and rates; see console.go
 }
 
 // New returns a Server. It loads the tokens file, if any; the error names

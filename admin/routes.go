@@ -50,6 +50,9 @@ func (s *Server) routes() {
 	s.handle("GET /api/audiences/{id}", roleViewer, s.audienceRoute(s.getAudience))
 	s.handle("GET /api/audiences/{id}/export", roleViewer, s.audienceRoute(s.exportAudience))
 	s.handle("DELETE /api/audiences/{id}", roleOperator, s.audienceRoute(s.deleteAudience))
+
+	// The console's pages; see console.go.
+	s.consoleRoutes()
 }
 
 // apiHandler handles an authenticated request allowed for p. It writes the
