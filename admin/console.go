@@ -258,6 +258,22 @@ func (s *Server) consoleRoutes() {
 	for action, do := range s.campaignActions() {
 		s.page("POST /campaign/{id}/"+action, roleOperator, s.campaignAction(action, do))
 	}
+
+	s.page("GET /audiences", roleViewer, s.audienceRoute(s.audiencesPage))
+	s.pageBody("POST /audiences", roleOperator, s.maxAudience, s.audienceRoute(s.uploadAudience))
+	s.page("POST /audiences/{id}/delete", roleOperator, s.audienceRoute(s.deleteAudienceForm))
+
+	s.page("GET /lists", roleViewer, func(w http.ResponseWriter, r *http.Request, _ principal) error {
+		http.Redirect(w, r, "/lists/blacklist", http.StatusSeeOther)
+		return nil
+	})
+	s.page("GET /lists/{name}", roleViewer, s.listRoute(s.listPage))
+	s.page("POST /lists/{name}/add", roleOperator, s.listRoute(s.addListForm))
+	s.page("POST /lists/{name}/remove", roleOperator, s.listRoute(s.removeListForm))
+	s.pageBody("POST /lists/{name}/import", roleOperator, s.maxImport, s.listRoute(s.importListForm))
+
+	s.page("GET /audit", roleOperator, s.auditPage)
+	s.page("GET /users", roleAdmin, s.usersPage)
 }
 
 // displayZone is the operator's zone: the zone cookie's if it names a
