@@ -88,6 +88,8 @@ var templateFuncs = template.FuncMap{
 	// path escapes a campaign id or other name for a URL path segment.
 	"path": url.PathEscape,
 	"when": showTime,
+	// wall shows a send_at as it was given, with a space for the T.
+	"wall": func(s string) string { return strings.Replace(s, "T", " ", 1) },
 	// iso is a time for a <time datetime>.
 	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"rate": formatRate,

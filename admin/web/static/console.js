@@ -26,6 +26,7 @@
       if (status) { status.className = 'status status-' + p.status; }
       var allowed = {};
       (p.actions || []).forEach(function (a) { allowed[a] = true; });
+      allowed.none = !p.actions || p.actions.length === 0;
       document.querySelectorAll('[data-action]').forEach(function (el) {
         el.hidden = !allowed[el.getAttribute('data-action')];
       });
