@@ -2,7 +2,9 @@
 # Starts the services pushd's demo and tests need on this machine, installing
 # them with apt-get where they are missing. Safe to run any number of times.
 #
-#   scripts/services.sh            RabbitMQ
+#   scripts/services.sh            RabbitMQ, and Chromium for the console's
+#                                  browser test (with fonts for Korean and
+#                                  emoji, so that its screenshots show them)
 set -euo pipefail
 
 as_root() {
@@ -47,4 +49,15 @@ ensure_rabbitmq() {
   echo "services: RabbitMQ is running on 127.0.0.1:5672"
 }
 
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then
+    echo "services: Chromium is installed"
+    return 0
+  fi
+  echo "services: installing chromium with apt-get"
+  apt_install chromium fonts-noto-cjk fonts-noto-color-emoji
+  echo "services: Chromium is installed"
+}
+
 ensure_rabbitmq
+ensure_chromium
