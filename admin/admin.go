@@ -3,7 +3,9 @@
 // manage the blacklist and whitelist (entries, CSV import and export) and
 // the audiences (stored recipient lists, imported and exported as CSV), to
 // create, preview, test, schedule and approve campaigns in pushd itself
-// (console campaigns), and to read the audit log. Every
+// (console campaigns), and to read the audit log. It also serves the
+// operator console: server-rendered pages on the same operations (see
+// console.go and docs/console.md). Every
 // request needs a bearer token from a tokens file (roles viewer, operator,
 // admin), and every change is written to an audit trail: who, what, when,
 // before and after.
@@ -160,6 +162,8 @@ type Server struct {
 	timeZone        string
 	auditLog        AuditReader // nil: GET /api/audit answers 503
 	onSchedule      func()      // never nil
+
+	console console // the console's templates and rates; see console.go
 }
 
 // New returns a Server. It loads the tokens file, if any; the error names

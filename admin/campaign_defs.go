@@ -87,14 +87,23 @@ func consoleView(d scheduler.Definition, info *dispatcher.CampaignInfo) campaign
 }
 
 func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ principal) error {
-	cs, err := s.ctl.Campaigns(r.Context())
+	out, err := s.allCampaigns(r.Context())
 	if err != nil {
 		return err
 	}
+	return writeJSON(w, http.StatusOK, map[string]any{"campaigns": out})
+}
+
+// allCampaigns returns the campaigns of both sources, newest first.
+func (s *Server) allCampaigns(ctx context.Context) ([]campaignView, error) {
+	cs, err := s.ctl.Campaigns(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var defs []scheduler.Definition
 	if s.defs != nil {
-		if defs, err = s.defs.CampaignDefs(r.Context()); err != nil {
-			return err
+		if defs, err = s.defs.CampaignDefs(ctx); err != nil {
+			return nil, err
 		}
 	}
 	byID := make(map[string]bool, len(defs))
@@ -119,7 +128,7 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ princip
 		out = append(out, consoleView(d, engine[d.ID]))
 	}
 	slices.SortStableFunc(out, func(a, b campaignView) int { return b.CreatedAt.Compare(a.CreatedAt) })
-	return writeJSON(w, http.StatusOK, map[string]any{"campaigns": out})
+	return out, nil
 }
 
 // testBase returns the campaign id of a test send "<id>.test-N".
@@ -227,27 +236,33 @@ func (s *Server) createCampaign(w http.ResponseWriter, r *http.Request, p princi
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	d := scheduler.Definition{TimeZone: s.timeZone}
-	if req.ID != nil {
-		d.ID = *req.ID
-		if d.ID == "" || strings.Contains(d.ID, ".test-") {
-			return badRequest("id: must be non-empty and may not contain \".test-\" (test sends use it)")
-		}
-	}
-	switch {
-	case req.Notification == nil:
-		return badRequest("notification: required")
-	case req.Audience == nil || *req.Audience == "":
-		return badRequest("audience: required")
-	}
-	if err := req.apply(&d); err != nil {
-		return err
-	}
-	out, err := s.defs.CreateCampaignDef(r.Context(), d, p.actor)
+	out, err := s.createDef(r.Context(), p, &req)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, consoleView(out, nil))
+}
+
+// createDef creates the draft that req describes, for the API and the
+// console.
+func (s *Server) createDef(ctx context.Context, p principal, req *campaignRequest) (scheduler.Definition, error) {
+	d := scheduler.Definition{TimeZone: s.timeZone}
+	if req.ID != nil {
+		d.ID = *req.ID
+		if d.ID == "" || strings.Contains(d.ID, ".test-") {
+			return d, badRequest("id: must be non-empty and may not contain \".test-\" (test sends use it)")
+		}
+	}
+	switch {
+	case req.Notification == nil:
+		return d, badRequest("notification: required")
+	case req.Audience == nil || *req.Audience == "":
+		return d, badRequest("audience: required")
+	}
+	if err := req.apply(&d); err != nil {
+		return d, err
+	}
+	return s.defs.CreateCampaignDef(ctx, d, p.actor)
 }
 
 func (s *Server) editCampaign(w http.ResponseWriter, r *http.Request, p principal) error {
@@ -255,18 +270,26 @@ func (s *Server) editCampaign(w http.ResponseWriter, r *http.Request, p principa
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	id := r.PathValue("id")
-	if req.ID != nil && *req.ID != id {
-		return badRequest("id: a campaign's id can't be changed")
-	}
-	_, after, err := s.defs.EditCampaignDef(r.Context(), id, p.actor, req.apply)
+	after, err := s.editDef(r.Context(), p, r.PathValue("id"), &req)
 	if err != nil {
 		return err
+	}
+	return writeJSON(w, http.StatusOK, consoleView(after, nil))
+}
+
+// editDef applies req to campaign id, for the API and the console.
+func (s *Server) editDef(ctx context.Context, p principal, id string, req *campaignRequest) (scheduler.Definition, error) {
+	if req.ID != nil && *req.ID != id {
+		return scheduler.Definition{}, badRequest("id: a campaign's id can't be changed")
+	}
+	_, after, err := s.defs.EditCampaignDef(ctx, id, p.actor, req.apply)
+	if err != nil {
+		return after, err
 	}
 	if after.State == scheduler.DefScheduled {
 		s.onSchedule()
 	}
-	return writeJSON(w, http.StatusOK, consoleView(after, nil))
+	return after, nil
 }
 
 // preview is one provider's rendering of a notification.
@@ -329,27 +352,45 @@ func (s *Server) previewCampaign(w http.ResponseWriter, r *http.Request, _ princ
 }
 
 func (s *Server) scheduleCampaign(w http.ResponseWriter, r *http.Request, p principal) error {
-	d, err := s.defs.ScheduleCampaignDef(r.Context(), r.PathValue("id"), p.actor, s.requireApproval)
+	d, err := s.scheduleDef(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
-	}
-	if d.State == scheduler.DefScheduled {
-		s.onSchedule()
 	}
 	return writeJSON(w, http.StatusOK, consoleView(d, nil))
 }
 
-func (s *Server) approveCampaign(w http.ResponseWriter, r *http.Request, p principal) error {
-	d, err := s.defs.ApproveCampaignDef(r.Context(), r.PathValue("id"), p.actor)
-	var f interface{ Forbidden() bool }
-	if errors.As(err, &f) && f.Forbidden() {
-		return forbidden(err.Error())
+// scheduleDef schedules campaign id, for the API and the console.
+func (s *Server) scheduleDef(ctx context.Context, p principal, id string) (scheduler.Definition, error) {
+	d, err := s.defs.ScheduleCampaignDef(ctx, id, p.actor, s.requireApproval)
+	if err != nil {
+		return d, err
 	}
+	if d.State == scheduler.DefScheduled {
+		s.onSchedule()
+	}
+	return d, nil
+}
+
+func (s *Server) approveCampaign(w http.ResponseWriter, r *http.Request, p principal) error {
+	d, err := s.approveDef(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	s.onSchedule()
 	return writeJSON(w, http.StatusOK, consoleView(d, nil))
+}
+
+// approveDef approves campaign id, for the API and the console.
+func (s *Server) approveDef(ctx context.Context, p principal, id string) (scheduler.Definition, error) {
+	d, err := s.defs.ApproveCampaignDef(ctx, id, p.actor)
+	var f interface{ Forbidden() bool }
+	if errors.As(err, &f) && f.Forbidden() {
+		return d, forbidden(err.Error())
+	}
+	if err != nil {
+		return d, err
+	}
+	s.onSchedule()
+	return d, nil
 }
 
 // testAnswer is the answer of POST /api/campaigns/{id}/test.
@@ -359,58 +400,77 @@ type testAnswer struct {
 }
 
 func (s *Server) testCampaign(w http.ResponseWriter, r *http.Request, p principal) error {
-	if s.tests == nil {
-		return errNoTests
-	}
-	testID, d, err := s.defs.NextCampaignTest(r.Context(), r.PathValue("id"), p.actor)
+	ans, err := s.sendTest(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	n, err := s.tests.SendTest(r.Context(), testID, d.Notification, d.AudienceID)
-	if err != nil {
-		return fmt.Errorf("test send %s: %w", testID, err)
+	return writeJSON(w, http.StatusOK, ans)
+}
+
+// sendTest makes a test send of campaign id, for the API and the console.
+func (s *Server) sendTest(ctx context.Context, p principal, id string) (testAnswer, error) {
+	if s.tests == nil {
+		return testAnswer{}, errNoTests
 	}
-	return writeJSON(w, http.StatusOK, testAnswer{Campaign: testID, Devices: n})
+	testID, d, err := s.defs.NextCampaignTest(ctx, id, p.actor)
+	if err != nil {
+		return testAnswer{}, err
+	}
+	n, err := s.tests.SendTest(ctx, testID, d.Notification, d.AudienceID)
+	if err != nil {
+		return testAnswer{}, fmt.Errorf("test send %s: %w", testID, err)
+	}
+	return testAnswer{Campaign: testID, Devices: n}, nil
 }
 
 // cancelCampaign cancels a console campaign in any state that is not
 // final (a running one also in the engine), or an AMQP campaign as
 // before.
 func (s *Server) cancelCampaign(w http.ResponseWriter, r *http.Request, p principal) error {
-	id := r.PathValue("id")
-	engineCancel := s.campaignChange("campaign.cancel", s.ctl.CancelCampaign)
-	if s.defs == nil {
-		return engineCancel(w, r, p)
-	}
-	cur, err := s.campaignView(r.Context(), id)
-	switch {
-	case errors.Is(err, dispatcher.ErrNotFound):
-		return engineCancel(w, r, p)
-	case err != nil:
-		return err
-	case cur.Definition == nil:
-		return engineCancel(w, r, p)
-	case cur.Status == dispatcher.StatusFinished:
-		return fmt.Errorf("campaign %q is finished: %w", id, dispatcher.ErrConflict)
-	}
-	before, _, err := s.defs.CancelCampaignDef(r.Context(), id, p.actor)
+	v, err := s.cancel(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+// cancel cancels campaign id, for the API and the console. It answers
+// the campaign after the change: an AMQP campaign as the engine has it
+// (a dispatcher.CampaignInfo), a console campaign as a campaignView.
+func (s *Server) cancel(ctx context.Context, p principal, id string) (any, error) {
+	engineCancel := func() (any, error) {
+		return s.changeCampaign(ctx, p, "campaign.cancel", id, func(ctx context.Context) (dispatcher.CampaignInfo, error) {
+			return s.ctl.CancelCampaign(ctx, id)
+		})
+	}
+	if s.defs == nil {
+		return engineCancel()
+	}
+	cur, err := s.campaignView(ctx, id)
+	switch {
+	case errors.Is(err, dispatcher.ErrNotFound):
+		return engineCancel()
+	case err != nil:
+		return nil, err
+	case cur.Definition == nil:
+		return engineCancel()
+	case cur.Status == dispatcher.StatusFinished:
+		return nil, fmt.Errorf("campaign %q is finished: %w", id, dispatcher.ErrConflict)
+	}
+	before, _, err := s.defs.CancelCampaignDef(ctx, id, p.actor)
+	if err != nil {
+		return nil, err
 	}
 	if before.State == scheduler.DefRunning {
 		// The scheduler stops publishing at its next progress; the engine
 		// stops sending what is queued. An engine that has the campaign
 		// cancelled already (or not at all) has nothing more to do.
-		_, err := s.ctl.CancelCampaign(r.Context(), id)
+		_, err := s.ctl.CancelCampaign(ctx, id)
 		if err != nil && !errors.Is(err, dispatcher.ErrNotFound) && !errors.Is(err, dispatcher.ErrConflict) {
-			return err
+			return nil, err
 		}
 	}
-	v, err := s.campaignView(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, v)
+	return s.campaignView(ctx, id)
 }
 
 // notRunning turns the engine's not found for a console campaign that has

@@ -228,7 +228,16 @@ func (s *Server) addListEntries(w http.ResponseWriter, r *http.Request, p princi
 		at[e.Key()] = len(entries)
 		entries = append(entries, e)
 	}
+	res, err := s.addEntries(r, p, list, entries)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
 
+// addEntries adds valid entries, each key once, to list, and audits it,
+// for the API and the console.
+func (s *Server) addEntries(r *http.Request, p principal, list lists.Name, entries []lists.Entry) (addResult, error) {
 	var res addResult
 	var before, after listAudit
 	err := s.listChange(r, p, "list.add", list, &before, &after, func(ctx context.Context) error {
@@ -244,10 +253,7 @@ func (s *Server) addListEntries(w http.ResponseWriter, r *http.Request, p princi
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, res)
+	return res, err
 }
 
 // removeRequest is the body of DELETE /api/lists/{name}/entries.
@@ -289,7 +295,16 @@ func (s *Server) removeListEntries(w http.ResponseWriter, r *http.Request, p pri
 			keys = append(keys, e.Key())
 		}
 	}
+	res, err := s.removeEntries(r, p, list, keys)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
 
+// removeEntries removes the entries with keys, each once, from list, and
+// audits it, for the API and the console.
+func (s *Server) removeEntries(r *http.Request, p principal, list lists.Name, keys []lists.Key) (removeResult, error) {
 	var res removeResult
 	var before, after listAudit
 	before.Keys = make([]keyJSON, len(keys))
@@ -304,10 +319,7 @@ func (s *Server) removeListEntries(w http.ResponseWriter, r *http.Request, p pri
 		res.Removed, after.Removed = n, n
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, res)
+	return res, err
 }
 
 // importResult is the answer of POST /api/lists/{name}/import.
@@ -338,29 +350,38 @@ func (s *Server) importList(w http.ResponseWriter, r *http.Request, p principal,
 	deadline := time.Now().Add(importTimeout)
 	_ = rc.SetReadDeadline(deadline)
 	_ = rc.SetWriteDeadline(deadline)
+	res, err := s.importEntries(r, p, list, r.Body, replace)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
 
+// importEntries imports the CSV file in in into list, and audits it, for
+// the API and the console.
+func (s *Server) importEntries(r *http.Request, p principal, list lists.Name, in io.Reader, replace bool) (importResult, error) {
+	var res importResult
 	select {
 	case s.importing <- struct{}{}:
 		defer func() { <-s.importing }()
 	case <-r.Context().Done():
-		return fmt.Errorf("wait for another import: %w", context.Cause(r.Context()))
+		return res, fmt.Errorf("wait for another import: %w", context.Cause(r.Context()))
 	}
 
-	body := &bodyReader{r: r.Body}
+	body := &bodyReader{r: in}
 	entries, err := lists.ReadCSV(body, list)
 	if err != nil {
 		// A body too large or cut short, rather than a bad file.
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(body.err, &tooLarge):
-			return body.err
+			return res, body.err
 		case body.err != nil:
-			return badRequest("request body: %v", body.err)
+			return res, badRequest("request body: %v", body.err)
 		}
-		return badRequest("%v", err)
+		return res, badRequest("%v", err)
 	}
 
-	var res importResult
 	var before, after listAudit
 	after.Replace = replace
 	err = s.listChange(r, p, "list.import", list, &before, &after, func(ctx context.Context) error {
@@ -371,10 +392,7 @@ func (s *Server) importList(w http.ResponseWriter, r *http.Request, p principal,
 		res.Imported, after.Imported = n, n
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, res)
+	return res, err
 }
 
 // bodyReader keeps the first error reading a request body, other than

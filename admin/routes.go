@@ -50,6 +50,9 @@ func (s *Server) routes() {
 	s.handle("GET /api/audiences/{id}", roleViewer, s.audienceRoute(s.getAudience))
 	s.handle("GET /api/audiences/{id}/export", roleViewer, s.audienceRoute(s.exportAudience))
 	s.handle("DELETE /api/audiences/{id}", roleOperator, s.audienceRoute(s.deleteAudience))
+
+	// The console's pages; see console.go.
+	s.consoleRoutes()
 }
 
 // apiHandler handles an authenticated request allowed for p. It writes the
@@ -64,21 +67,28 @@ func (s *Server) handle(pattern string, need role, h apiHandler) {
 
 // handleBody is handle with request bodies bounded by maxBody.
 func (s *Server) handleBody(pattern string, need role, maxBody int64, h apiHandler) {
+	s.register(pattern, need, maxBody, h, s.writeError)
+}
+
+// register registers h for pattern, for principals with role need or
+// above, with request bodies bounded by maxBody; onError answers the
+// errors, the API's in JSON, the console's as a page.
+func (s *Server) register(pattern string, need role, maxBody int64, h apiHandler, onError func(http.ResponseWriter, *http.Request, error)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p := principalFrom(r.Context())
 		if p.role < need {
-			s.writeError(w, r, forbidden("role "+p.role.String()+" may not do this; it needs "+need.String()))
+			onError(w, r, forbidden("role "+p.role.String()+" may not do this; it needs "+need.String()))
 			return
 		}
 		if r.ContentLength > maxBody {
 			// Refused before any work, whether the route reads a body or
 			// not; MaxBytesReader catches bodies of unknown length.
-			s.writeError(w, r, &http.MaxBytesError{Limit: maxBody})
+			onError(w, r, &http.MaxBytesError{Limit: maxBody})
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if err := h(w, r, p); err != nil {
-			s.writeError(w, r, err)
+			onError(w, r, err)
 		}
 	})
 }
@@ -221,15 +231,25 @@ func (s *Server) campaignChange(action string, do func(ctx context.Context, id s
 // the campaign after it. Before is read separately from the change: another
 // change may come between them, and the audit trail shows it.
 func (s *Server) change(w http.ResponseWriter, r *http.Request, p principal, action, id string, do func(context.Context) (dispatcher.CampaignInfo, error)) error {
-	before, err := s.ctl.Campaign(r.Context(), id)
-	if err != nil {
-		return s.notRunning(r.Context(), id, err)
-	}
-	after, err := do(r.Context())
+	after, err := s.changeCampaign(r.Context(), p, action, id, do)
 	if err != nil {
 		return err
 	}
-	s.audit(r.Context(), AuditEntry{
+	return writeJSON(w, http.StatusOK, after)
+}
+
+// changeCampaign is change without the answer: the API and the console
+// both use it.
+func (s *Server) changeCampaign(ctx context.Context, p principal, action, id string, do func(context.Context) (dispatcher.CampaignInfo, error)) (dispatcher.CampaignInfo, error) {
+	before, err := s.ctl.Campaign(ctx, id)
+	if err != nil {
+		return dispatcher.CampaignInfo{}, s.notRunning(ctx, id, err)
+	}
+	after, err := do(ctx)
+	if err != nil {
+		return dispatcher.CampaignInfo{}, err
+	}
+	s.audit(ctx, AuditEntry{
 		At:     s.now(),
 		Actor:  p.actor,
 		Action: action,
@@ -237,7 +257,7 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, p principal, act
 		Before: s.marshalAudit(before),
 		After:  s.marshalAudit(after),
 	})
-	return writeJSON(w, http.StatusOK, after)
+	return after, nil
 }
 
 // audit records a change. The change has already happened and can't be

@@ -299,7 +299,7 @@ func TestRoutes(t *testing.T) {
 			wantStatus: 404, wantError: "no such route",
 		},
 		{
-			name: "no such route outside /api", req: request{method: "GET", path: "/", token: viewerToken},
+			name: "no such route outside /api", req: request{method: "GET", path: "/nothing", token: viewerToken},
 			wantStatus: 404, wantError: "no such route",
 		},
 		{

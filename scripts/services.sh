@@ -2,7 +2,10 @@
 # Starts the services pushd's demo and tests need on this machine, installing
 # them with apt-get where they are missing. Safe to run any number of times.
 #
-#   scripts/services.sh            RabbitMQ and PostgreSQL
+#   scripts/services.sh            RabbitMQ, PostgreSQL, and Chromium for the
+#                                  console's browser test (with fonts for
+#                                  Korean and emoji, so that its screenshots
+#                                  show them)
 #
 # PostgreSQL is for the tests of the PostgreSQL store and the cluster tests:
 # they connect as postgres@127.0.0.1 without a password (pgtest.DefaultURL)
@@ -78,5 +81,16 @@ ensure_postgres() {
   echo "services: PostgreSQL is running on 127.0.0.1:5432"
 }
 
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then
+    echo "services: Chromium is installed"
+    return 0
+  fi
+  echo "services: installing chromium with apt-get"
+  apt_install chromium fonts-noto-cjk fonts-noto-color-emoji
+  echo "services: Chromium is installed"
+}
+
 ensure_rabbitmq
 ensure_postgres
+ensure_chromium
