@@ -44,6 +44,19 @@ func (a storeAudit) AuditEntries(ctx context.Context, q AuditQuery) ([]AuditReco
 	return out, err
 }
 
+// openStore opens a store in a temporary file, closed at the end of the
+// test, and returns it with the file's path.
+func openStore(t *testing.T) (*store.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pushd.db")
+	st, err := store.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st, path
+}
+
 // defsBundle is a Server with a real store behind its console campaigns.
 type defsBundle struct {
 	*bundle
@@ -56,12 +69,7 @@ type defsBundle struct {
 // with one ready audience "aud" (zones America/New_York and Asia/Seoul).
 func setupDefs(t *testing.T, requireApproval bool) *defsBundle {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "pushd.db")
-	st, err := store.Open(context.Background(), path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st, path := openStore(t)
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)

@@ -169,6 +169,11 @@ type Scheduler struct {
 // Store configures persistence.
 type Store struct {
 	DSN string `mapstructure:"dsn"`
+	// ListSnapshotRetention: the snapshots that keep what replace imports
+	// and restores replaced are deleted this long after they were made
+	// (their audit records stay); 0 keeps them. At least 1h when set.
+	// Default 720h (30 days).
+	ListSnapshotRetention time.Duration `mapstructure:"list_snapshot_retention"`
 }
 
 // EnvPrefix prefixes every environment variable pushd reads.
@@ -383,6 +388,9 @@ func (c *Config) Validate() error {
 	duration("scheduler.lease", c.Scheduler.Lease)
 	if c.Store.DSN == "" {
 		bad("store.dsn", "must not be empty")
+	}
+	if r := c.Store.ListSnapshotRetention; r != 0 && r < time.Hour {
+		bad("store.list_snapshot_retention", "must be 0 (keep them) or at least 1h, got %s", r)
 	}
 	return errors.Join(errs...)
 }
