@@ -87,14 +87,37 @@ func consoleView(d scheduler.Definition, info *dispatcher.CampaignInfo) campaign
 }
 
 func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ principal) error {
-	cs, err := s.ctl.Campaigns(r.Context())
+	q := r.URL.Query()
+	limit, err := pageLimit(q)
 	if err != nil {
 		return err
 	}
+	var after *campaignCursor
+	if v := q.Get("after"); v != "" {
+		c, err := decodeCampaignCursor(v)
+		if err != nil {
+			return badRequest("after: not a cursor from a previous page's next")
+		}
+		after = &c
+	}
+	out, err := s.allCampaigns(r.Context())
+	if err != nil {
+		return err
+	}
+	page, next := campaignPage(out, after, limit)
+	return writeJSON(w, http.StatusOK, campaignList{Campaigns: page, Next: next})
+}
+
+// allCampaigns returns the campaigns of both sources, newest first.
+func (s *Server) allCampaigns(ctx context.Context) ([]campaignView, error) {
+	cs, err := s.ctl.Campaigns(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var defs []scheduler.Definition
 	if s.defs != nil {
-		if defs, err = s.defs.CampaignDefs(r.Context()); err != nil {
-			return err
+		if defs, err = s.defs.CampaignDefs(ctx); err != nil {
+			return nil, err
 		}
 	}
 	byID := make(map[string]bool, len(defs))
@@ -119,7 +142,7 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ princip
 		out = append(out, consoleView(d, engine[d.ID]))
 	}
 	slices.SortStableFunc(out, func(a, b campaignView) int { return b.CreatedAt.Compare(a.CreatedAt) })
-	return writeJSON(w, http.StatusOK, map[string]any{"campaigns": out})
+	return out, nil
 }
 
 // testBase returns the campaign id of a test send "<id>.test-N".

@@ -407,6 +407,16 @@ func TestCampaignListBothSources(t *testing.T) {
 			t.Errorf("%s: %q, want %q", id, got[id], s)
 		}
 	}
+	// Pages of one hold both sources too.
+	var paged []string
+	for next, first := "", true; first || next != ""; first = false {
+		var ids []string
+		ids, next = pageOf(t, b.bundle, "?limit=1&after="+next)
+		paged = append(paged, ids...)
+	}
+	if len(paged) != len(want) {
+		t.Errorf("paged %v, want the %d campaigns", paged, len(want))
+	}
 	w = b.must(t, request{method: "GET", path: "/api/campaigns/xmas", token: viewerToken}, 200)
 	if v := view(t, w); v.Status != "draft" || v.Source != "console" {
 		t.Errorf("get %+v", v)

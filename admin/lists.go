@@ -143,13 +143,9 @@ type entryPage struct {
 
 func (s *Server) listEntries(w http.ResponseWriter, r *http.Request, _ principal, list lists.Name) error {
 	q := r.URL.Query()
-	limit := defaultPageSize
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			return badRequest("limit must be a number from 1 to %d, got %q", maxPageSize, v)
-		}
-		limit = n
+	limit, err := pageLimit(q)
+	if err != nil {
+		return err
 	}
 	var after lists.Key
 	if v := q.Get("after"); v != "" {

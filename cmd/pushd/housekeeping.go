@@ -22,9 +22,10 @@ const staleAudienceImport = 2 * time.Hour
 const housekeepingEvery = time.Hour
 
 // housekeeper prunes the store: the list change log, the dedup ledger,
-// the members of deleted audiences and of dead imports, and the list
-// snapshots past their retention. Every instance runs one; the deletes
-// are idempotent, so instances sharing a store may prune at once.
+// the members of deleted audiences and of dead imports, and the ended
+// campaigns and list snapshots past their retention. Every instance runs
+// one; the deletes are idempotent, so instances sharing a store may prune
+// at once.
 type housekeeper struct {
 	st  *store.Store
 	now func() time.Time
@@ -33,6 +34,9 @@ type housekeeper struct {
 	ledgerKept time.Duration
 	// snapshotsKept: list snapshots older than this go; 0 keeps them.
 	snapshotsKept time.Duration
+	// campaignsKept: campaigns that ended longer ago than this go; 0
+	// keeps them.
+	campaignsKept time.Duration
 }
 
 // Run prunes every housekeepingEvery until ctx ends.
@@ -56,8 +60,21 @@ func (h housekeeper) prune(ctx context.Context) {
 	h.pruneOne("list changes", func() (int, error) {
 		return h.st.PruneListChanges(ctx, now.Add(-listChangesKept))
 	})
+	if h.campaignsKept > 0 {
+		h.pruneOne("ended campaigns", func() (int, error) {
+			return h.st.PruneCampaigns(ctx, now.Add(-h.campaignsKept))
+		})
+	}
+	// A campaign's ledger rows were last written no later than the
+	// campaign itself (it ends once idle, and a late batch counts in it),
+	// so pruning the ledger at the earlier of the two cuts takes the rows
+	// of the pruned campaigns with them.
+	ledgerKept := h.ledgerKept
+	if h.campaignsKept > 0 {
+		ledgerKept = min(ledgerKept, h.campaignsKept)
+	}
 	h.pruneOne("ledger rows", func() (int, error) {
-		return h.st.PruneLedger(ctx, now.Add(-h.ledgerKept))
+		return h.st.PruneLedger(ctx, now.Add(-ledgerKept))
 	})
 	h.pruneOne("audience members", func() (int, error) {
 		return h.st.CleanAudiences(ctx, now.Add(-staleAudienceImport))

@@ -202,6 +202,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			st: st, now: time.Now, log: logger.With("component", "store"),
 			ledgerKept:    cfg.Dispatcher.LedgerRetention,
 			snapshotsKept: cfg.Store.ListSnapshotRetention,
+			campaignsKept: cfg.Store.CampaignRetention,
 		}.Run(serveCtx)
 	})
 	g.Go(func() error {

@@ -1,4 +1,4 @@
--- 0010: list snapshots.
+-- 0010: list snapshots, and indexes for pruning ended campaigns.
 --
 -- Portable between SQLite and PostgreSQL, like 0001.
 
@@ -28,3 +28,7 @@ CREATE TABLE list_snapshot_entries (
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (snapshot_id, kind, platform, value)
 );
+-- Pruning finds the campaigns that ended before a time
+-- (store.campaign_retention).
+CREATE INDEX campaigns_ended ON campaigns (status, updated_at);
+CREATE INDEX campaign_defs_ended ON campaign_defs (state, updated_at);
