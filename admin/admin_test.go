@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/pushd/pushd/audit"
 	"github.com/pushd/pushd/dispatcher"
 )
 
@@ -57,6 +58,38 @@ type fakeControl struct {
 
 	limMu  sync.Mutex
 	limits map[string]dispatcher.LimitSetting // operators' settings
+
+	// notes are the audited changes made, as the store would record them.
+	notes noteLog
+}
+
+// noteLog records the changes a fake made with an audit.Note in their
+// context, as the store would audit them: the changes that succeed.
+type noteLog struct {
+	mu      sync.Mutex
+	entries []AuditEntry
+}
+
+// add records a change of target made with ctx that returned err.
+func (l *noteLog) add(ctx context.Context, target string, err error) {
+	n, ok := audit.NoteFrom(ctx)
+	if !ok || err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = append(l.entries, AuditEntry{Actor: n.Actor, Action: n.Action, Target: target})
+}
+
+// Entries returns the changes recorded, in order, as "actor action target".
+func (l *noteLog) Entries() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, len(l.entries))
+	for i, e := range l.entries {
+		out[i] = e.Actor + " " + e.Action + " " + e.Target
+	}
+	return out
 }
 
 func (f *fakeControl) Limits() []dispatcher.LimitInfo {
@@ -73,7 +106,8 @@ func (f *fakeControl) Limits() []dispatcher.LimitInfo {
 	return out
 }
 
-func (f *fakeControl) SetLimit(_ context.Context, level string, ls *dispatcher.LimitSetting) ([]dispatcher.LimitInfo, error) {
+func (f *fakeControl) SetLimit(ctx context.Context, level string, ls *dispatcher.LimitSetting) (out []dispatcher.LimitInfo, err error) {
+	defer func() { f.notes.add(ctx, level, err) }()
 	switch {
 	case level != "global" && level != "apns" && level != "fcm":
 		return nil, fmt.Errorf("%w: level %q", dispatcher.ErrNotFound, level)
@@ -102,19 +136,27 @@ func (f *fakeControl) Campaign(ctx context.Context, id string) (dispatcher.Campa
 }
 
 func (f *fakeControl) SetCampaignRate(ctx context.Context, id string, perSecond *float64) (dispatcher.CampaignInfo, error) {
-	return f.SetCampaignRateFn(ctx, id, perSecond)
+	c, err := f.SetCampaignRateFn(ctx, id, perSecond)
+	f.notes.add(ctx, id, err)
+	return c, err
 }
 
 func (f *fakeControl) PauseCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
-	return f.PauseCampaignFn(ctx, id)
+	c, err := f.PauseCampaignFn(ctx, id)
+	f.notes.add(ctx, id, err)
+	return c, err
 }
 
 func (f *fakeControl) ResumeCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
-	return f.ResumeCampaignFn(ctx, id)
+	c, err := f.ResumeCampaignFn(ctx, id)
+	f.notes.add(ctx, id, err)
+	return c, err
 }
 
 func (f *fakeControl) CancelCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
-	return f.CancelCampaignFn(ctx, id)
+	c, err := f.CancelCampaignFn(ctx, id)
+	f.notes.add(ctx, id, err)
+	return c, err
 }
 
 var (
@@ -370,6 +412,22 @@ func (b *bundle) do(t *testing.T, req request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	b.handler.ServeHTTP(w, r)
 	return w
+}
+
+// statusRequest is a request and the status it must get.
+type statusRequest struct {
+	req    request
+	status int
+}
+
+// doAll makes the requests in order, each of which must get its status.
+func (b *bundle) doAll(t *testing.T, reqs []statusRequest) {
+	t.Helper()
+	for _, r := range reqs {
+		if w := b.do(t, r.req); w.Code != r.status {
+			t.Fatalf("%s %s: %d, want %d; %s", r.req.method, r.req.path, w.Code, r.status, w.Body)
+		}
+	}
 }
 
 // errorOf returns the message of an error response, and checks its shape.

@@ -5,7 +5,16 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/pushd/pushd/audit"
 )
+
+// noted returns ctx carrying the audit note of action by p. A store
+// change made with it writes its audit record in the change's own
+// transaction, or fails and changes nothing (see package audit).
+func noted(ctx context.Context, p principal, action string) context.Context {
+	return audit.WithNote(ctx, audit.Note{Actor: p.actor, Action: action})
+}
 
 // AuditQuery selects audit records; zero fields select everything.
 type AuditQuery struct {

@@ -87,11 +87,25 @@ func consoleView(d scheduler.Definition, info *dispatcher.CampaignInfo) campaign
 }
 
 func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request, _ principal) error {
+	q := r.URL.Query()
+	limit, err := pageLimit(q)
+	if err != nil {
+		return err
+	}
+	var after *campaignCursor
+	if v := q.Get("after"); v != "" {
+		c, err := decodeCampaignCursor(v)
+		if err != nil {
+			return badRequest("after: not a cursor from a previous page's next")
+		}
+		after = &c
+	}
 	out, err := s.allCampaigns(r.Context())
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"campaigns": out})
+	page, next := campaignPage(out, after, limit)
+	return writeJSON(w, http.StatusOK, campaignList{Campaigns: page, Next: next})
 }
 
 // allCampaigns returns the campaigns of both sources, newest first.

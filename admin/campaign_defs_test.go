@@ -44,6 +44,19 @@ func (a storeAudit) AuditEntries(ctx context.Context, q AuditQuery) ([]AuditReco
 	return out, err
 }
 
+// openStore opens a store in a temporary file, closed at the end of the
+// test, and returns it with the file's path.
+func openStore(t *testing.T) (*store.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pushd.db")
+	st, err := store.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st, path
+}
+
 // defsBundle is a Server with a real store behind its console campaigns.
 type defsBundle struct {
 	*bundle
@@ -56,12 +69,7 @@ type defsBundle struct {
 // with one ready audience "aud" (zones America/New_York and Asia/Seoul).
 func setupDefs(t *testing.T, requireApproval bool) *defsBundle {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "pushd.db")
-	st, err := store.Open(context.Background(), path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st, path := openStore(t)
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -398,6 +406,16 @@ func TestCampaignListBothSources(t *testing.T) {
 		if got[id] != s {
 			t.Errorf("%s: %q, want %q", id, got[id], s)
 		}
+	}
+	// Pages of one hold both sources too.
+	var paged []string
+	for next, first := "", true; first || next != ""; first = false {
+		var ids []string
+		ids, next = pageOf(t, b.bundle, "?limit=1&after="+next)
+		paged = append(paged, ids...)
+	}
+	if len(paged) != len(want) {
+		t.Errorf("paged %v, want the %d campaigns", paged, len(want))
 	}
 	w = b.must(t, request{method: "GET", path: "/api/campaigns/xmas", token: viewerToken}, 200)
 	if v := view(t, w); v.Status != "draft" || v.Source != "console" {

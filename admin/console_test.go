@@ -27,9 +27,9 @@ import (
 	"github.com/pushd/pushd/store"
 )
 
-// storeControl is a Control over the store's campaigns, as the
+// consoleControl is a Control over the store's campaigns, as the
 // dispatcher's is without campaigns in flight on this instance.
-type storeControl struct{ st *store.Store }
+type consoleControl struct{ st *store.Store }
 
 func infoOf(rec dispatcher.CampaignRecord) dispatcher.CampaignInfo {
 	info := dispatcher.CampaignInfo{ID: rec.ID, Status: rec.Status, RatePerSecond: rec.Rate(), RateSource: "none",
@@ -43,7 +43,7 @@ func infoOf(rec dispatcher.CampaignRecord) dispatcher.CampaignInfo {
 	return info
 }
 
-func (c storeControl) Campaigns(ctx context.Context) ([]dispatcher.CampaignInfo, error) {
+func (c consoleControl) Campaigns(ctx context.Context) ([]dispatcher.CampaignInfo, error) {
 	recs, err := c.st.Campaigns(ctx)
 	out := make([]dispatcher.CampaignInfo, len(recs))
 	for i, r := range recs {
@@ -52,36 +52,36 @@ func (c storeControl) Campaigns(ctx context.Context) ([]dispatcher.CampaignInfo,
 	return out, err
 }
 
-func (c storeControl) Campaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
+func (c consoleControl) Campaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
 	rec, err := c.st.Campaign(ctx, id)
 	return infoOf(rec), err
 }
 
-func (c storeControl) SetCampaignRate(ctx context.Context, id string, perSecond *float64) (dispatcher.CampaignInfo, error) {
+func (c consoleControl) SetCampaignRate(ctx context.Context, id string, perSecond *float64) (dispatcher.CampaignInfo, error) {
 	_, after, err := c.st.SetCampaignRate(ctx, id, perSecond)
 	return infoOf(after), err
 }
 
-func (c storeControl) status(ctx context.Context, id string, to dispatcher.Status, from ...dispatcher.Status) (dispatcher.CampaignInfo, error) {
+func (c consoleControl) status(ctx context.Context, id string, to dispatcher.Status, from ...dispatcher.Status) (dispatcher.CampaignInfo, error) {
 	_, after, err := c.st.SetCampaignStatus(ctx, id, to, from...)
 	return infoOf(after), err
 }
 
-func (c storeControl) PauseCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
+func (c consoleControl) PauseCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
 	return c.status(ctx, id, dispatcher.StatusPaused, dispatcher.StatusRunning, dispatcher.StatusPaused)
 }
 
-func (c storeControl) ResumeCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
+func (c consoleControl) ResumeCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
 	return c.status(ctx, id, dispatcher.StatusRunning, dispatcher.StatusPaused, dispatcher.StatusRunning)
 }
 
-func (c storeControl) CancelCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
+func (c consoleControl) CancelCampaign(ctx context.Context, id string) (dispatcher.CampaignInfo, error) {
 	return c.status(ctx, id, dispatcher.StatusCancelled, dispatcher.StatusRunning, dispatcher.StatusPaused, dispatcher.StatusFinished, dispatcher.StatusCancelled)
 }
 
-func (storeControl) Limits() []dispatcher.LimitInfo { return nil }
+func (consoleControl) Limits() []dispatcher.LimitInfo { return nil }
 
-func (storeControl) SetLimit(context.Context, string, *dispatcher.LimitSetting) ([]dispatcher.LimitInfo, error) {
+func (consoleControl) SetLimit(context.Context, string, *dispatcher.LimitSetting) ([]dispatcher.LimitInfo, error) {
 	return nil, fmt.Errorf("limits: %w", dispatcher.ErrNotFound)
 }
 
@@ -150,7 +150,7 @@ func setupConsole(tb testing.TB, logger *slog.Logger) *consoleBundle {
 	srv, err := New(Config{
 		TokensFile: tokens, Now: b.clock.Now, TimeZone: "Asia/Seoul",
 		Lists: st, Audiences: storeAudiences{st}, Campaigns: st, Tests: b.tests, AuditLog: storeAudit{st},
-	}, storeControl{st}, storeAuditor{st}, logger)
+	}, consoleControl{st}, storeAuditor{st}, logger)
 	if err != nil {
 		tb.Fatal(err)
 	}

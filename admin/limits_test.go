@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/pushd/pushd/dispatcher"
@@ -33,9 +34,8 @@ func TestLimitsAPI(t *testing.T) {
 	if li := limitsOf(t, w)["apns"]; li.PerSecond != 2000 || li.Burst != 50 || li.Operator == nil {
 		t.Errorf("apns after PUT: %+v", li)
 	}
-	entries := b.auditor.Entries()
-	if len(entries) != 1 || entries[0].Action != "limit.set" || entries[0].Target != "apns" || entries[0].Actor == "" {
-		t.Errorf("audit %+v", entries)
+	if got, want := b.ctl.notes.Entries(), []string{actorOf("operator", operatorToken) + " limit.set apns"}; !slices.Equal(got, want) {
+		t.Errorf("audited changes %q, want %q", got, want)
 	}
 	w = b.do(t, request{method: "DELETE", path: "/api/limits/apns", token: operatorToken})
 	if li := limitsOf(t, w)["apns"]; w.Code != 200 || li.Operator != nil {
@@ -58,7 +58,7 @@ func TestLimitsAPI(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d", tc.name, w.Code, w.Body, tc.status)
 		}
 	}
-	if got := len(b.auditor.Entries()); got != 2 {
+	if got := len(b.ctl.notes.Entries()); got != 2 {
 		t.Errorf("%d audit entries, want 2 (refused changes are not audited)", got)
 	}
 }

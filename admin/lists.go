@@ -12,15 +12,17 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/lists"
 )
 
 // ListStore is what the admin module needs from the store to manage the
 // blacklist and whitelist.
 //
+// Each change made with an audit.Note in its context writes its audit
+// record in the change's own transaction, or fails and changes nothing.
 // Errors wrapping lists.ErrInvalid are shown to the client as they are
-// (400); any other error is logged and answered with a bare 500.
+// (400), dispatcher.ErrNotFound as 404; any other error is logged and
+// answered with a bare 500.
 type ListStore interface {
 	// AddListEntries adds entries, or updates those already there; added
 	// counts the new ones.
@@ -29,7 +31,8 @@ type ListStore interface {
 	// removed counts those that were there.
 	RemoveListEntries(ctx context.Context, list lists.Name, keys []lists.Key) (removed int, err error)
 	// ImportList adds or updates entries, all or none; with replace, the
-	// list holds exactly entries afterwards.
+	// list holds exactly entries afterwards, and what it held before is
+	// kept as a snapshot.
 	ImportList(ctx context.Context, list lists.Name, entries []lists.Entry, replace bool) (imported int, err error)
 	// ListEntries returns at most limit (1 to 1000) entries of list in
 	// (kind, platform, value) order, strictly after the key after (the
@@ -40,6 +43,16 @@ type ListStore interface {
 	// EachEntry calls fn for every entry of list, stopping at the first
 	// error fn returns.
 	EachEntry(ctx context.Context, list lists.Name, fn func(lists.Entry) error) error
+
+	// ListSnapshots returns the snapshots of list, newest first.
+	ListSnapshots(ctx context.Context, list lists.Name) ([]lists.Snapshot, error)
+	// EachSnapshotEntry is EachEntry for snapshot id of list; an unknown
+	// snapshot is dispatcher.ErrNotFound, before fn is called.
+	EachSnapshotEntry(ctx context.Context, list lists.Name, id int64, fn func(lists.Entry) error) error
+	// RestoreListSnapshot replaces the entries of list with those of its
+	// snapshot id (keeping what it replaces as a new snapshot) and
+	// returns how many it restored.
+	RestoreListSnapshot(ctx context.Context, list lists.Name, id int64) (restored int, err error)
 }
 
 const (
@@ -130,13 +143,9 @@ type entryPage struct {
 
 func (s *Server) listEntries(w http.ResponseWriter, r *http.Request, _ principal, list lists.Name) error {
 	q := r.URL.Query()
-	limit := defaultPageSize
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			return badRequest("limit must be a number from 1 to %d, got %q", maxPageSize, v)
-		}
-		limit = n
+	limit, err := pageLimit(q)
+	if err != nil {
+		return err
 	}
 	var after lists.Key
 	if v := q.Get("after"); v != "" {
@@ -239,19 +248,10 @@ func (s *Server) addListEntries(w http.ResponseWriter, r *http.Request, p princi
 // for the API and the console.
 func (s *Server) addEntries(r *http.Request, p principal, list lists.Name, entries []lists.Entry) (addResult, error) {
 	var res addResult
-	var before, after listAudit
-	err := s.listChange(r, p, "list.add", list, &before, &after, func(ctx context.Context) error {
+	err := s.listChange(r, p, "list.add", list, func(ctx context.Context) error {
 		n, err := s.lists.AddListEntries(ctx, entries)
-		if err != nil {
-			return err
-		}
 		res = addResult{Added: n, Updated: len(entries) - n}
-		after.Added, after.Updated = res.Added, res.Updated
-		after.Entries = make([]entryJSON, len(entries))
-		for i, e := range entries {
-			after.Entries[i] = toEntryJSON(e)
-		}
-		return nil
+		return err
 	})
 	return res, err
 }
@@ -306,18 +306,10 @@ func (s *Server) removeListEntries(w http.ResponseWriter, r *http.Request, p pri
 // audits it, for the API and the console.
 func (s *Server) removeEntries(r *http.Request, p principal, list lists.Name, keys []lists.Key) (removeResult, error) {
 	var res removeResult
-	var before, after listAudit
-	before.Keys = make([]keyJSON, len(keys))
-	for i, k := range keys {
-		before.Keys[i] = keyJSON{Kind: k.Kind, Value: k.Value, Platform: k.Platform}
-	}
-	err := s.listChange(r, p, "list.remove", list, &before, &after, func(ctx context.Context) error {
-		n, err := s.lists.RemoveListEntries(ctx, list, keys)
-		if err != nil {
-			return err
-		}
-		res.Removed, after.Removed = n, n
-		return nil
+	err := s.listChange(r, p, "list.remove", list, func(ctx context.Context) error {
+		var err error
+		res.Removed, err = s.lists.RemoveListEntries(ctx, list, keys)
+		return err
 	})
 	return res, err
 }
@@ -382,15 +374,10 @@ func (s *Server) importEntries(r *http.Request, p principal, list lists.Name, in
 		return res, badRequest("%v", err)
 	}
 
-	var before, after listAudit
-	after.Replace = replace
-	err = s.listChange(r, p, "list.import", list, &before, &after, func(ctx context.Context) error {
-		n, err := s.lists.ImportList(ctx, list, entries, replace)
-		if err != nil {
-			return err
-		}
-		res.Imported, after.Imported = n, n
-		return nil
+	err = s.listChange(r, p, "list.import", list, func(ctx context.Context) error {
+		var err error
+		res.Imported, err = s.lists.ImportList(ctx, list, entries, replace)
+		return err
 	})
 	return res, err
 }
@@ -412,13 +399,21 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 // exportList streams the list as CSV, entry by entry.
 func (s *Server) exportList(w http.ResponseWriter, r *http.Request, _ principal, list lists.Name) error {
-	return s.streamCSV(w, r, string(list)+".csv", func(w io.Writer) error {
+	return s.streamCSV(w, r, string(list)+".csv", entriesCSV(string(list), func(fn func(lists.Entry) error) error {
+		return s.lists.EachEntry(r.Context(), list, fn)
+	}))
+}
+
+// entriesCSV returns the body of a CSV export, for streamCSV: the entries
+// that each gives, a row each. what names the export in errors.
+func entriesCSV(what string, each func(fn func(lists.Entry) error) error) func(io.Writer) error {
+	return func(w io.Writer) error {
 		err := func() error {
 			csvw, err := lists.NewCSVWriter(w)
 			if err != nil {
 				return err
 			}
-			if err := s.lists.EachEntry(r.Context(), list, csvw.Write); err != nil {
+			if err := each(csvw.Write); err != nil {
 				return err
 			}
 			return csvw.Flush()
@@ -426,10 +421,10 @@ func (s *Server) exportList(w http.ResponseWriter, r *http.Request, _ principal,
 		if err != nil {
 			// %v: not the client's fault, even if err wraps
 			// lists.ErrInvalid (a stored entry that CSVWriter refuses).
-			return fmt.Errorf("export %s: %v", list, err)
+			return fmt.Errorf("export %s: %v", what, err)
 		}
 		return nil
-	})
+	}
 }
 
 // countingWriter counts the bytes written through it and, when move is
@@ -454,87 +449,16 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// listAudit is the Before or After of a list change in the audit trail: a
-// summary, never the whole list.
-type listAudit struct {
-	// Count is the number of entries in the list; null if it could not
-	// be counted after the change.
-	Count    *int `json:"count"`
-	Added    int  `json:"added,omitempty"`
-	Updated  int  `json:"updated,omitempty"`
-	Removed  int  `json:"removed,omitempty"`
-	Imported int  `json:"imported,omitempty"`
-	Replace  bool `json:"replace,omitempty"`
-	// Entries are the entries added (in After); Keys the keys asked to be
-	// removed (in Before), whether they were in the list or not.
-	Entries []entryJSON `json:"entries,omitempty"`
-	Keys    []keyJSON   `json:"keys,omitempty"`
-}
-
-// forLog returns a copy of a with device tokens shortened.
-func (a listAudit) forLog() listAudit {
-	if a.Entries != nil {
-		es := make([]entryJSON, len(a.Entries))
-		for i, e := range a.Entries {
-			es[i] = e
-			if e.Kind == lists.Token {
-				es[i].Value = dispatcher.ShortToken(e.Value)
-			}
-		}
-		a.Entries = es
-	}
-	if a.Keys != nil {
-		ks := make([]keyJSON, len(a.Keys))
-		for i, k := range a.Keys {
-			ks[i] = k
-			if k.Kind == lists.Token {
-				ks[i].Value = dispatcher.ShortToken(k.Value)
-			}
-		}
-		a.Keys = ks
-	}
-	return a
-}
-
-// listChange counts the list into before, makes a change with do (which
-// fills in after), tells OnListChange, counts the list again into after
-// and audits the change as action. A failure to count before the change
-// fails it; after, it only leaves the count out.
-func (s *Server) listChange(r *http.Request, p principal, action string, list lists.Name, before, after *listAudit, do func(context.Context) error) error {
-	ctx := r.Context()
-	n, err := s.lists.CountListEntries(ctx, list)
-	if err != nil {
-		return err
-	}
-	before.Count = &n
-	if err := do(ctx); err != nil {
+// listChange makes a change to list with do, then tells OnListChange.
+// The store writes the change's audit record, as action by p, in the
+// change's own transaction (see package audit): a change whose record
+// cannot be written fails and does not stand.
+func (s *Server) listChange(r *http.Request, p principal, action string, list lists.Name, do func(context.Context) error) error {
+	if err := do(noted(r.Context(), p, action)); err != nil {
 		return err
 	}
 	if s.onListChange != nil {
 		s.onListChange(list)
-	}
-
-	// The change is made: finish even if the client went away.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
-	defer cancel()
-	if n, err := s.lists.CountListEntries(ctx, list); err != nil {
-		s.log.WarnContext(ctx, "admin: count list after a change", "list", list, "action", action, "err", err)
-	} else {
-		after.Count = &n
-	}
-	e := AuditEntry{
-		At:     s.now(),
-		Actor:  p.actor,
-		Action: action,
-		Target: string(list),
-		Before: s.marshalAudit(before),
-		After:  s.marshalAudit(after),
-	}
-	if err := s.auditor.Audit(ctx, e); err != nil {
-		// As audit does, but without full device tokens.
-		s.log.ErrorContext(ctx, "admin audit write failed; the change was made",
-			"err", err, "at", e.At, "actor", e.Actor, "action", e.Action, "target", e.Target,
-			"before", string(s.marshalAudit(before.forLog())), "after", string(s.marshalAudit(after.forLog())))
 	}
 	return nil
 }

@@ -29,6 +29,9 @@ func TestLoadExampleFile(t *testing.T) {
 	if defaults.AMQP.URL != "amqp://guest:guest@127.0.0.1:5672/" || defaults.AMQP.Heartbeat != 10*time.Second || defaults.APNs.Workers != 256 {
 		t.Errorf("unexpected defaults: %+v", defaults)
 	}
+	if defaults.Store.ListSnapshotRetention != 30*24*time.Hour || defaults.Store.CampaignRetention != 30*24*time.Hour {
+		t.Errorf("store retention defaults: %+v", defaults.Store)
+	}
 	if defaults.Admin.RequireApproval || defaults.Admin.TimeZone != "UTC" || defaults.Scheduler.MaxLate != time.Hour || defaults.Scheduler.Lease != 30*time.Second {
 		t.Errorf("unexpected console campaign defaults: %+v %+v", defaults.Admin, defaults.Scheduler)
 	}
@@ -97,6 +100,10 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_ADMIN_TIME_ZONE": "Mars/Olympus"}, want: "admin.time_zone"},
 		{env: map[string]string{"PUSHD_SCHEDULER_MAX_LATE": "0s"}, want: "scheduler.max_late"},
 		{env: map[string]string{"PUSHD_SCHEDULER_LEASE": "-1s"}, want: "scheduler.lease"},
+		{env: map[string]string{"PUSHD_STORE_LIST_SNAPSHOT_RETENTION": "10m"}, want: "store.list_snapshot_retention"},
+		{env: map[string]string{"PUSHD_STORE_CAMPAIGN_RETENTION": "1h"}, want: "store.campaign_retention"},
+		{env: map[string]string{"PUSHD_STORE_CAMPAIGN_RETENTION": "-720h"}, want: "store.campaign_retention"},
+		{env: map[string]string{"PUSHD_STORE_LIST_SNAPSHOT_RETENTION": "-1h"}, want: "store.list_snapshot_retention"},
 		{file: "apns:\n  keyfile: x\n", want: `unknown key "apns.keyfile"`},
 		{file: "amqp: [\n", want: "config file"},
 	}

@@ -158,6 +158,19 @@ type Change struct {
 	Entry Entry
 }
 
+// Snapshot is a copy of a list's entries, kept when an import replaced
+// them or a restore put an earlier snapshot back, so that the change can
+// be undone.
+type Snapshot struct {
+	ID   int64
+	List Name
+	// Entries is how many entries it holds.
+	Entries   int
+	CreatedAt time.Time
+	// CreatedBy is who made the change that replaced the entries.
+	CreatedBy string
+}
+
 // Source is where the lists are kept (the store implements it). Instances
 // build their index from it and follow its changes.
 type Source interface {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pushd/pushd/audit"
 )
 
 // DefaultAuditLimit is how many entries AuditLog returns when asked for
@@ -77,6 +79,27 @@ func insertAudit(ctx context.Context, tx *sql.Tx, e AuditEntry) error {
 	_, err = tx.ExecContext(ctx, sqlInsertAudit,
 		id, toMillis(e.At), e.Actor, e.Action, e.Target, before, after)
 	return err
+}
+
+// auditNote writes the audit record of an operator's change inside tx, the
+// change's transaction, when ctx carries an audit.Note (see package audit),
+// and nothing when it carries none. target names the object changed;
+// before and after are its state, marshalled to JSON (nil: none). A
+// record that cannot be written fails the transaction, so the change does
+// not stand without it.
+func (s *Store) auditNote(ctx context.Context, tx *sql.Tx, target string, before, after any) error {
+	n, ok := audit.NoteFrom(ctx)
+	if !ok {
+		return nil
+	}
+	return auditTx(ctx, tx, s.now(), n.Actor, n.Action, target, before, after)
+}
+
+// noted reports whether ctx carries an audit.Note: whether a change made
+// with it is audited, and so whether to read what its record shows.
+func noted(ctx context.Context) bool {
+	_, ok := audit.NoteFrom(ctx)
+	return ok
 }
 
 // AuditLog returns the latest limit entries, newest first

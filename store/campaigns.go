@@ -119,7 +119,8 @@ func ensureChanges(rec dispatcher.CampaignRecord, messageRate float64) bool {
 // wrapping dispatcher.ErrConflict. An unknown campaign is
 // dispatcher.ErrNotFound. Setting the status a campaign already has (and
 // is allowed to leave) changes nothing and takes no rev; before and after
-// are then equal.
+// are then equal. A change made with an audit.Note in ctx writes its audit
+// record in the same transaction, or does not happen.
 func (s *Store) SetCampaignStatus(ctx context.Context, id string, to dispatcher.Status, from ...dispatcher.Status) (before, after dispatcher.CampaignRecord, err error) {
 	if !to.Valid() {
 		return before, after, fmt.Errorf("set campaign %q status: unknown status %q", id, to)
@@ -147,8 +148,10 @@ func (s *Store) SetCampaignStatus(ctx context.Context, id string, to dispatcher.
 		}
 		next := before
 		next.Status = to
-		after, err = updateControl(ctx, tx, next, toMillis(s.now()), rev)
-		return err
+		if after, err = updateControl(ctx, tx, next, toMillis(s.now()), rev); err != nil {
+			return err
+		}
+		return s.auditNote(ctx, tx, id, campaignAuditOf(before), campaignAuditOf(after))
 	})
 	if err != nil {
 		return dispatcher.CampaignRecord{}, dispatcher.CampaignRecord{}, fmt.Errorf("set campaign %q status to %s: %w", id, to, err)
@@ -159,7 +162,8 @@ func (s *Store) SetCampaignStatus(ctx context.Context, id string, to dispatcher.
 // SetCampaignRate sets the operator's rate for the campaign, or with nil
 // clears it; 0 means no campaign limit. An unknown campaign is
 // dispatcher.ErrNotFound. Setting the rate the campaign already has
-// changes nothing and takes no rev.
+// changes nothing and takes no rev. A change made with an audit.Note in
+// ctx writes its audit record in the same transaction, or does not happen.
 func (s *Store) SetCampaignRate(ctx context.Context, id string, rate *float64) (before, after dispatcher.CampaignRecord, err error) {
 	if rate != nil {
 		if err := checkRate(*rate); err != nil {
@@ -183,8 +187,10 @@ func (s *Store) SetCampaignRate(ctx context.Context, id string, rate *float64) (
 		}
 		next := before
 		next.RateOverride = rate
-		after, err = updateControl(ctx, tx, next, toMillis(s.now()), rev)
-		return err
+		if after, err = updateControl(ctx, tx, next, toMillis(s.now()), rev); err != nil {
+			return err
+		}
+		return s.auditNote(ctx, tx, id, campaignAuditOf(before), campaignAuditOf(after))
 	})
 	if err != nil {
 		return dispatcher.CampaignRecord{}, dispatcher.CampaignRecord{}, fmt.Errorf("set campaign %q rate: %w", id, err)
@@ -323,6 +329,19 @@ func updateControl(ctx context.Context, tx *sql.Tx, next dispatcher.CampaignReco
 		return rec, fmt.Errorf("update: %w", err)
 	}
 	return rec, nil
+}
+
+// campaignAudit is a campaign as its audit records show it: its control
+// state and its counters.
+type campaignAudit struct {
+	Status       dispatcher.Status   `json:"status"`
+	MessageRate  float64             `json:"message_rate"`
+	RateOverride *float64            `json:"rate_override"`
+	Counters     dispatcher.Counters `json:"counters"`
+}
+
+func campaignAuditOf(r dispatcher.CampaignRecord) campaignAudit {
+	return campaignAudit{Status: r.Status, MessageRate: r.MessageRate, RateOverride: r.RateOverride, Counters: r.Counters}
 }
 
 // scanCampaign reads a row of campaignColumns.

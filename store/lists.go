@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,7 +82,7 @@ WHERE (list, kind, platform, value) IN (VALUES `,
 	deleteListEntries = multiRow{
 		prefix: `DELETE FROM list_entries
 WHERE list = $1 AND (kind, platform, value) IN (VALUES `,
-		suffix: `) RETURNING kind, platform, value, reason`,
+		suffix: `) RETURNING kind, platform, value, reason, created_at`,
 		shared: 1,
 		cols:   3,
 	}
@@ -171,6 +172,11 @@ func (s *Store) ListRev(ctx context.Context) (int64, error) {
 // ignored). Each entry that is new or whose reason changed records one
 // OpAdd change, in the order given; an entry given twice counts once,
 // with its last reason. It returns how many entries were new.
+//
+// With an audit.Note in ctx, it writes one audit record per list in the
+// same transaction (the list's count before and after, and the entries as
+// given), or changes nothing. Adding what is there already changes
+// nothing and writes no record.
 func (s *Store) AddListEntries(ctx context.Context, entries []lists.Entry) (added int, err error) {
 	for i, e := range entries {
 		if err := e.Validate(); err != nil {
@@ -205,12 +211,29 @@ func (s *Store) AddListEntries(ctx context.Context, entries []lists.Entry) (adde
 		if len(changed) == 0 {
 			return errUnchanged
 		}
+		var audits map[lists.Name]*listAudit // by list, with the count before
+		if noted(ctx) {
+			if audits, err = addAudits(ctx, tx, uniq, old); err != nil {
+				return err
+			}
+		}
 		byKey := slices.SortedFunc(slices.Values(changed), compareEntries)
 		now := toMillis(s.now())
 		if err := upsertEntries(ctx, tx, len(byKey), func(i int) lists.Entry { return byKey[i] }, now); err != nil {
 			return err
 		}
-		return recordChanges(ctx, tx, lists.OpAdd, changed, now)
+		if err := recordChanges(ctx, tx, lists.OpAdd, changed, now); err != nil {
+			return err
+		}
+		for _, list := range slices.Sorted(maps.Keys(audits)) {
+			after := audits[list]
+			before := listAudit{Count: after.Count}
+			after.Count += after.Added
+			if err := s.auditNote(ctx, tx, string(list), before, after); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("add list entries: %w", err)
@@ -222,6 +245,11 @@ func (s *Store) AddListEntries(ctx context.Context, entries []lists.Entry) (adde
 // one transaction, and records one OpRemove change (with the entry as it
 // was) for each entry removed, in the order given. Keys not in the list
 // are skipped. It returns how many entries were removed.
+//
+// With an audit.Note in ctx, it writes the audit record in the same
+// transaction (the list's count before and after, and the entries removed
+// as they were, with their reasons), or changes nothing. Removing what is
+// not there changes nothing and writes no record.
 func (s *Store) RemoveListEntries(ctx context.Context, list lists.Name, keys []lists.Key) (removed int, err error) {
 	if err := checkList(list); err != nil {
 		return 0, fmt.Errorf("remove list entries: %w", err)
@@ -235,21 +263,34 @@ func (s *Store) RemoveListEntries(ctx context.Context, list lists.Name, keys []l
 		if _, err := addSeq(ctx, tx, seqListRev, 0); err != nil {
 			return err
 		}
-		reasons, err := deleteEntries(ctx, tx, list, keys)
+		var count int
+		if noted(ctx) {
+			if count, err = countList(ctx, tx, list); err != nil {
+				return err
+			}
+		}
+		deleted, err := deleteEntries(ctx, tx, list, keys)
 		if err != nil {
 			return err
 		}
-		if len(reasons) == 0 {
+		if len(deleted) == 0 {
 			return errUnchanged
 		}
-		gone := make([]lists.Entry, 0, len(reasons))
+		gone := make([]lists.Entry, 0, len(deleted))
 		for _, k := range keys {
-			if r, ok := reasons[k]; ok {
-				gone = append(gone, lists.Entry{List: list, Kind: k.Kind, Platform: k.Platform, Value: k.Value, Reason: r})
+			if e, ok := deleted[k]; ok {
+				gone = append(gone, e)
 			}
 		}
 		removed = len(gone)
-		return recordChanges(ctx, tx, lists.OpRemove, gone, toMillis(s.now()))
+		if err := recordChanges(ctx, tx, lists.OpRemove, gone, toMillis(s.now())); err != nil {
+			return err
+		}
+		before := listAudit{Count: count, Entries: make([]listEntryAudit, len(gone))}
+		for i, e := range gone {
+			before.Entries[i] = listEntryAuditOf(e)
+		}
+		return s.auditNote(ctx, tx, string(list), before, listAudit{Count: count - removed, Removed: removed})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("remove %s entries: %w", list, err)
@@ -273,6 +314,12 @@ func (s *Store) RemoveListEntries(ctx context.Context, list lists.Name, keys []l
 //
 // Entries are written in key order, chunk by chunk, which keeps an
 // import of millions of entries fast.
+//
+// A replace keeps the entries it replaces as a snapshot of the list (see
+// ListSnapshots), made in the same transaction, unless the list was empty.
+// With an audit.Note in ctx, it writes the audit record in the same
+// transaction (the list's count before and after, the snapshot's id), or
+// changes nothing.
 func (s *Store) ImportList(ctx context.Context, list lists.Name, entries []lists.Entry, replace bool) (imported int, err error) {
 	if err := checkList(list); err != nil {
 		return 0, fmt.Errorf("import list: %w", err)
@@ -293,16 +340,37 @@ func (s *Store) ImportList(ctx context.Context, list lists.Name, entries []lists
 		if _, err := addSeq(ctx, tx, seqListRev, 0); err != nil {
 			return err
 		}
-		if replace {
+		var before listAudit
+		switch {
+		case replace:
+			if before.Snapshot, before.Count, err = s.snapshotList(ctx, tx, list); err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, sqlDeleteList, string(list)); err != nil {
 				return fmt.Errorf("delete entries: %w", err)
+			}
+		case noted(ctx):
+			if before.Count, err = countList(ctx, tx, list); err != nil {
+				return err
 			}
 		}
 		now := toMillis(s.now())
 		if err := upsertEntries(ctx, tx, len(order), func(i int) lists.Entry { return entries[order[i]] }, now); err != nil {
 			return err
 		}
-		return recordChanges(ctx, tx, lists.OpReload, []lists.Entry{{List: list}}, now)
+		if err := recordChanges(ctx, tx, lists.OpReload, []lists.Entry{{List: list}}, now); err != nil {
+			return err
+		}
+		if !noted(ctx) {
+			return nil
+		}
+		after := listAudit{Count: len(order), Imported: len(order), Replace: replace}
+		if !replace {
+			if after.Count, err = countList(ctx, tx, list); err != nil {
+				return err
+			}
+		}
+		return s.auditNote(ctx, tx, string(list), before, after)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("import %s: %w", list, err)
@@ -344,11 +412,84 @@ func (s *Store) CountListEntries(ctx context.Context, list lists.Name) (int, err
 	if err := checkList(list); err != nil {
 		return 0, fmt.Errorf("count list entries: %w", err)
 	}
+	n, err := countList(ctx, s.r, list)
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// countList returns how many entries list holds, as q sees it.
+func countList(ctx context.Context, q querier, list lists.Name) (int, error) {
 	var n int
-	if err := s.r.QueryRowContext(ctx, sqlCountListEntries, string(list)).Scan(&n); err != nil {
+	if err := q.QueryRowContext(ctx, sqlCountListEntries, string(list)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count %s entries: %w", list, err)
 	}
 	return n, nil
+}
+
+// addAudits returns the After of the audit record of adding entries, by
+// list, with Count the list's count before the change. old holds the
+// reasons of those entries already there.
+func addAudits(ctx context.Context, tx *sql.Tx, entries []lists.Entry, old map[entryID]string) (map[lists.Name]*listAudit, error) {
+	audits := make(map[lists.Name]*listAudit)
+	for _, e := range entries {
+		a := audits[e.List]
+		if a == nil {
+			n, err := countList(ctx, tx, e.List)
+			if err != nil {
+				return nil, err
+			}
+			a = &listAudit{Count: n}
+			audits[e.List] = a
+		}
+		if _, ok := old[entryID{e.List, e.Key()}]; ok {
+			a.Updated++
+		} else {
+			a.Added++
+		}
+		a.Entries = append(a.Entries, listEntryAuditOf(e))
+	}
+	return audits, nil
+}
+
+// listAudit is a list change as its audit record shows it, in Before and
+// After: a summary, and the entries it names, never the whole list.
+type listAudit struct {
+	// Count is the number of entries in the list.
+	Count    int  `json:"count"`
+	Added    int  `json:"added,omitempty"`
+	Updated  int  `json:"updated,omitempty"`
+	Removed  int  `json:"removed,omitempty"`
+	Imported int  `json:"imported,omitempty"`
+	Replace  bool `json:"replace,omitempty"`
+	// Snapshot (in Before) is the snapshot that keeps the entries a
+	// replace import or a restore replaced; absent when the list was
+	// empty.
+	Snapshot int64 `json:"snapshot,omitempty"`
+	// Restored (in After) is the snapshot a restore put back.
+	Restored int64 `json:"restored,omitempty"`
+	// Entries are, in After, the entries added or updated, as given; in
+	// Before, the entries removed, as they were.
+	Entries []listEntryAudit `json:"entries,omitempty"`
+}
+
+// listEntryAudit is an entry in a listAudit.
+type listEntryAudit struct {
+	Kind      lists.Kind `json:"kind"`
+	Value     string     `json:"value"`
+	Platform  string     `json:"platform"`
+	Reason    string     `json:"reason"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+}
+
+func listEntryAuditOf(e lists.Entry) listEntryAudit {
+	a := listEntryAudit{Kind: e.Kind, Value: e.Value, Platform: e.Platform, Reason: e.Reason}
+	if !e.CreatedAt.IsZero() {
+		t := e.CreatedAt.UTC()
+		a.CreatedAt = &t
+	}
+	return a
 }
 
 // PruneListChanges deletes the list changes made before before, except
@@ -511,11 +652,11 @@ func upsertEntries(ctx context.Context, tx *sql.Tx, n int, entry func(i int) lis
 }
 
 // deleteEntries deletes the entries of list with the given keys and
-// returns the reasons of those it deleted.
-func deleteEntries(ctx context.Context, tx *sql.Tx, list lists.Name, keys []lists.Key) (map[lists.Key]string, error) {
+// returns those it deleted, as they were.
+func deleteEntries(ctx context.Context, tx *sql.Tx, list lists.Name, keys []lists.Key) (map[lists.Key]lists.Entry, error) {
 	b := newBulk(tx, deleteListEntries)
 	defer b.close()
-	reasons := make(map[lists.Key]string)
+	deleted := make(map[lists.Key]lists.Entry)
 	err := chunks(len(keys), func(lo, hi int) error {
 		args := append(b.args[:0], string(list))
 		for _, k := range keys[lo:hi] {
@@ -527,18 +668,18 @@ func deleteEntries(ctx context.Context, tx *sql.Tx, list lists.Name, keys []list
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var kind, platform, value, reason string
-			if err := rows.Scan(&kind, &platform, &value, &reason); err != nil {
+			e, err := scanListEntry(rows, list)
+			if err != nil {
 				return err
 			}
-			reasons[lists.Key{Kind: lists.Kind(kind), Platform: platform, Value: value}] = reason
+			deleted[e.Key()] = e
 		}
 		return rows.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delete entries: %w", err)
 	}
-	return reasons, nil
+	return deleted, nil
 }
 
 // recordChanges takes a rev for each of entries, in order, and records a

@@ -152,26 +152,7 @@ console campaigns (created in pushd):
 		if err := need(1); err != nil {
 			return err
 		}
-		var list struct {
-			Campaigns []struct {
-				dispatcher.CampaignInfo
-				Source string `json:"source"`
-			} `json:"campaigns"`
-		}
-		if err := a.do(ctx, "GET", "/api/campaigns", "", nil, &list); err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSOURCE\tSTATUS\tRATE/S\tRECEIVED\tSENT\tFAILED\tFILTERED\tDROPPED\tCANCELLED\tIN FLIGHT")
-		for _, c := range list.Campaigns {
-			r := "-"
-			if c.RatePerSecond > 0 {
-				r = strconv.FormatFloat(c.RatePerSecond, 'f', -1, 64)
-			}
-			n := c.Counters
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", c.ID, c.Source, c.Status, r, n.Received, n.Sent, n.Failed, n.Filtered, n.Dropped, n.Cancelled, c.InFlight)
-		}
-		return tw.Flush()
+		return listCampaigns(ctx, a, stdout)
 	case "show":
 		if err := need(2); err != nil {
 			return err
@@ -249,4 +230,46 @@ func campaignFile(action string, args []string, stdout io.Writer) ([]byte, error
 		return nil, fmt.Errorf("campaigns %s: %s is not valid JSON", action, *file)
 	}
 	return b, nil
+}
+
+// campaignsPageSize is how many campaigns "campaigns list" asks for at
+// once, the most the admin API gives.
+const campaignsPageSize = 1000
+
+// listCampaigns prints every campaign, newest first, page by page, as a
+// table (columns aligned within each page).
+func listCampaigns(ctx context.Context, a *adminClient, stdout io.Writer) error {
+	var page struct {
+		Campaigns []struct {
+			dispatcher.CampaignInfo
+			Source string `json:"source"`
+		} `json:"campaigns"`
+		Next string `json:"next"`
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSOURCE\tSTATUS\tRATE/S\tRECEIVED\tSENT\tFAILED\tFILTERED\tDROPPED\tCANCELLED\tIN FLIGHT")
+	for {
+		q := url.Values{"limit": {strconv.Itoa(campaignsPageSize)}}
+		if page.Next != "" {
+			q.Set("after", page.Next)
+		}
+		page.Campaigns, page.Next = nil, ""
+		if err := a.do(ctx, "GET", "/api/campaigns?"+q.Encode(), "", nil, &page); err != nil {
+			return err
+		}
+		for _, c := range page.Campaigns {
+			r := "-"
+			if c.RatePerSecond > 0 {
+				r = strconv.FormatFloat(c.RatePerSecond, 'f', -1, 64)
+			}
+			n := c.Counters
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", c.ID, c.Source, c.Status, r, n.Received, n.Sent, n.Failed, n.Filtered, n.Dropped, n.Cancelled, c.InFlight)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if page.Next == "" {
+			return nil
+		}
+	}
 }

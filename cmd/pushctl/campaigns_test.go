@@ -24,7 +24,11 @@ func TestCampaigns(t *testing.T) {
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
-		got = append(got, r.Method+" "+r.URL.EscapedPath()+" "+string(body))
+		path := r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			path += "?" + r.URL.RawQuery
+		}
+		got = append(got, r.Method+" "+path+" "+string(body))
 		if r.URL.Path == "/api/campaigns/missing" {
 			w.WriteHeader(404)
 			_, _ = w.Write([]byte(`{"error":"campaign missing: not found"}`))
@@ -32,7 +36,13 @@ func TestCampaigns(t *testing.T) {
 		}
 		info := dispatcher.CampaignInfo{ID: "spring/sale", Status: dispatcher.StatusRunning, RatePerSecond: 5, Counters: dispatcher.Counters{Received: 10, Sent: 7}}
 		if r.URL.Path == "/api/campaigns" {
-			_ = json.NewEncoder(w).Encode(map[string]any{"campaigns": []dispatcher.CampaignInfo{info}})
+			// Two pages: the second has another campaign.
+			if r.URL.Query().Get("after") == "" {
+				_ = json.NewEncoder(w).Encode(map[string]any{"campaigns": []dispatcher.CampaignInfo{info}, "next": "p2"})
+				return
+			}
+			older := dispatcher.CampaignInfo{ID: "winter-sale", Status: dispatcher.StatusFinished}
+			_ = json.NewEncoder(w).Encode(map[string]any{"campaigns": []dispatcher.CampaignInfo{older}, "next": ""})
 			return
 		}
 		_ = json.NewEncoder(w).Encode(info)
@@ -48,7 +58,7 @@ func TestCampaigns(t *testing.T) {
 		return out.String(), err
 	}
 	out, err := run1("list")
-	if err != nil || !strings.Contains(out, "spring/sale") || !strings.Contains(out, "running") {
+	if err != nil || !strings.Contains(out, "spring/sale") || !strings.Contains(out, "running") || !strings.Contains(out, "winter-sale") {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 	for _, args := range [][]string{{"show", "spring/sale"}, {"pause", "spring/sale"}, {"rate", "spring/sale", "250"}, {"rate", "spring/sale", "default"}} {
@@ -57,7 +67,8 @@ func TestCampaigns(t *testing.T) {
 		}
 	}
 	want := []string{
-		"GET /api/campaigns ",
+		"GET /api/campaigns?limit=1000 ",
+		"GET /api/campaigns?after=p2&limit=1000 ",
 		"GET /api/campaigns/spring%2Fsale ",
 		"POST /api/campaigns/spring%2Fsale/pause ",
 		`PUT /api/campaigns/spring%2Fsale/rate {"rate_per_second":250}`,

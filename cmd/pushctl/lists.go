@@ -38,7 +38,13 @@ actions:
   import NAME FILE.csv [-replace]
                                 add the entries of a CSV file (- for stdin), all or
                                 none; with -replace the list holds exactly the file's
-  export NAME [FILE.csv]        write the list as CSV to FILE, or to stdout
+  export NAME [FILE.csv] [-snapshot ID]
+                                write the list (or one of its snapshots) as CSV to
+                                FILE, or to stdout
+  snapshots NAME                the snapshots of the list, newest first: what replace
+                                imports and restores replaced
+  restore NAME ID               replace the list with its snapshot ID (what it held
+                                is kept as a new snapshot)
 
 CSV files have the header kind,value,platform,reason.
 `, getenv, stdout)
@@ -46,6 +52,7 @@ CSV files have the header kind,value,platform,reason.
 	platform := fs.String("platform", "", "add, remove: platform of a token entry, ios or android")
 	reason := fs.String("reason", "", "add: why the entry is there (opt_out, invalid_token, abuse, test_device...)")
 	limit := fs.Int("limit", 0, "entries: print at most `N` entries (0: all)")
+	snapshot := fs.Int64("snapshot", 0, "export: the snapshot `ID` to export instead of the list")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -56,12 +63,14 @@ CSV files have the header kind,value,platform,reason.
 	}
 	action := rest[0]
 	err = checkAction(fs, "lists", rest, map[string]actionSpec{
-		"show":    {1, 1, nil},
-		"entries": {1, 1, []string{"limit"}},
-		"add":     {3, 3, []string{"platform", "reason"}},
-		"remove":  {3, 3, []string{"platform"}},
-		"import":  {2, 2, []string{"replace"}},
-		"export":  {1, 2, nil},
+		"show":      {1, 1, nil},
+		"entries":   {1, 1, []string{"limit"}},
+		"add":       {3, 3, []string{"platform", "reason"}},
+		"remove":    {3, 3, []string{"platform"}},
+		"import":    {2, 2, []string{"replace"}},
+		"export":    {1, 2, []string{"snapshot"}},
+		"snapshots": {1, 1, nil},
+		"restore":   {2, 2, nil},
 	})
 	if err != nil {
 		return err
@@ -120,9 +129,44 @@ CSV files have the header kind,value,platform,reason.
 		if len(rest) == 3 {
 			file = rest[2]
 		}
+		if *snapshot != 0 {
+			path += "/snapshots/" + fmt.Sprint(*snapshot)
+		}
 		return listExport(ctx, a, path, name, file, stdout)
+	case "snapshots":
+		return listSnapshots(ctx, a, path, stdout)
+	case "restore":
+		var res struct {
+			Restored int `json:"restored"`
+		}
+		if err := a.do(ctx, "POST", path+"/snapshots/"+url.PathEscape(rest[2])+"/restore", "", nil, &res); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(stdout, "%s: restored snapshot %s, %d entries\n", name, rest[2], res.Restored)
+		return err
 	}
 	return nil
+}
+
+// listSnapshots prints the snapshots of a list as a table.
+func listSnapshots(ctx context.Context, a *adminClient, path string, stdout io.Writer) error {
+	var out struct {
+		Snapshots []struct {
+			ID        int64     `json:"id"`
+			Entries   int       `json:"entries"`
+			CreatedAt time.Time `json:"created_at"`
+			CreatedBy string    `json:"created_by"`
+		} `json:"snapshots"`
+	}
+	if err := a.do(ctx, "GET", path+"/snapshots", "", nil, &out); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tENTRIES\tCREATED\tBY")
+	for _, sn := range out.Snapshots {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\n", sn.ID, sn.Entries, sn.CreatedAt.UTC().Format(time.RFC3339), sn.CreatedBy)
+	}
+	return tw.Flush()
 }
 
 // listEntries prints the entries of a list, page by page, as a table

@@ -103,9 +103,15 @@ func (f *fakeListsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(map[string]int{"removed": 1})
 	case "POST /api/lists/blacklist/import":
 		answer(map[string]int{"imported": bytes.Count(body, []byte("\n")) - 1})
-	case "GET /api/lists/blacklist/export":
+	case "GET /api/lists/blacklist/export", "GET /api/lists/blacklist/snapshots/7/export":
 		w.Header().Set("Content-Type", "text/csv")
 		_, _ = io.WriteString(w, exportCSV)
+	case "GET /api/lists/blacklist/snapshots":
+		answer(map[string]any{"snapshots": []map[string]any{
+			{"id": 7, "list": "blacklist", "entries": 2, "created_at": "2030-01-02T03:04:05Z", "created_by": "operator:1a2b3c4d"},
+		}})
+	case "POST /api/lists/blacklist/snapshots/7/restore":
+		answer(map[string]int{"restored": 2})
 	case "GET /api/lists/whitelist/export":
 		// Fails half-way.
 		_, _ = io.WriteString(w, exportCSV)
@@ -192,6 +198,23 @@ func TestLists(t *testing.T) {
 			name: "export to stdout", args: []string{"export", "blacklist"},
 			wantReqs: []string{"GET /api/lists/blacklist/export"},
 			wantOut:  exportCSV,
+		},
+		{
+			name: "export a snapshot", args: []string{"export", "blacklist", "-snapshot", "7"},
+			wantReqs: []string{"GET /api/lists/blacklist/snapshots/7/export"},
+			wantOut:  exportCSV,
+		},
+		{
+			name: "snapshots", args: []string{"snapshots", "blacklist"},
+			wantReqs: []string{"GET /api/lists/blacklist/snapshots"},
+			wantOut: "" +
+				"ID  ENTRIES  CREATED               BY\n" +
+				"7   2        2030-01-02T03:04:05Z  operator:1a2b3c4d\n",
+		},
+		{
+			name: "restore", args: []string{"restore", "blacklist", "7"},
+			wantReqs: []string{"POST /api/lists/blacklist/snapshots/7/restore"},
+			wantOut:  "blacklist: restored snapshot 7, 2 entries\n",
 		},
 		{
 			name: "entries, every page", args: []string{"entries", "blacklist"},

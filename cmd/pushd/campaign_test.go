@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +84,32 @@ func (h *harness) control(d *daemon, id, action string) dispatcher.CampaignInfo 
 		h.t.Fatalf("%s %s: %d", action, id, code)
 	}
 	return info
+}
+
+// audited returns the actions of the audit log's records of target,
+// oldest first, and checks that the operator made them: the dispatcher
+// hands each change to the store with its audit note, and the store
+// writes the record in the change's transaction.
+func (h *harness) audited(d *daemon, target string) []string {
+	h.t.Helper()
+	var page struct {
+		Entries []struct {
+			Action string `json:"action"`
+			Actor  string `json:"actor"`
+		} `json:"entries"`
+	}
+	if code := h.api(d, "GET", "/api/audit?target="+url.QueryEscape(target), operatorToken, nil, &page); code != 200 {
+		h.t.Fatalf("GET /api/audit: %d", code)
+	}
+	var out []string
+	for i := len(page.Entries) - 1; i >= 0; i-- {
+		e := page.Entries[i]
+		if !strings.HasPrefix(e.Actor, "operator:") {
+			h.t.Errorf("record %s by %q, want the operator's token", e.Action, e.Actor)
+		}
+		out = append(out, e.Action)
+	}
+	return out
 }
 
 // sent returns how many recipients of o the simulator accepted.
@@ -348,6 +376,9 @@ func TestPauseSurvivesARestartAndResumeDeliversOnce(t *testing.T) {
 	h.control(d, "to-pause", "resume")
 	testwait.For(t, time.Minute, "every recipient delivered", func() bool { return h.sentAtLeast(o, 3000) })
 	h.delivered(o, true)
+	if got := h.audited(d, "to-pause"); strings.Join(got, " ") != "campaign.pause campaign.resume" {
+		t.Errorf("audit log of the campaign: %v, want the pause and the resume", got)
+	}
 	t.Logf("paused at %d of 3000 (%d in flight at the answer), restarted, resumed: all delivered once", atPause, info.InFlight)
 }
 

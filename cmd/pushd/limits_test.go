@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -49,6 +50,9 @@ func TestProviderLimitChangedAtRunTime(t *testing.T) {
 	t.Logf("limit removed at %d of %d: past what 200/s allows after %v, the rest delivered in %v",
 		b.n, o.Recipients, passed.Round(time.Millisecond), took.Round(time.Millisecond))
 	h.delivered(o, true)
+	if got := h.audited(d, "apns"); strings.Join(got, " ") != "limit.set limit.set" {
+		t.Errorf("audit log of apns: %v, want the two changes", got)
+	}
 }
 
 // TestSIGHUPReloadsTheRateLimits lowers the APNs limit of the

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -197,7 +198,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	g.Go(func() error { return adm.Run(serveCtx, aln) })
 	g.Go(func() error { return ls.Run(serveCtx) })
 	g.Go(func() error {
-		return housekeeping(serveCtx, st, cfg.Dispatcher.LedgerRetention, logger.With("component", "store"))
+		return housekeeper{
+			st: st, now: time.Now, log: logger.With("component", "store"),
+			ledgerKept:    cfg.Dispatcher.LedgerRetention,
+			snapshotsKept: cfg.Store.ListSnapshotRetention,
+			campaignsKept: cfg.Store.CampaignRetention,
+		}.Run(serveCtx)
 	})
 	g.Go(func() error {
 		reloadOnHUP(serveCtx, logger, func() (dispatcher.Limits, error) {
