@@ -154,6 +154,18 @@ type Admin struct {
 	// TimeZone is the IANA zone of a console campaign's send_at when it
 	// names none. Default UTC.
 	TimeZone string `mapstructure:"time_zone"`
+	// SessionIdle ends a console session unused for this long. Default
+	// 30m.
+	SessionIdle time.Duration `mapstructure:"session_idle"`
+	// SessionMax ends a console session this long after its sign-in.
+	// Default 12h.
+	SessionMax time.Duration `mapstructure:"session_max"`
+	// SignInUserFailures and SignInAddressFailures are the failed
+	// sign-ins a user name, and a client address, may have within
+	// SignInFailureWindow before they are refused. Defaults 5, 20, 15m.
+	SignInUserFailures    int           `mapstructure:"signin_user_failures"`
+	SignInAddressFailures int           `mapstructure:"signin_address_failures"`
+	SignInFailureWindow   time.Duration `mapstructure:"signin_failure_window"`
 }
 
 // Scheduler configures the scheduler of console campaigns.
@@ -379,6 +391,11 @@ func (c *Config) Validate() error {
 	if _, err := time.LoadLocation(c.Admin.TimeZone); err != nil || c.Admin.TimeZone == "" {
 		bad("admin.time_zone", "must be an IANA time zone such as UTC or Asia/Seoul")
 	}
+	duration("admin.session_idle", c.Admin.SessionIdle)
+	duration("admin.session_max", c.Admin.SessionMax)
+	positive("admin.signin_user_failures", c.Admin.SignInUserFailures)
+	positive("admin.signin_address_failures", c.Admin.SignInAddressFailures)
+	duration("admin.signin_failure_window", c.Admin.SignInFailureWindow)
 	duration("scheduler.max_late", c.Scheduler.MaxLate)
 	duration("scheduler.lease", c.Scheduler.Lease)
 	if c.Store.DSN == "" {

@@ -32,6 +32,11 @@ func TestLoadExampleFile(t *testing.T) {
 	if defaults.Admin.RequireApproval || defaults.Admin.TimeZone != "UTC" || defaults.Scheduler.MaxLate != time.Hour || defaults.Scheduler.Lease != 30*time.Second {
 		t.Errorf("unexpected console campaign defaults: %+v %+v", defaults.Admin, defaults.Scheduler)
 	}
+	a := defaults.Admin
+	if a.SessionIdle != 30*time.Minute || a.SessionMax != 12*time.Hour || a.SignInUserFailures != 5 || a.SignInAddressFailures != 20 ||
+		a.SignInFailureWindow != 15*time.Minute {
+		t.Errorf("unexpected account defaults: %+v", a)
+	}
 }
 
 func TestEnvironmentOverrides(t *testing.T) {
@@ -97,6 +102,11 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_ADMIN_TIME_ZONE": "Mars/Olympus"}, want: "admin.time_zone"},
 		{env: map[string]string{"PUSHD_SCHEDULER_MAX_LATE": "0s"}, want: "scheduler.max_late"},
 		{env: map[string]string{"PUSHD_SCHEDULER_LEASE": "-1s"}, want: "scheduler.lease"},
+		{env: map[string]string{"PUSHD_ADMIN_SESSION_IDLE": "0s"}, want: "admin.session_idle"},
+		{env: map[string]string{"PUSHD_ADMIN_SESSION_MAX": "-1h"}, want: "admin.session_max"},
+		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_USER_FAILURES": "0"}, want: "admin.signin_user_failures"},
+		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_ADDRESS_FAILURES": "-3"}, want: "admin.signin_address_failures"},
+		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_FAILURE_WINDOW": "0s"}, want: "admin.signin_failure_window"},
 		{file: "apns:\n  keyfile: x\n", want: `unknown key "apns.keyfile"`},
 		{file: "amqp: [\n", want: "config file"},
 	}

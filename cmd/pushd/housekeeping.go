@@ -18,10 +18,17 @@ const listChangesKept = 24 * time.Hour
 // the admin module lets one run.
 const staleAudienceImport = 2 * time.Hour
 
+// retention says how long housekeeping keeps what it prunes.
+type retention struct {
+	ledger                  time.Duration // dedup ledger rows
+	sessionIdle, sessionMax time.Duration // console sessions (admin.session_idle, session_max)
+}
+
 // housekeeping prunes the store every hour until ctx ends: the list change
-// log, the dedup ledger rows older than ledgerKept, and the members of
-// deleted audiences and of dead imports.
-func housekeeping(ctx context.Context, st *store.Store, ledgerKept time.Duration, logger *slog.Logger) error {
+// log, the dedup ledger rows older than keep.ledger, the members of
+// deleted audiences and of dead imports, and the console sessions that
+// ended by timeout without being used again.
+func housekeeping(ctx context.Context, st *store.Store, keep retention, logger *slog.Logger) error {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
@@ -34,10 +41,14 @@ func housekeeping(ctx context.Context, st *store.Store, ledgerKept time.Duration
 			return st.PruneListChanges(ctx, time.Now().Add(-listChangesKept))
 		})
 		prune(logger, "ledger rows", func() (int, error) {
-			return st.PruneLedger(ctx, time.Now().Add(-ledgerKept))
+			return st.PruneLedger(ctx, time.Now().Add(-keep.ledger))
 		})
 		prune(logger, "audience members", func() (int, error) {
 			return st.CleanAudiences(ctx, time.Now().Add(-staleAudienceImport))
+		})
+		prune(logger, "sessions", func() (int, error) {
+			now := time.Now()
+			return st.PruneSessions(ctx, now.Add(-keep.sessionIdle), now.Add(-keep.sessionMax))
 		})
 	}
 }

@@ -162,6 +162,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		RequireApproval:  cfg.Admin.RequireApproval,
 		TimeZone:         cfg.Admin.TimeZone,
 		AuditLog:         auditor{st},
+		Users:            userStore{st},
+		SessionIdle:      cfg.Admin.SessionIdle,
+		SessionMax:       cfg.Admin.SessionMax,
+		UserFailures:     cfg.Admin.SignInUserFailures,
+		AddressFailures:  cfg.Admin.SignInAddressFailures,
+		FailureWindow:    cfg.Admin.SignInFailureWindow,
+		Metrics:          reg,
 	}, disp, auditor{st}, logger.With("component", "admin"))
 	if err != nil {
 		return fmt.Errorf("admin.tokens_file: %w", err)
@@ -197,7 +204,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	g.Go(func() error { return adm.Run(serveCtx, aln) })
 	g.Go(func() error { return ls.Run(serveCtx) })
 	g.Go(func() error {
-		return housekeeping(serveCtx, st, cfg.Dispatcher.LedgerRetention, logger.With("component", "store"))
+		return housekeeping(serveCtx, st, retention{ledger: cfg.Dispatcher.LedgerRetention,
+			sessionIdle: cfg.Admin.SessionIdle, sessionMax: cfg.Admin.SessionMax}, logger.With("component", "store"))
 	})
 	g.Go(func() error {
 		reloadOnHUP(serveCtx, logger, func() (dispatcher.Limits, error) {
