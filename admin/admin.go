@@ -19,6 +19,7 @@ package admin
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,6 +112,9 @@ type Config struct {
 	// PasswordCost is the bcrypt cost of new password hashes. Default:
 	// bcrypt.DefaultCost (10).
 	PasswordCost int
+	// TLS, if set, makes Run serve HTTPS with it (admin.tls_cert_file and
+	// admin.tls_key_file). Session cookies are Secure over TLS.
+	TLS *tls.Config
 	// Metrics registers the admin module's metrics
 	// (pushd_admin_auth_failures_total). Default: a registry of its own.
 	Metrics prometheus.Registerer
@@ -178,6 +182,7 @@ type Server struct {
 	tokens  *tokenFile // nil: no tokens file configured
 	mux     *http.ServeMux
 	handler http.Handler
+	tls     *tls.Config // nil: plain HTTP
 
 	users           UserStore // nil: /login and /api/users answer 503
 	sessionIdle     time.Duration
@@ -234,6 +239,7 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		auditLog:        cfg.AuditLog,
 		onSchedule:      cfg.OnSchedule,
 
+		tls:          cfg.TLS,
 		users:        cfg.Users,
 		sessionIdle:  cmp.Or(max(cfg.SessionIdle, 0), 30*time.Minute),
 		sessionMax:   cmp.Or(max(cfg.SessionMax, 0), 12*time.Hour),
@@ -318,7 +324,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run serves on ln until ctx ends, then stops taking connections and waits
 // for requests in flight (at most 10 seconds) before returning. It does not
-// close ln if serving fails before that.
+// close ln if serving fails before that. With Config.TLS it serves HTTPS.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -330,7 +336,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if s.tls != nil {
+		srv.TLSConfig = s.tls.Clone()
+		srv.TLSConfig.MinVersion = max(srv.TLSConfig.MinVersion, tls.VersionTLS12)
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("admin: serve: %w", err)

@@ -166,6 +166,10 @@ type Admin struct {
 	SignInUserFailures    int           `mapstructure:"signin_user_failures"`
 	SignInAddressFailures int           `mapstructure:"signin_address_failures"`
 	SignInFailureWindow   time.Duration `mapstructure:"signin_failure_window"`
+	// TLSCertFile and TLSKeyFile, both or neither, make the admin
+	// listener serve HTTPS. Default: plain HTTP.
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
 }
 
 // Scheduler configures the scheduler of console campaigns.
@@ -396,6 +400,14 @@ func (c *Config) Validate() error {
 	positive("admin.signin_user_failures", c.Admin.SignInUserFailures)
 	positive("admin.signin_address_failures", c.Admin.SignInAddressFailures)
 	duration("admin.signin_failure_window", c.Admin.SignInFailureWindow)
+	switch {
+	case c.Admin.TLSCertFile != "" && c.Admin.TLSKeyFile == "":
+		bad("admin.tls_key_file", "must be set with admin.tls_cert_file")
+	case c.Admin.TLSCertFile == "" && c.Admin.TLSKeyFile != "":
+		bad("admin.tls_cert_file", "must be set with admin.tls_key_file")
+	}
+	file("admin.tls_cert_file", c.Admin.TLSCertFile)
+	file("admin.tls_key_file", c.Admin.TLSKeyFile)
 	duration("scheduler.max_late", c.Scheduler.MaxLate)
 	duration("scheduler.lease", c.Scheduler.Lease)
 	if c.Store.DSN == "" {

@@ -34,7 +34,7 @@ func TestLoadExampleFile(t *testing.T) {
 	}
 	a := defaults.Admin
 	if a.SessionIdle != 30*time.Minute || a.SessionMax != 12*time.Hour || a.SignInUserFailures != 5 || a.SignInAddressFailures != 20 ||
-		a.SignInFailureWindow != 15*time.Minute {
+		a.SignInFailureWindow != 15*time.Minute || a.TLSCertFile != "" || a.TLSKeyFile != "" {
 		t.Errorf("unexpected account defaults: %+v", a)
 	}
 }
@@ -107,6 +107,9 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_USER_FAILURES": "0"}, want: "admin.signin_user_failures"},
 		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_ADDRESS_FAILURES": "-3"}, want: "admin.signin_address_failures"},
 		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_FAILURE_WINDOW": "0s"}, want: "admin.signin_failure_window"},
+		{env: map[string]string{"PUSHD_ADMIN_TLS_CERT_FILE": "config_test.go"}, want: "admin.tls_key_file (PUSHD_ADMIN_TLS_KEY_FILE): must be set with admin.tls_cert_file"},
+		{env: map[string]string{"PUSHD_ADMIN_TLS_KEY_FILE": "config_test.go"}, want: "admin.tls_cert_file (PUSHD_ADMIN_TLS_CERT_FILE): must be set"},
+		{env: map[string]string{"PUSHD_ADMIN_TLS_CERT_FILE": "config_test.go", "PUSHD_ADMIN_TLS_KEY_FILE": "/nonexistent.key"}, want: "admin.tls_key_file"},
 		{file: "apns:\n  keyfile: x\n", want: `unknown key "apns.keyfile"`},
 		{file: "amqp: [\n", want: "config file"},
 	}
