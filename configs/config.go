@@ -46,6 +46,7 @@ type Config struct {
 	Admin      Admin      `mapstructure:"admin"`
 	Scheduler  Scheduler  `mapstructure:"scheduler"`
 	Store      Store      `mapstructure:"store"`
+	Secrets    Secrets    `mapstructure:"secrets"`
 }
 
 // Log configures logging.
@@ -170,6 +171,40 @@ type Admin struct {
 	// listener serve HTTPS. Default: plain HTTP.
 	TLSCertFile string `mapstructure:"tls_cert_file"`
 	TLSKeyFile  string `mapstructure:"tls_key_file"`
+}
+
+// Secrets configures how pushd treats the files that hold secrets.
+type Secrets struct {
+	// UnsafePermissions is what pushd does at start with a secret file
+	// (admin tokens, APNs key, certificate and its password, FCM service
+	// account, TLS key) that is not private (owned by pushd's user and
+	// 0600, or by root and 0640 at most): refuse (the default: pushd does
+	// not start) or warn.
+	UnsafePermissions string `mapstructure:"unsafe_permissions"`
+}
+
+// SecretFile is a file named in the configuration that holds a secret.
+type SecretFile struct {
+	// Key is the configuration key that names the file.
+	Key, Path string
+}
+
+// SecretFiles returns the secret files the configuration names.
+func (c *Config) SecretFiles() []SecretFile {
+	var out []SecretFile
+	for _, f := range []SecretFile{
+		{"admin.tokens_file", c.Admin.TokensFile},
+		{"admin.tls_key_file", c.Admin.TLSKeyFile},
+		{"apns.key_file", c.APNs.KeyFile},
+		{"apns.cert_file", c.APNs.CertFile},
+		{"apns.cert_password_file", c.APNs.CertPasswordFile},
+		{"fcm.credentials_file", c.FCM.CredentialsFile},
+	} {
+		if f.Path != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Scheduler configures the scheduler of console campaigns.
@@ -408,6 +443,7 @@ func (c *Config) Validate() error {
 	}
 	file("admin.tls_cert_file", c.Admin.TLSCertFile)
 	file("admin.tls_key_file", c.Admin.TLSKeyFile)
+	oneOf("secrets.unsafe_permissions", c.Secrets.UnsafePermissions, "refuse", "warn")
 	duration("scheduler.max_late", c.Scheduler.MaxLate)
 	duration("scheduler.lease", c.Scheduler.Lease)
 	if c.Store.DSN == "" {

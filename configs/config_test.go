@@ -34,8 +34,36 @@ func TestLoadExampleFile(t *testing.T) {
 	}
 	a := defaults.Admin
 	if a.SessionIdle != 30*time.Minute || a.SessionMax != 12*time.Hour || a.SignInUserFailures != 5 || a.SignInAddressFailures != 20 ||
-		a.SignInFailureWindow != 15*time.Minute || a.TLSCertFile != "" || a.TLSKeyFile != "" {
-		t.Errorf("unexpected account defaults: %+v", a)
+		a.SignInFailureWindow != 15*time.Minute || a.TLSCertFile != "" || a.TLSKeyFile != "" || defaults.Secrets.UnsafePermissions != "refuse" {
+		t.Errorf("unexpected account defaults: %+v %+v", a, defaults.Secrets)
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{}
+	for _, k := range []string{"admin.tokens_file", "admin.tls_cert_file", "admin.tls_key_file", "apns.key_file", "apns.cert_password_file", "apns.ca_file", "fcm.credentials_file"} {
+		path := filepath.Join(dir, k)
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env[EnvName(k)] = path
+	}
+	env["PUSHD_APNS_KEY_ID"], env["PUSHD_APNS_TEAM_ID"] = "K", "T"
+	c, err := Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, f := range c.SecretFiles() {
+		keys = append(keys, f.Key)
+		if f.Path != filepath.Join(dir, f.Key) {
+			t.Errorf("%s: path %s", f.Key, f.Path)
+		}
+	}
+	// Not the certificate nor the CAs: they are public.
+	if got := strings.Join(keys, " "); got != "admin.tokens_file admin.tls_key_file apns.key_file apns.cert_password_file fcm.credentials_file" {
+		t.Errorf("secret files %s", got)
 	}
 }
 
@@ -110,6 +138,7 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_ADMIN_TLS_CERT_FILE": "config_test.go"}, want: "admin.tls_key_file (PUSHD_ADMIN_TLS_KEY_FILE): must be set with admin.tls_cert_file"},
 		{env: map[string]string{"PUSHD_ADMIN_TLS_KEY_FILE": "config_test.go"}, want: "admin.tls_cert_file (PUSHD_ADMIN_TLS_CERT_FILE): must be set"},
 		{env: map[string]string{"PUSHD_ADMIN_TLS_CERT_FILE": "config_test.go", "PUSHD_ADMIN_TLS_KEY_FILE": "/nonexistent.key"}, want: "admin.tls_key_file"},
+		{env: map[string]string{"PUSHD_SECRETS_UNSAFE_PERMISSIONS": "ignore"}, want: "secrets.unsafe_permissions"},
 		{file: "apns:\n  keyfile: x\n", want: `unknown key "apns.keyfile"`},
 		{file: "amqp: [\n", want: "config file"},
 	}

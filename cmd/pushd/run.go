@@ -47,6 +47,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger := newLogger(cfg.Log, stdout)
+	if err := checkSecretFiles(cfg, logger); err != nil {
+		return err
+	}
 	adminTLS, err := loadAdminTLS(cfg.Admin)
 	if err != nil {
 		return err
