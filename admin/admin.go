@@ -3,10 +3,13 @@
 // manage the blacklist and whitelist (entries, CSV import and export) and
 // the audiences (stored recipient lists, imported and exported as CSV), to
 // create, preview, test, schedule and approve campaigns in pushd itself
-// (console campaigns), and to read the audit log. It also serves the
-// operator console: server-rendered pages on the same operations (see
-// console.go and docs/console.md). Every
-// request needs a bearer token from a tokens file (roles viewer, operator,
+// (console campaigns), to manage the console's users, and to read the
+// audit log. It also serves the operator console: server-rendered pages on
+// the same operations (see console.go and docs/console.md), and the
+// sign-in page: users sign in at /login and get a session cookie (sessions
+// are kept in the store, so they survive a restart and work on every
+// instance). Every other request needs that cookie or a bearer token from
+// a tokens file (roles viewer, operator,
 // admin), and every change is written to an audit trail: who, what, when,
 // before and after.
 //
@@ -18,13 +21,20 @@ package admin
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/lists"
@@ -60,8 +70,9 @@ type Control interface {
 // AuditEntry is one change made through the admin module.
 type AuditEntry struct {
 	At time.Time `json:"at"`
-	// Actor is "<role>:<first 8 hex digits of the token's SHA-256>"; never
-	// the token.
+	// Actor is "<role>:<first 8 hex digits of the token's SHA-256>" for
+	// a bearer token (never the token), "user:<name>" for a signed-in
+	// user, "address:<client address>" for a failed sign-in.
 	Actor string `json:"actor"`
 	// Action names the change, for example "campaign.pause".
 	Action string `json:"action"`
@@ -82,8 +93,33 @@ type Config struct {
 	// TokensFile holds the bearer tokens, one ROLE:TOKEN per line (roles
 	// viewer, operator, admin; blank lines and lines starting with # are
 	// ignored). It is read again when it changes. Default: none, and then
-	// every request is refused with 401.
+	// bearer tokens are refused with 401 (and every request, unless Users
+	// is set).
 	TokensFile string
+	// Users keeps the console's users and sessions. Default: none, and
+	// then /login and /api/users answer 503.
+	Users UserStore
+	// SessionIdle ends a session not used for this long
+	// (admin.session_idle). Default: 30 minutes.
+	SessionIdle time.Duration
+	// SessionMax ends a session this long after its sign-in
+	// (admin.session_max). Default: 12 hours.
+	SessionMax time.Duration
+	// UserFailures and AddressFailures are how many failed sign-ins a user
+	// name, and a client address, may have within FailureWindow of the
+	// first before they are refused (429) until the window ends.
+	// Defaults: 5, 20 and 15 minutes.
+	UserFailures, AddressFailures int
+	FailureWindow                 time.Duration
+	// PasswordCost is the bcrypt cost of new password hashes. Default:
+	// bcrypt.DefaultCost (10).
+	PasswordCost int
+	// TLS, if set, makes Run serve HTTPS with it (admin.tls_cert_file and
+	// admin.tls_key_file). Session cookies are Secure over TLS.
+	TLS *tls.Config
+	// Metrics registers the admin module's metrics
+	// (pushd_admin_auth_failures_total). Default: a registry of its own.
+	Metrics prometheus.Registerer
 	// MaxBodyBytes bounds request bodies, but for CSV imports
 	// (MaxImportBytes). Default: 1 MiB.
 	MaxBodyBytes int64
@@ -103,8 +139,8 @@ type Config struct {
 	// MaxAudienceBytes bounds the body of an audience import, which is
 	// streamed (ten million recipients are about 1 GiB). Default: 2 GiB.
 	MaxAudienceBytes int64
-	// Now is the clock, for audit entries and tokens file checks. Default:
-	// time.Now.
+	// Now is the clock, for audit entries, tokens file checks, sessions and
+	// sign-in limits. Default: time.Now.
 	Now func() time.Time
 
 	// Campaigns keeps the campaigns created in pushd. Default: none, and
@@ -148,6 +184,19 @@ type Server struct {
 	tokens  *tokenFile // nil: no tokens file configured
 	mux     *http.ServeMux
 	handler http.Handler
+	tls     *tls.Config // nil: plain HTTP
+
+	users           UserStore // nil: /login and /api/users answer 503
+	sessionIdle     time.Duration
+	sessionMax      time.Duration
+	userFailures    *failureLimit
+	addressFailures *failureLimit
+	passwordCost    int
+	hashing         chan struct{} // holds a value per bcrypt running
+	dummyOnce       sync.Once
+	dummy           string // see dummyHash
+	signInTmpl      *template.Template
+	authFailures    *prometheus.CounterVec
 
 	lists        ListStore // nil: the list routes answer 503
 	onListChange func(lists.Name)
@@ -193,7 +242,30 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		timeZone:        cfg.TimeZone,
 		auditLog:        cfg.AuditLog,
 		onSchedule:      cfg.OnSchedule,
+
+		tls:          cfg.TLS,
+		users:        cfg.Users,
+		sessionIdle:  cmp.Or(max(cfg.SessionIdle, 0), 30*time.Minute),
+		sessionMax:   cmp.Or(max(cfg.SessionMax, 0), 12*time.Hour),
+		passwordCost: cmp.Or(cfg.PasswordCost, bcrypt.DefaultCost),
+		hashing:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
+	window := cmp.Or(max(cfg.FailureWindow, 0), defaultFailureWindow)
+	s.userFailures = newFailureLimit(cmp.Or(max(cfg.UserFailures, 0), defaultUserFailures), window, failureKeys)
+	s.addressFailures = newFailureLimit(cmp.Or(max(cfg.AddressFailures, 0), defaultAddressFailures), window, failureKeys)
+	if s.passwordCost < bcrypt.MinCost || s.passwordCost > bcrypt.MaxCost {
+		return nil, fmt.Errorf("admin: password cost %d: want %d to %d", s.passwordCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.authFailures = newAuthFailures(reg)
+	tmpl, err := parseSignIn()
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	s.signInTmpl = tmpl
 	if s.onSchedule == nil {
 		s.onSchedule = func() {}
 	}
@@ -209,9 +281,12 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 	if s.maxImport <= 0 {
 		s.maxImport = defaultMaxImportBytes
 	}
-	if cfg.TokensFile == "" {
+	switch {
+	case cfg.TokensFile == "" && s.users == nil:
 		logger.Warn("admin.tokens_file is not configured: the admin API refuses every request")
-	} else {
+	case cfg.TokensFile == "":
+		logger.Info("admin.tokens_file is not configured: bearer tokens are refused; users sign in at /login")
+	default:
 		tf, err := loadTokenFile(cfg.TokensFile, s.now, logger)
 		if err != nil {
 			return nil, fmt.Errorf("admin: %w", err)
@@ -220,9 +295,9 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 	}
 	s.routes()
 
-	// Browsers send cookies, not our bearer tokens, across sites, but the
-	// web form to come will use cookies: refuse cross-origin changes for
-	// every route from the start.
+	// Browsers send session cookies across sites (SameSite=Strict aside):
+	// refuse cross-origin changes on every route, /login and /logout
+	// included, whatever the credentials.
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.log.DebugContext(r.Context(), "admin request refused: cross-origin",
@@ -230,8 +305,22 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 			"sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "origin", r.Header.Get("Origin"))
 		s.writeError(w, r, errCrossOrigin)
 	}))
-	s.handler = cop.Handler(http.HandlerFunc(s.serve))
+	s.handler = secureHeaders(cop.Handler(http.HandlerFunc(s.serve)))
 	return s, nil
+}
+
+// secureHeaders sets the headers every answer carries, refusals
+// included: not cached, not sniffed, not framed, no referrer outside.
+// A route may override them (static assets may be cached).
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns the admin module's HTTP handler.
@@ -239,7 +328,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run serves on ln until ctx ends, then stops taking connections and waits
 // for requests in flight (at most 10 seconds) before returning. It does not
-// close ln if serving fails before that.
+// close ln if serving fails before that. With Config.TLS it serves HTTPS.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -251,7 +340,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if s.tls != nil {
+		srv.TLSConfig = s.tls.Clone()
+		srv.TLSConfig.MinVersion = max(srv.TLSConfig.MinVersion, tls.VersionTLS12)
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("admin: serve: %w", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pushd/pushd/audit"
 	"github.com/pushd/pushd/dispatcher"
@@ -329,12 +332,16 @@ type bundle struct {
 	clock      *clock
 	logs       *logBuffer
 	tokensFile string
+	users      *fakeUsers           // with setupOpts.users
+	reg        *prometheus.Registry // the admin module's metrics
 }
 
 type setupOpts struct {
 	noTokensFile bool
 	maxBodyBytes int64
 	adjust       func(*bundle) // before New: replace fakes' functions
+	users        bool          // a UserStore (fakeUsers), passwords hashed at bcrypt's least cost
+	config       func(*Config) // last change to the Config before New
 }
 
 func setup(t *testing.T, opts setupOpts) *bundle {
@@ -345,6 +352,10 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		auditor: &fakeAuditor{},
 		clock:   &clock{t: t0},
 		logs:    logs,
+		reg:     prometheus.NewRegistry(),
+	}
+	if opts.users {
+		b.users = newFakeUsers(b.clock.Now)
 	}
 	if !opts.noTokensFile {
 		b.tokensFile = filepath.Join(t.TempDir(), "admin-tokens")
@@ -353,15 +364,22 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	if opts.adjust != nil {
 		opts.adjust(b)
 	}
-	srv, err := New(Config{TokensFile: b.tokensFile, MaxBodyBytes: opts.maxBodyBytes, Now: b.clock.Now}, b.ctl, b.auditor, logger)
+	cfg := Config{TokensFile: b.tokensFile, MaxBodyBytes: opts.maxBodyBytes, Now: b.clock.Now, Metrics: b.reg}
+	if b.users != nil {
+		cfg.Users, cfg.PasswordCost = b.users, bcrypt.MinCost
+	}
+	if opts.config != nil {
+		opts.config(&cfg)
+	}
+	srv, err := New(cfg, b.ctl, b.auditor, logger)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	b.srv, b.handler = srv, srv.Handler()
 	t.Cleanup(func() {
-		for _, tok := range allTokens {
+		for _, tok := range append(allTokens, testPasswords...) {
 			if strings.Contains(logs.String(), tok) {
-				t.Errorf("logs contain token %q", tok)
+				t.Errorf("logs contain token or password %q", tok)
 			}
 		}
 	})
@@ -387,7 +405,9 @@ var fileSeq atomic.Int64
 type request struct {
 	method, path, token, body string
 	header                    map[string]string
-	chunked                   bool // body of unknown length
+	chunked                   bool   // body of unknown length
+	cookie                    string // the session cookie's value
+	remote                    string // the client's address (default 192.0.2.1:1234)
 }
 
 func (b *bundle) do(t *testing.T, req request) *httptest.ResponseRecorder {
@@ -408,6 +428,12 @@ func (b *bundle) do(t *testing.T, req request) *httptest.ResponseRecorder {
 	}
 	for k, v := range req.header {
 		r.Header.Set(k, v)
+	}
+	if req.cookie != "" {
+		r.AddCookie(&http.Cookie{Name: SessionCookie, Value: req.cookie})
+	}
+	if req.remote != "" {
+		r.RemoteAddr = req.remote
 	}
 	w := httptest.NewRecorder()
 	b.handler.ServeHTTP(w, r)
@@ -462,21 +488,42 @@ func actorOf(role, token string) string {
 	return role + ":" + hex.EncodeToString(sum[:])[:8]
 }
 
-// TestRun serves on a real listener, with ids escaped the way a client
-// sends them, and shuts down when the context ends.
-func TestRun(t *testing.T) {
-	b := setup(t, setupOpts{})
+// run serves b's Server on a new loopback listener, and returns its
+// address and a function that stops it and returns Run's error (stopped
+// at the end of the test at the latest).
+func (b *bundle) run(t *testing.T) (addr string, stop func() error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.srv.Run(ctx, ln) }()
+	stop = sync.OnceValue(func() error {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("Run: %w", err)
+			}
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("Run did not return after its context ended")
+		}
+	})
+	t.Cleanup(func() { _ = stop() })
+	return ln.Addr().String(), stop
+}
 
+// TestRun serves on a real listener, with ids escaped the way a client
+// sends them, and shuts down when the context ends.
+func TestRun(t *testing.T) {
+	b := setup(t, setupOpts{})
+	addr, stop := b.run(t)
 	client := &http.Client{Timeout: 5 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
-	base := "http://" + ln.Addr().String()
+	base := "http://" + addr
 	for _, tc := range []struct {
 		method, path string
 		wantID       string
@@ -503,14 +550,8 @@ func TestRun(t *testing.T) {
 		}
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context ended")
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := client.Get(base + "/api/campaigns"); err == nil {
 		t.Error("still serving after Run returned")

@@ -239,7 +239,7 @@ func (s *Server) consoleRoutes() {
 
 	static, _ := fs.Sub(consoleFS, "web/static")
 	files := http.StripPrefix("/static/", http.FileServerFS(static))
-	s.page("GET /static/{file...}", roleViewer, func(w http.ResponseWriter, r *http.Request, _ principal) error {
+	s.page("GET /static/{file...}", roleNone, func(w http.ResponseWriter, r *http.Request, _ principal) error {
 		w.Header().Set("Cache-Control", "private, max-age=300")
 		files.ServeHTTP(w, r)
 		return nil

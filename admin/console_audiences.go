@@ -88,11 +88,6 @@ func longUpload(w http.ResponseWriter, d time.Duration) {
 	_ = rc.SetWriteDeadline(deadline)
 }
 
-// wantsJSON: the page's script sent the form, and reads the answer.
-func wantsJSON(r *http.Request) bool {
-	return strings.Contains(r.Header.Get("Accept"), "application/json")
-}
-
 // uploadAnswer is the answer to the page's script.
 type uploadAnswer struct {
 	Location string `json:"location,omitempty"`

@@ -1,11 +1,14 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"reflect"
 
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/lists"
@@ -128,24 +131,38 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 // decodeJSON reads r's body, one JSON object with only known fields, into
-// v. The body's size is already bounded by the route.
+// v. The body must be declared application/json (415 otherwise: a form or
+// text/plain body is what a cross-site page can send without asking), and
+// its object keys must be unique and spelt exactly as v's fields
+// (encoding/json would take "RATE_PER_SECOND" for rate_per_second, and
+// the last of two "rate_per_second"). The body's size is already bounded
+// by the route.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return badRequest("request body: %v", err)
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); len(body) > 0 && (err != nil || mt != "application/json") {
+		return unsupportedMediaType("Content-Type must be application/json, got %q", ct)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		if err = dec.Decode(&struct{}{}); err == nil {
 			return badRequest("request body: more than one JSON value")
 		} else if errors.Is(err, io.EOF) {
-			return nil
+			return checkKeys(body, reflect.TypeOf(v))
 		}
 	}
-	var tooLarge *http.MaxBytesError
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
-	case errors.As(err, &tooLarge):
-		return err
 	case errors.Is(err, io.EOF):
 		return badRequest("request body: empty, want a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -157,6 +174,6 @@ func decodeJSON(r *http.Request, v any) error {
 	case errors.As(err, &typ):
 		return badRequest("request body: %s: want %s, got %s", typ.Field, typ.Type, typ.Value)
 	}
-	// Unknown fields; or a failure to read the body.
+	// Unknown fields.
 	return badRequest("request body: %v", err)
 }

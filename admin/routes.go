@@ -56,6 +56,16 @@ func (s *Server) routes() {
 	s.handle("GET /api/audiences/{id}/export", roleViewer, s.audienceRoute(s.exportAudience))
 	s.handle("DELETE /api/audiences/{id}", roleOperator, s.audienceRoute(s.deleteAudience))
 
+	// Users and sessions; see users.go and signin.go. The sign-in routes
+	// are public (isPublicPath).
+	s.handle("GET /api/users", roleAdmin, s.usersRoute(s.listUsers))
+	s.handle("GET /api/users/{name}", roleAdmin, s.usersRoute(s.getUser))
+	s.handle("POST /api/users", roleAdmin, s.usersRoute(s.createUser))
+	s.handle("PUT /api/users/{name}", roleAdmin, s.usersRoute(s.updateUser))
+	s.mux.HandleFunc("GET /login", s.signInForm)
+	s.mux.HandleFunc("POST /login", s.signIn)
+	s.mux.HandleFunc("POST /logout", s.signOut)
+
 	// The console's pages; see console.go.
 	s.consoleRoutes()
 }
@@ -98,9 +108,10 @@ func (s *Server) register(pattern string, need role, maxBody int64, h apiHandler
 	})
 }
 
-// serve authenticates every request, then routes it. Campaign ids may
-// contain "/" escaped as %2F: ServeMux matches the escaped path one segment
-// at a time and unescapes {id}, so no route needs to do anything for it.
+// serve authenticates every request but the public ones (the sign-in
+// routes and static assets), then routes it. Campaign ids may contain "/"
+// escaped as %2F: ServeMux matches the escaped path one segment at a time
+// and unescapes {id}, so no route needs to do anything for it.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
@@ -113,17 +124,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			slog.Int("status", sw.status), slog.String("actor", actor),
 			slog.Duration("duration", time.Since(start)))
 	}()
-	h := sw.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-
-	p, err := s.authenticate(r)
-	if err != nil {
-		s.writeError(sw, r, err)
-		return
+	if !isPublicPath(r.URL.Path) {
+		p, reason, err := s.authenticate(r)
+		if err != nil {
+			// A browser without a session is sent to the sign-in page:
+			// not a failure worth counting.
+			if reason != "" && (reason != reasonNoCredentials || isAPIPath(r.URL.Path)) {
+				s.authFailed(r, reason, "")
+			}
+			s.refuse(sw, r, reason, err)
+			return
+		}
+		actor = p.actor
+		r = r.WithContext(withPrincipal(r.Context(), p))
 	}
-	actor = p.actor
-	r = r.WithContext(withPrincipal(r.Context(), p))
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		s.noRoute(sw, r)
 		return

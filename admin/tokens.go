@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -49,12 +48,17 @@ func parseRole(s string) role {
 	return roleNone
 }
 
-// principal is who made a request.
+// principal is who made a request: a bearer token or a signed-in user.
 type principal struct {
 	role role
-	// actor names the token without revealing it:
-	// "<role>:<first 8 hex of sha256(token)>".
+	// actor is who the audit log names: for a token
+	// "<role>:<first 8 hex of sha256(token)>" (never the token), for a
+	// user "user:<name>".
 	actor string
+	// name is the signed-in user's name; empty for a token.
+	name string
+	// session is the id hash of the user's session; empty for a token.
+	session string
 }
 
 type principalKey struct{}
@@ -260,25 +264,4 @@ func (f *tokenFile) lookup(token string) (principal, bool) {
 		return principal{}, false
 	}
 	return principal{role: found, actor: found.String() + ":" + hex.EncodeToString(sum[:4])}, true
-}
-
-// authenticate returns who sent r, from its Authorization: Bearer header.
-func (s *Server) authenticate(r *http.Request) (principal, error) {
-	if s.tokens == nil {
-		return principal{}, errNoTokensFile
-	}
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return principal{}, unauthenticated("missing Authorization: Bearer token")
-	}
-	scheme, token, _ := strings.Cut(h, " ")
-	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return principal{}, unauthenticated("Authorization must be Bearer <token>")
-	}
-	p, ok := s.tokens.lookup(token)
-	if !ok {
-		return principal{}, unauthenticated("invalid token")
-	}
-	return p, nil
 }

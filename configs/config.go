@@ -46,6 +46,7 @@ type Config struct {
 	Admin      Admin      `mapstructure:"admin"`
 	Scheduler  Scheduler  `mapstructure:"scheduler"`
 	Store      Store      `mapstructure:"store"`
+	Secrets    Secrets    `mapstructure:"secrets"`
 }
 
 // Log configures logging.
@@ -154,6 +155,56 @@ type Admin struct {
 	// TimeZone is the IANA zone of a console campaign's send_at when it
 	// names none. Default UTC.
 	TimeZone string `mapstructure:"time_zone"`
+	// SessionIdle ends a console session unused for this long. Default
+	// 30m.
+	SessionIdle time.Duration `mapstructure:"session_idle"`
+	// SessionMax ends a console session this long after its sign-in.
+	// Default 12h.
+	SessionMax time.Duration `mapstructure:"session_max"`
+	// SignInUserFailures and SignInAddressFailures are the failed
+	// sign-ins a user name, and a client address, may have within
+	// SignInFailureWindow before they are refused. Defaults 5, 20, 15m.
+	SignInUserFailures    int           `mapstructure:"signin_user_failures"`
+	SignInAddressFailures int           `mapstructure:"signin_address_failures"`
+	SignInFailureWindow   time.Duration `mapstructure:"signin_failure_window"`
+	// TLSCertFile and TLSKeyFile, both or neither, make the admin
+	// listener serve HTTPS. Default: plain HTTP.
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
+}
+
+// Secrets configures how pushd treats the files that hold secrets.
+type Secrets struct {
+	// UnsafePermissions is what pushd does at start with a secret file
+	// (admin tokens, APNs key, certificate and its password, FCM service
+	// account, TLS key) that is not private (owned by pushd's user and
+	// 0600, or by root and 0640 at most): refuse (the default: pushd does
+	// not start) or warn.
+	UnsafePermissions string `mapstructure:"unsafe_permissions"`
+}
+
+// SecretFile is a file named in the configuration that holds a secret.
+type SecretFile struct {
+	// Key is the configuration key that names the file.
+	Key, Path string
+}
+
+// SecretFiles returns the secret files the configuration names.
+func (c *Config) SecretFiles() []SecretFile {
+	var out []SecretFile
+	for _, f := range []SecretFile{
+		{"admin.tokens_file", c.Admin.TokensFile},
+		{"admin.tls_key_file", c.Admin.TLSKeyFile},
+		{"apns.key_file", c.APNs.KeyFile},
+		{"apns.cert_file", c.APNs.CertFile},
+		{"apns.cert_password_file", c.APNs.CertPasswordFile},
+		{"fcm.credentials_file", c.FCM.CredentialsFile},
+	} {
+		if f.Path != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Scheduler configures the scheduler of console campaigns.
@@ -389,6 +440,20 @@ func (c *Config) Validate() error {
 	if _, err := time.LoadLocation(c.Admin.TimeZone); err != nil || c.Admin.TimeZone == "" {
 		bad("admin.time_zone", "must be an IANA time zone such as UTC or Asia/Seoul")
 	}
+	duration("admin.session_idle", c.Admin.SessionIdle)
+	duration("admin.session_max", c.Admin.SessionMax)
+	positive("admin.signin_user_failures", c.Admin.SignInUserFailures)
+	positive("admin.signin_address_failures", c.Admin.SignInAddressFailures)
+	duration("admin.signin_failure_window", c.Admin.SignInFailureWindow)
+	switch {
+	case c.Admin.TLSCertFile != "" && c.Admin.TLSKeyFile == "":
+		bad("admin.tls_key_file", "must be set with admin.tls_cert_file")
+	case c.Admin.TLSCertFile == "" && c.Admin.TLSKeyFile != "":
+		bad("admin.tls_cert_file", "must be set with admin.tls_key_file")
+	}
+	file("admin.tls_cert_file", c.Admin.TLSCertFile)
+	file("admin.tls_key_file", c.Admin.TLSKeyFile)
+	oneOf("secrets.unsafe_permissions", c.Secrets.UnsafePermissions, "refuse", "warn")
 	duration("scheduler.max_late", c.Scheduler.MaxLate)
 	duration("scheduler.lease", c.Scheduler.Lease)
 	if c.Store.DSN == "" {

@@ -35,6 +35,39 @@ func TestLoadExampleFile(t *testing.T) {
 	if defaults.Admin.RequireApproval || defaults.Admin.TimeZone != "UTC" || defaults.Scheduler.MaxLate != time.Hour || defaults.Scheduler.Lease != 30*time.Second {
 		t.Errorf("unexpected console campaign defaults: %+v %+v", defaults.Admin, defaults.Scheduler)
 	}
+	a := defaults.Admin
+	if a.SessionIdle != 30*time.Minute || a.SessionMax != 12*time.Hour || a.SignInUserFailures != 5 || a.SignInAddressFailures != 20 ||
+		a.SignInFailureWindow != 15*time.Minute || a.TLSCertFile != "" || a.TLSKeyFile != "" || defaults.Secrets.UnsafePermissions != "refuse" {
+		t.Errorf("unexpected account defaults: %+v %+v", a, defaults.Secrets)
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{}
+	for _, k := range []string{"admin.tokens_file", "admin.tls_cert_file", "admin.tls_key_file", "apns.key_file", "apns.cert_password_file", "apns.ca_file", "fcm.credentials_file"} {
+		path := filepath.Join(dir, k)
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env[EnvName(k)] = path
+	}
+	env["PUSHD_APNS_KEY_ID"], env["PUSHD_APNS_TEAM_ID"] = "K", "T"
+	c, err := Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, f := range c.SecretFiles() {
+		keys = append(keys, f.Key)
+		if f.Path != filepath.Join(dir, f.Key) {
+			t.Errorf("%s: path %s", f.Key, f.Path)
+		}
+	}
+	// Not the certificate nor the CAs: they are public.
+	if got := strings.Join(keys, " "); got != "admin.tokens_file admin.tls_key_file apns.key_file apns.cert_password_file fcm.credentials_file" {
+		t.Errorf("secret files %s", got)
+	}
 }
 
 func TestEnvironmentOverrides(t *testing.T) {
@@ -104,6 +137,15 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_STORE_CAMPAIGN_RETENTION": "1h"}, want: "store.campaign_retention"},
 		{env: map[string]string{"PUSHD_STORE_CAMPAIGN_RETENTION": "-720h"}, want: "store.campaign_retention"},
 		{env: map[string]string{"PUSHD_STORE_LIST_SNAPSHOT_RETENTION": "-1h"}, want: "store.list_snapshot_retention"},
+		{env: map[string]string{"PUSHD_ADMIN_SESSION_IDLE": "0s"}, want: "admin.session_idle"},
+		{env: map[string]string{"PUSHD_ADMIN_SESSION_MAX": "-1h"}, want: "admin.session_max"},
+		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_USER_FAILURES": "0"}, want: "admin.signin_user_failures"},
+		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_ADDRESS_FAILURES": "-3"}, want: "admin.signin_address_failures"},
+		{env: map[string]string{"PUSHD_ADMIN_SIGNIN_FAILURE_WINDOW": "0s"}, want: "admin.signin_failure_window"},
+		{env: map[string]string{"PUSHD_ADMIN_TLS_CERT_FILE": "config_test.go"}, want: "admin.tls_key_file (PUSHD_ADMIN_TLS_KEY_FILE): must be set with admin.tls_cert_file"},
+		{env: map[string]string{"PUSHD_ADMIN_TLS_KEY_FILE": "config_test.go"}, want: "admin.tls_cert_file (PUSHD_ADMIN_TLS_CERT_FILE): must be set"},
+		{env: map[string]string{"PUSHD_ADMIN_TLS_CERT_FILE": "config_test.go", "PUSHD_ADMIN_TLS_KEY_FILE": "/nonexistent.key"}, want: "admin.tls_key_file"},
+		{env: map[string]string{"PUSHD_SECRETS_UNSAFE_PERMISSIONS": "ignore"}, want: "secrets.unsafe_permissions"},
 		{file: "apns:\n  keyfile: x\n", want: `unknown key "apns.keyfile"`},
 		{file: "amqp: [\n", want: "config file"},
 	}

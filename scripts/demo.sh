@@ -39,12 +39,15 @@ bin/pushsim -addr "$sim_addr" -ca-out "$demo/sim-ca.pem" -latency 2ms -track-tok
 pids+=($!)
 wait_http "https://$sim_addr/sim/stats" pushsim --cacert "$demo/sim-ca.pem"
 
-# Admin API tokens (a secret: a file of the demo's own, not in the config).
+# Admin API tokens (a secret: a file of the demo's own, not in the config,
+# that only this user may read: pushd refuses one that others may read).
+umask 077
 if [ ! -s "$demo/admin-tokens" ]; then
-  umask 077
   printf 'operator:%s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$demo/admin-tokens"
 fi
+chmod 600 "$demo/admin-tokens" # made by an older demo, maybe 0644
 sed -n 's/^operator://p' "$demo/admin-tokens" >"$demo/operator-token"
+chmod 600 "$demo/operator-token"
 
 echo "demo: starting pushd (logs in $demo/pushd.log)"
 PUSHD_ADMIN_TOKENS_FILE="$demo/admin-tokens" PUSHD_APNS_HOST="https://$sim_addr" PUSHD_APNS_CA_FILE="$demo/sim-ca.pem" \

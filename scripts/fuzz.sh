@@ -19,6 +19,7 @@ FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-2s}
 # package:target, every fuzz target in the repository.
 targets=(
   ./admin:FuzzParseTokens
+  ./admin:FuzzCheckKeys
   ./dispatcher:FuzzDecodeBatch
   ./queue:FuzzSealedHeaders
   ./push/apns:FuzzRender

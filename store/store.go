@@ -1,7 +1,8 @@
 // Package store persists pushd's shared state in SQL: campaigns (control
 // state and counters), the definitions of campaigns created in pushd and
 // the scheduler's leases on them, the audiences they target, the blacklist
-// and whitelist with the log of their changes, and the admin audit log. It implements
+// and whitelist with the log of their changes, the console's users and
+// their sessions, and the admin audit log. It implements
 // dispatcher.CampaignStore, lists.Source and the scheduler's store.
 //
 // SQLite (pure Go, modernc.org/sqlite, no cgo) is the embedded default; a

@@ -15,6 +15,8 @@
 //	pushctl lists add|remove blacklist token VALUE -platform ios
 //	pushctl audiences import -name NAME FILE.csv   stored recipient lists
 //	pushctl audiences list|show ID|export ID [FILE.csv]|delete ID
+//	pushctl users list|add NAME ROLE|passwd NAME|role NAME ROLE|disable NAME|enable NAME
+//	                                            console users; passwords from stdin
 //
 // Connection settings come from flags or the same environment variables as
 // pushd (PUSHD_AMQP_URL, PUSHD_AMQP_EXCHANGE, ...).
@@ -51,6 +53,7 @@ commands:
   audiences   import (CSV), list, show, export and delete stored audiences (admin API)
   limits      show and change the global and provider rate limits at run time (admin API)
   audit       the audit log, newest first, with filters (admin API)
+  users       list, add and disable the console's users, set their password (from stdin) or role (admin API)
 
 Run "pushctl <command> -h" for the flags of a command.
 `
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return limitsCommand(ctx, args[1:], getenv, stdout)
 	case "audit":
 		return auditCommand(ctx, args[1:], getenv, stdout)
+	case "users":
+		return usersCommand(ctx, args[1:], getenv, stdin, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

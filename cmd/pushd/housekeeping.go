@@ -22,8 +22,9 @@ const staleAudienceImport = 2 * time.Hour
 const housekeepingEvery = time.Hour
 
 // housekeeper prunes the store: the list change log, the dedup ledger,
-// the members of deleted audiences and of dead imports, and the ended
-// campaigns and list snapshots past their retention. Every instance runs
+// the members of deleted audiences and of dead imports, the ended
+// campaigns and list snapshots past their retention, and the console
+// sessions that ended by timeout. Every instance runs
 // one; the deletes are idempotent, so instances sharing a store may prune
 // at once.
 type housekeeper struct {
@@ -37,6 +38,9 @@ type housekeeper struct {
 	// campaignsKept: campaigns that ended longer ago than this go; 0
 	// keeps them.
 	campaignsKept time.Duration
+	// sessionIdle, sessionMax: console sessions idle or older than these
+	// (admin.session_idle, admin.session_max) go.
+	sessionIdle, sessionMax time.Duration
 }
 
 // Run prunes every housekeepingEvery until ctx ends.
@@ -84,6 +88,9 @@ func (h housekeeper) prune(ctx context.Context) {
 			return h.st.PruneListSnapshots(ctx, now.Add(-h.snapshotsKept))
 		})
 	}
+	h.pruneOne("sessions", func() (int, error) {
+		return h.st.PruneSessions(ctx, now.Add(-h.sessionIdle), now.Add(-h.sessionMax))
+	})
 }
 
 func (h housekeeper) pruneOne(what string, f func() (int, error)) {

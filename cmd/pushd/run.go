@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,6 +48,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger := newLogger(cfg.Log, stdout)
+	if err := checkSecretFiles(cfg, logger); err != nil {
+		return err
+	}
+	adminTLS, err := loadAdminTLS(cfg.Admin)
+	if err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -163,6 +171,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		RequireApproval:  cfg.Admin.RequireApproval,
 		TimeZone:         cfg.Admin.TimeZone,
 		AuditLog:         auditor{st},
+		Users:            userStore{st},
+		SessionIdle:      cfg.Admin.SessionIdle,
+		SessionMax:       cfg.Admin.SessionMax,
+		UserFailures:     cfg.Admin.SignInUserFailures,
+		AddressFailures:  cfg.Admin.SignInAddressFailures,
+		FailureWindow:    cfg.Admin.SignInFailureWindow,
+		TLS:              adminTLS,
+		Metrics:          reg,
 	}, disp, auditor{st}, logger.With("component", "admin"))
 	if err != nil {
 		return fmt.Errorf("admin.tokens_file: %w", err)
@@ -171,7 +187,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("admin.addr: %w", err)
 	}
-	logger.Info("pushd starting", "metrics_addr", msrv.Addr(), "admin_addr", aln.Addr().String())
+	logger.Info("pushd starting", "metrics_addr", msrv.Addr(), "admin_addr", aln.Addr().String(), "admin_tls", adminTLS != nil)
 
 	// The broker connection outlives the dispatcher, which hands back
 	// through it at the end; the servers outlive both, so that /readyz
@@ -203,6 +219,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			ledgerKept:    cfg.Dispatcher.LedgerRetention,
 			snapshotsKept: cfg.Store.ListSnapshotRetention,
 			campaignsKept: cfg.Store.CampaignRetention,
+			sessionIdle:   cfg.Admin.SessionIdle,
+			sessionMax:    cfg.Admin.SessionMax,
 		}.Run(serveCtx)
 	})
 	g.Go(func() error {
@@ -274,6 +292,19 @@ func (a auditor) AuditEntries(ctx context.Context, q admin.AuditQuery) ([]admin.
 		out[i] = admin.AuditRecord{ID: e.ID, AuditEntry: admin.AuditEntry{At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Before: e.Before, After: e.After}}
 	}
 	return out, nil
+}
+
+// loadAdminTLS returns the admin listener's TLS configuration, nil without
+// admin.tls_cert_file.
+func loadAdminTLS(c configs.Admin) (*tls.Config, error) {
+	if c.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin.tls_cert_file %s, admin.tls_key_file %s: %w", c.TLSCertFile, c.TLSKeyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func newLogger(c configs.Log, w io.Writer) *slog.Logger {
