@@ -303,6 +303,7 @@ func TestCancelStartsNoSendAfterItsAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.lanesEmpty()
+	h.countersAddUp()
 }
 
 // campaignPrefetch is how many deliveries of a campaign's queue pushd
@@ -349,6 +350,7 @@ func TestPauseSurvivesARestartAndResumeDeliversOnce(t *testing.T) {
 	testwait.For(t, time.Minute, "every recipient delivered", func() bool { return h.sentAtLeast(o, 3000) })
 	h.delivered(o, true)
 	t.Logf("paused at %d of 3000 (%d in flight at the answer), restarted, resumed: all delivered once", atPause, info.InFlight)
+	h.countersAddUp()
 }
 
 func TestAdminAuth(t *testing.T) {
