@@ -22,6 +22,31 @@ const (
 	numCounters
 )
 
+// tally holds counts by counter index.
+type tally [numCounters]int64
+
+func (t *tally) add(o tally) {
+	for i := range t {
+		t[i] += o[i]
+	}
+}
+
+func (t tally) counters() Counters {
+	return Counters{
+		Received: t[cReceived], Sent: t[cSent], Failed: t[cFailed],
+		Filtered: t[cFiltered], Dropped: t[cDropped], Cancelled: t[cCancelled],
+	}
+}
+
+// one returns a tally of n under counter k (none when k < 0).
+func one(k, n int) tally {
+	var t tally
+	if k >= 0 {
+		t[k] = int64(n)
+	}
+	return t
+}
+
 var statusCodes = map[Status]int32{StatusRunning: 0, StatusPaused: 1, StatusCancelled: 2, StatusFinished: 3}
 
 // campaignEnv is what every campaign of a Dispatcher works with.
@@ -87,13 +112,6 @@ func (c *campaign) count(i, n int) { c.delta[i].Add(int64(n)) }
 
 func (c *campaign) touch(t time.Time) { c.lastActive.Store(t.UnixNano()) }
 
-// dropCancelled counts recipients not sent because the campaign is
-// cancelled.
-func (c *campaign) dropCancelled(n int) {
-	c.count(cCancelled, n)
-	c.env.met.RecipientsCancelled(n)
-}
-
 // messageRate returns the rate seen in the campaign's messages.
 func (c *campaign) messageRate() float64 {
 	c.life.Lock()
@@ -147,28 +165,28 @@ func (c *campaign) idle(now time.Time, idleFor time.Duration) bool {
 
 // deltas returns the counters not yet written to the store.
 func (c *campaign) deltas() Counters {
-	return Counters{
-		Received: c.delta[cReceived].Load(), Sent: c.delta[cSent].Load(), Failed: c.delta[cFailed].Load(),
-		Filtered: c.delta[cFiltered].Load(), Dropped: c.delta[cDropped].Load(), Cancelled: c.delta[cCancelled].Load(),
+	var t tally
+	for i := range t {
+		t[i] = c.delta[i].Load()
 	}
+	return t.counters()
 }
 
 // take removes and returns the counters not yet written.
-func (c *campaign) take() Counters {
-	return Counters{
-		Received: c.delta[cReceived].Swap(0), Sent: c.delta[cSent].Swap(0), Failed: c.delta[cFailed].Swap(0),
-		Filtered: c.delta[cFiltered].Swap(0), Dropped: c.delta[cDropped].Swap(0), Cancelled: c.delta[cCancelled].Swap(0),
+func (c *campaign) take() tally {
+	var t tally
+	for i := range t {
+		t[i] = c.delta[i].Swap(0)
 	}
+	return t
 }
 
-// putBack adds counters that could not be written back to the deltas.
-func (c *campaign) putBack(n Counters) {
-	c.delta[cReceived].Add(n.Received)
-	c.delta[cSent].Add(n.Sent)
-	c.delta[cFailed].Add(n.Failed)
-	c.delta[cFiltered].Add(n.Filtered)
-	c.delta[cDropped].Add(n.Dropped)
-	c.delta[cCancelled].Add(n.Cancelled)
+// putBack adds counts that could not be written to the deltas, which the
+// bookkeeping writes on its own (not with the ledger).
+func (c *campaign) putBack(t tally) {
+	for i, n := range t {
+		c.delta[i].Add(n)
+	}
 }
 
 // apply makes the campaign follow a record of the store.

@@ -142,9 +142,10 @@ func (g *registry) flushCounters(ctx context.Context) {
 	defer g.flushMu.Unlock()
 	deltas := map[string]Counters{}
 	taken := map[string]*campaign{}
+	tallies := map[string]tally{}
 	for _, c := range g.all() {
-		if n := c.take(); !n.IsZero() {
-			deltas[c.id], taken[c.id] = n, c
+		if n := c.take(); n != (tally{}) {
+			deltas[c.id], taken[c.id], tallies[c.id] = n.counters(), c, n
 		}
 	}
 	if len(deltas) == 0 {
@@ -155,7 +156,7 @@ func (g *registry) flushCounters(ctx context.Context) {
 	if err != nil {
 		g.env.log.Warn("cannot write campaign counters; will retry", "err", err)
 		for id, c := range taken {
-			c.putBack(deltas[id])
+			c.putBack(tallies[id])
 		}
 	}
 }

@@ -162,12 +162,26 @@ type Filter interface {
 // recipients are resolved: sent, failed for good, filtered, or handed on
 // durably. A redelivered message, or a second copy of one, skips them. The
 // store implements it.
+//
+// The campaign counters of resolved recipients are written with their
+// bits, in the same transaction, and a producer's message is counted as
+// received when its entry is created: after a crash the counters say
+// exactly what the ledger says, and a redelivery or a copy counts nothing
+// twice.
 type Ledger interface {
 	// LedgerEntry returns the entry recorded for key, the zero entry when
 	// none.
 	LedgerEntry(ctx context.Context, key string) (LedgerEntry, error)
-	// RecordLedger stores the entries of several messages.
-	RecordLedger(ctx context.Context, entries map[string]LedgerEntry) error
+	// RecordLedger stores the entries of several messages and adds
+	// counts (by campaign id) to the campaigns' counters, in one
+	// transaction.
+	RecordLedger(ctx context.Context, entries map[string]LedgerEntry, counts map[string]Counters) error
+	// RecordReceived records a message taken from a producer: when the
+	// ledger has no entry for key, it creates one whose Resolved is
+	// resolved and adds counts to the campaign's counters, in one
+	// transaction, and reports true; when it has one, it changes nothing
+	// and reports false.
+	RecordReceived(ctx context.Context, key, campaign string, resolved []byte, counts Counters) (bool, error)
 }
 
 // LedgerEntry is what the ledger holds for a message. Bit i of a bitmap

@@ -58,6 +58,9 @@ func setupFull(t *testing.T, cfg Config, filter Filter, blacklist Blacklister, l
 	}
 	cfg.Clock = b.clock
 	b.store.now = b.clock.Now
+	if l, ok := ledger.(interface{ link(*fakeStore) }); ok {
+		l.link(b.store)
+	}
 	if cfg.Workers[IOS] == 0 {
 		cfg.Workers = [numPlatforms]int{IOS: 8, Android: 8}
 	}

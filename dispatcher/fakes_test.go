@@ -274,8 +274,9 @@ type fakeStore struct {
 	recs map[string]*CampaignRecord
 	rev  int64
 	now  func() time.Time
-	// failWrites, when set, fails EnsureCampaign and AddCampaignCounters,
-	// as a full disk or read-only files would.
+	// failWrites, when set, fails the writes (EnsureCampaign when it
+	// would create or change a campaign, AddCampaignCounters), as a full
+	// disk or read-only files would; reads go on.
 	failWrites error
 }
 
@@ -292,10 +293,10 @@ func newFakeStore() *fakeStore {
 func (s *fakeStore) EnsureCampaign(_ context.Context, id string, rate float64) (CampaignRecord, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failWrites != nil {
+	r := s.recs[id]
+	if s.failWrites != nil && (r == nil || r.MessageRate != rate || r.Status == StatusFinished) {
 		return CampaignRecord{}, s.failWrites
 	}
-	r := s.recs[id]
 	if r == nil {
 		s.rev++
 		r = &CampaignRecord{ID: id, Status: StatusRunning, MessageRate: rate, CreatedAt: s.now(), UpdatedAt: s.now(), Rev: s.rev}
@@ -495,10 +496,40 @@ func (b *fakeBlacklist) AddListEntries(_ context.Context, es []lists.Entry) (int
 	return len(es), nil
 }
 
-// fakeLedger is an in-memory Ledger.
+// fakeLedger is an in-memory Ledger. Linked to a fakeStore (setupFull
+// links it), it adds counts to the store's campaigns and fails when the
+// store's writes fail, as one store would.
 type fakeLedger struct {
 	mu      sync.Mutex
 	entries map[string]LedgerEntry
+	store   *fakeStore
+}
+
+func (l *fakeLedger) link(s *fakeStore) { l.store = s }
+
+// addCounts adds counts to the linked store's campaigns, or fails as its
+// writes do.
+func (l *fakeLedger) addCounts(counts map[string]Counters) error {
+	if l.store == nil {
+		return nil
+	}
+	return l.store.AddCampaignCounters(context.Background(), counts)
+}
+
+func (l *fakeLedger) RecordReceived(_ context.Context, key, campaign string, resolved []byte, counts Counters) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.entries[key]; ok {
+		return false, nil
+	}
+	if err := l.addCounts(map[string]Counters{campaign: counts}); err != nil {
+		return false, err
+	}
+	if l.entries == nil {
+		l.entries = map[string]LedgerEntry{}
+	}
+	l.entries[key] = LedgerEntry{Resolved: bytes.Clone(resolved)}
+	return true, nil
 }
 
 func (l *fakeLedger) LedgerEntry(_ context.Context, key string) (LedgerEntry, error) {
@@ -507,9 +538,12 @@ func (l *fakeLedger) LedgerEntry(_ context.Context, key string) (LedgerEntry, er
 	return l.entries[key], nil
 }
 
-func (l *fakeLedger) RecordLedger(_ context.Context, entries map[string]LedgerEntry) error {
+func (l *fakeLedger) RecordLedger(_ context.Context, entries map[string]LedgerEntry, counts map[string]Counters) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.addCounts(counts); err != nil {
+		return err
+	}
 	if l.entries == nil {
 		l.entries = map[string]LedgerEntry{}
 	}

@@ -43,20 +43,40 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 	}
 	now = d.now() // observe may have waited for the store
 	n := len(b.Recipients)
-	if !del.Republished {
-		d.met.BatchReceived(del.Lane, n)
-		c.count(cReceived, n)
-	} else if del.Hop.Attempt > 0 {
+	if del.Republished && del.Hop.Attempt > 0 {
 		c.retrying.Add(-int64(n))
 	}
-	if b.Expired(now) {
-		d.log.Info("batch expired; not sent", "batch_id", b.BatchID, "campaign", b.Campaign.ID, "recipients", n)
-		d.met.RecipientsDropped("expired", n)
-		c.count(cDropped, n)
-		d.settle(del, nil)
+	// What becomes of its recipients here: dropped (expired), cancelled,
+	// or nothing yet (held, routed, sent).
+	fate, held := -1, false
+	switch {
+	case b.Expired(now):
+		fate = cDropped
+	case b.NotBefore != nil && b.NotBefore.After(now.Add(holdSlack)):
+		held = true
+	case c.status() == StatusCancelled:
+		fate = cCancelled
+	}
+	if !del.Republished {
+		isNew, ok := d.receive(del, b, c, fate)
+		if !ok {
+			return
+		}
+		if isNew {
+			d.met.BatchReceived(del.Lane, n)
+		}
+		if fate >= 0 {
+			if isNew {
+				d.resolvedAtIntake(b, fate, n)
+			}
+			ack(d.log, del)
+			return
+		}
+	} else if fate >= 0 {
+		d.resolvedAtIntake(b, fate, d.resolveWhole(del, b, c, fate, nil))
 		return
 	}
-	if b.NotBefore != nil && b.NotBefore.After(now.Add(holdSlack)) {
+	if held {
 		at := *b.NotBefore
 		d.log.Debug("holding batch until not_before", "batch_id", b.BatchID, "not_before", at)
 		d.settle(del, func(ctx context.Context) error {
@@ -65,9 +85,6 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 		return
 	}
 	switch st := c.status(); {
-	case st == StatusCancelled:
-		c.dropCancelled(n)
-		d.settle(del, nil)
 	case st == StatusRunning && del.Lane == High && c.bucket.Unlimited() && c.claim():
 		d.process(del, b, c)
 	default:
@@ -116,16 +133,26 @@ func (d *Dispatcher) decode(del Delivery) (*Batch, bool) {
 	return nil, false
 }
 
+// resolvedAtIntake reports n recipients of b that the intake dropped as
+// expired (fate cDropped) or cancelled.
+func (d *Dispatcher) resolvedAtIntake(b *Batch, fate, n int) {
+	if n == 0 {
+		return
+	}
+	if fate == cDropped {
+		d.log.Info("batch expired; not sent", "batch_id", b.BatchID, "campaign", b.Campaign.ID, "recipients", n)
+		d.met.RecipientsDropped("expired", n)
+	} else {
+		d.met.RecipientsCancelled(n)
+	}
+}
+
 // settle finishes a delivery that needs no sending: it runs publish (may be
 // nil) and acks, or requeues the delivery if publishing failed. Publishing
 // waits for a broker connection until the hard stop.
 func (d *Dispatcher) settle(del Delivery, publish func(context.Context) error) {
-	if publish != nil {
-		if err := publish(d.hardCtx); err != nil {
-			d.log.Error("could not publish; requeueing delivery", "err", err)
-			requeue(d.log, del)
-			return
-		}
+	if publish != nil && !d.publish(del, publish) {
+		return
 	}
 	ack(d.log, del)
 }

@@ -25,8 +25,9 @@ func (d *Dispatcher) handleCampaign(ctx context.Context, _ *campaign, del Delive
 	st := c.status()
 	switch {
 	case st == StatusCancelled:
-		c.dropCancelled(len(b.Recipients))
-		d.settle(del, nil)
+		if n := d.resolveWhole(del, b, c, cCancelled, nil); n > 0 {
+			d.met.RecipientsCancelled(n)
+		}
 		return
 	case ctx.Err() != nil || st != StatusRunning || d.hardCtx.Err() != nil:
 		d.settle(del, func(ctx context.Context) error {
@@ -34,9 +35,9 @@ func (d *Dispatcher) handleCampaign(ctx context.Context, _ *campaign, del Delive
 		})
 		return
 	case b.Expired(d.now()):
-		d.met.RecipientsDropped("expired", len(b.Recipients))
-		c.count(cDropped, len(b.Recipients))
-		d.settle(del, nil)
+		if n := d.resolveWhole(del, b, c, cDropped, nil); n > 0 {
+			d.met.RecipientsDropped("expired", n)
+		}
 		return
 	}
 	c.active.Add(1)
@@ -63,7 +64,9 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		}
 		d.log.Warn("dead-lettering batch", "reason", reason, "batch_id", b.BatchID, "err", err)
 		d.met.BatchDeadLettered(reason)
-		d.settle(del, func(ctx context.Context) error {
+		// Its recipients are failed for good (counted as failed, as those
+		// dead-lettered after their last attempt are).
+		d.resolveWhole(del, b, c, cFailed, func(ctx context.Context) error {
 			return d.out.DeadLetter(ctx, del.Body, DeadLetter{MessageID: del.MessageID, Reason: reason, Detail: err.Error()})
 		})
 		return
@@ -108,6 +111,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 			// An earlier run was resolved and handed recipients on, but its
 			// delivery was not acked (a crash, a failed publish): hand
 			// the same ones on again, send nothing.
+			r.restored = true
 			n := r.restoreHandOff(e)
 			d.log.Info("handing on again what an earlier delivery handed on", "batch_id", b.BatchID, "recipients", n)
 			r.release()
@@ -118,7 +122,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	defer cancel()
 	lane := del.Lane
 	test := b.Campaign.Test || d.cfg.WhitelistOnly
-	var dropped [2]int // malformed token, unknown platform
+	var dropped [2]int // malformed token, unknown platform, for metrics
 	var filtered map[filterKey]int
 	for i := range b.Recipients {
 		if ctx.Err() != nil {
@@ -135,7 +139,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 				dropped[1]++
 			}
 			r.state[i] = stateDone
-			r.markResolved(i)
+			r.resolveAs(i, cDropped)
 			continue
 		}
 		if d.filter != nil {
@@ -145,7 +149,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 				}
 				filtered[filterKey{string(list), reason}]++
 				r.state[i] = stateDone
-				r.markResolved(i)
+				r.resolveAs(i, cFiltered)
 				continue
 			}
 		}
@@ -154,19 +158,17 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		}
 		d.send.submit(ctx, r, i, rc.Platform, lane)
 	}
-	if n := dropped[0] + dropped[1]; n > 0 {
+	if dropped[0]+dropped[1] > 0 {
 		if dropped[0] > 0 {
 			d.met.RecipientsDropped("malformed_token", dropped[0])
 		}
 		if dropped[1] > 0 {
 			d.met.RecipientsDropped("unknown_platform", dropped[1])
 		}
-		c.count(cDropped, n)
 		d.log.Debug("dropped recipients", "batch_id", b.BatchID, "malformed_token", dropped[0], "unknown_platform", dropped[1])
 	}
 	for k, n := range filtered {
 		d.met.RecipientsFiltered(k.list, k.reason, n)
-		c.count(cFiltered, n)
 	}
 	r.release()
 }

@@ -116,12 +116,12 @@ type gatedLedger struct {
 	release chan struct{}
 }
 
-func (l *gatedLedger) RecordLedger(ctx context.Context, m map[string]LedgerEntry) error {
+func (l *gatedLedger) RecordLedger(ctx context.Context, m map[string]LedgerEntry, counts map[string]Counters) error {
 	if l.calls.Add(1) == 1 {
 		close(l.started)
 		<-l.release
 	}
-	return l.fakeLedger.RecordLedger(ctx, m)
+	return l.fakeLedger.RecordLedger(ctx, m, counts)
 }
 
 // A flush that took its bitmap before the run finished must not land after

@@ -136,9 +136,11 @@ func (res *resolver) run(ctx context.Context, tick *ticker) {
 // The order keeps a crash anywhere from losing or doubling work: the
 // token.invalid events first (a redelivery sends those tokens again and
 // reports them again); then the ledger's last entry, with the hand-offs
-// about to be published; then the hand-offs; then the ack. A redelivery
-// after the ledger write publishes the same hand-offs again (same bodies,
-// same child keys: the copies are dropped) and sends nothing. If a
+// about to be published and the counts of what the run resolved for good
+// (invalid tokens, cancelled recipients, the dead-lettered after their
+// last attempt); then the hand-offs; then the ack. A redelivery after the
+// ledger write publishes the same hand-offs again (same bodies, same
+// child keys: the copies are dropped) and sends and counts nothing. If a
 // hand-off cannot be published the delivery is requeued, to the same end.
 func (res *resolver) resolve(ctx context.Context, r *run) {
 	defer res.signals.runResolved.Signal(r.key)
@@ -150,10 +152,12 @@ func (res *resolver) resolve(ctx context.Context, r *run) {
 		return
 	}
 	c := r.c
-	if c.status() == StatusCancelled {
+	var extra tally
+	if c.status() == StatusCancelled && !r.restored {
 		rest, retry := r.subset(stateNone), r.subset(stateRetry)
 		if n := len(rest) + len(retry); n > 0 {
-			c.dropCancelled(n)
+			extra[cCancelled] += int64(n)
+			res.met.RecipientsCancelled(n)
 		}
 		for i, st := range r.state {
 			if st != stateDone {
@@ -161,17 +165,21 @@ func (res *resolver) resolve(ctx context.Context, r *run) {
 			}
 		}
 	}
-	if err := res.feedback(ctx, r); err != nil {
+	invalid, err := res.feedback(ctx, r)
+	if err != nil {
 		res.log.Error("could not publish token.invalid events; requeueing batch", "batch_id", r.batch.BatchID, "err", err)
 		res.recordLedger(ctx, r, LedgerEntry{})
 		requeue(res.log, r.del)
 		return
 	}
+	extra[cFailed] += int64(invalid)
 	hand := LedgerEntry{Rest: r.stateBits(stateNone), Retry: r.stateBits(stateRetry)}
 	rest, retry := r.subset(stateNone), r.subset(stateRetry)
-	for i := range r.state {
-		r.markResolved(i)
+	if len(retry) > 0 && r.del.Hop.Attempt+1 >= res.maxAttempts && !r.restored {
+		// Dead-lettered below: failed for good.
+		extra[cFailed] += int64(len(retry))
 	}
+	r.finish(extra)
 	res.recordLedger(ctx, r, hand)
 	if len(rest) > 0 {
 		body, err := r.encode(rest)
@@ -196,9 +204,10 @@ func (res *resolver) resolve(ctx context.Context, r *run) {
 }
 
 // recordLedger writes a run's last entry to the ledger now: its bitmap,
-// with the hand-offs of hand. The run is resolving: later flushes skip it,
-// and ledgerMu keeps a flush that took an older bitmap from writing it
-// over this one.
+// with the hand-offs of hand, and the counts not written yet. The run is
+// resolving: later flushes skip it, and ledgerMu keeps a flush that took
+// an older bitmap from writing it over this one. When the write fails the
+// counts go to the campaign's counters, written by the bookkeeping.
 func (res *resolver) recordLedger(ctx context.Context, r *run, hand LedgerEntry) {
 	if res.ledger == nil {
 		return
@@ -208,11 +217,13 @@ func (res *resolver) recordLedger(ctx context.Context, r *run, hand LedgerEntry)
 	res.ledgerMu.Lock()
 	defer res.ledgerMu.Unlock()
 	r.dirty.Store(false)
-	hand.Resolved = r.bitmap()
-	err := res.ledger.RecordLedger(ctx, map[string]LedgerEntry{r.key: hand})
+	var n tally
+	hand.Resolved, n = r.take()
+	err := res.ledger.RecordLedger(ctx, map[string]LedgerEntry{r.key: hand}, map[string]Counters{r.c.id: n.counters()})
 	res.gate.note(err)
 	if err != nil {
 		res.log.Warn("cannot record the batch in the ledger; a redelivery would send it again", "batch_id", r.batch.BatchID, "err", err)
+		r.c.putBack(n)
 	}
 }
 
@@ -239,14 +250,25 @@ func (res *resolver) flushLedger(ctx context.Context, tick *ticker) {
 		}
 		res.ledgerMu.Lock()
 		marks := make(map[string]LedgerEntry, len(runs))
+		taken := make(map[*run]tally, len(runs))
+		counts := map[string]Counters{}
 		for r := range runs {
 			if r.final.Load() {
 				continue // resolve writes its last bitmap
 			}
 			r.dirty.Store(false)
-			marks[r.key] = LedgerEntry{Resolved: r.bitmap()}
+			bits, n := r.take()
+			marks[r.key], taken[r] = LedgerEntry{Resolved: bits}, n
+			counts[r.c.id] = counts[r.c.id].Add(n.counters())
 		}
-		err := res.ledger.RecordLedger(ctx, marks)
+		err := res.ledger.RecordLedger(ctx, marks, counts)
+		if err != nil {
+			// Given back under ledgerMu: a run's last write, waiting for
+			// it, then takes them.
+			for r, n := range taken {
+				r.untake(n)
+			}
+		}
 		res.ledgerMu.Unlock()
 		res.gate.note(err)
 		if err != nil {
@@ -279,10 +301,11 @@ type tokenEvent struct {
 // feedback reports the tokens providers declared invalid in a run: a
 // token.invalid event each (confirmed, before the delivery is acked, so a
 // crash repeats them rather than loses them) and a blacklist entry each.
-func (res *resolver) feedback(ctx context.Context, r *run) error {
+// It returns how many it reported.
+func (res *resolver) feedback(ctx context.Context, r *run) (int, error) {
 	inv := r.takeInvalid()
 	if len(inv) == 0 {
-		return nil
+		return 0, nil
 	}
 	now := res.clock.Now()
 	bodies := make([][]byte, len(inv))
@@ -299,7 +322,7 @@ func (res *resolver) feedback(ctx context.Context, r *run) error {
 		}
 		body, err := json.Marshal(ev)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		bodies[i] = body
 		entries[i] = lists.Entry{
@@ -309,7 +332,7 @@ func (res *resolver) feedback(ctx context.Context, r *run) error {
 		perPlatform[it.rc.Platform]++
 	}
 	if err := res.events.PublishEvents(ctx, "token.invalid", bodies); err != nil {
-		return err
+		return 0, err
 	}
 	for _, p := range Platforms {
 		if perPlatform[p] > 0 {
@@ -323,11 +346,11 @@ func (res *resolver) feedback(ctx context.Context, r *run) error {
 			res.log.Error("could not blacklist invalid tokens", "batch_id", r.batch.BatchID, "tokens", len(entries), "err", err)
 		}
 	}
-	return nil
+	return len(inv), nil
 }
 
 // holdRetries holds recipients that failed for now for their next attempt,
-// or dead-letters them after the last.
+// or dead-letters them after the last (resolve counted them as failed).
 func (res *resolver) holdRetries(ctx context.Context, r *run, retry []Recipient) error {
 	attempt := r.del.Hop.Attempt + 1
 	body, err := r.encode(retry)
@@ -337,7 +360,6 @@ func (res *resolver) holdRetries(ctx context.Context, r *run, retry []Recipient)
 	last, lastPlatform, retryAfter := r.retrySummary()
 	if attempt >= res.maxAttempts {
 		res.met.RecipientsDeadLettered(lastPlatform, len(retry))
-		r.c.count(cFailed, len(retry))
 		res.log.Warn("recipients dead-lettered after last attempt", "batch_id", r.batch.BatchID, "recipients", len(retry), "attempts", attempt, "reason", last.Reason)
 		return res.out.DeadLetter(ctx, body, DeadLetter{
 			MessageID:      r.batch.BatchID,

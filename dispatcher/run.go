@@ -44,6 +44,17 @@ type run struct {
 	dirty    atomic.Bool
 	final    atomic.Bool // the last bitmap is written or being written: flushes skip the run
 
+	// acct orders each change of the bitmap with the counts that go with
+	// it, and the snapshots the ledger writes (take): a snapshot holds a
+	// recipient's count exactly when it holds its bit, so that after a
+	// crash the campaign's counters say what the ledger says.
+	acct   sync.Mutex
+	counts tally // counted with bits not written yet
+	// restored is set when an earlier run of this message was resolved
+	// and handed its recipients on: this one hands the same on again and
+	// counts nothing.
+	restored bool
+
 	mu                sync.Mutex // guards the retry summary and invalid below
 	lastRetry         Result
 	lastRetryPlatform Platform
@@ -98,12 +109,65 @@ func childKey(parent, kind string, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// markResolved records recipient i as resolved in the ledger's bitmap.
-func (r *run) markResolved(i int) {
+// markResolved records recipient i as resolved in the ledger's bitmap,
+// counting nothing (resolved by an earlier delivery).
+func (r *run) markResolved(i int) { r.resolveAs(i, -1) }
+
+// resolveAs records recipient i as resolved and counts it under counter k
+// (none when k < 0), together. Without a ledger the count goes straight
+// to the campaign.
+func (r *run) resolveAs(i, k int) {
+	if r.res.ledger == nil {
+		atomic.OrUint64(&r.resolved[i>>6], 1<<(i&63))
+		if k >= 0 {
+			r.c.count(k, 1)
+		}
+		return
+	}
+	r.acct.Lock()
 	atomic.OrUint64(&r.resolved[i>>6], 1<<(i&63))
-	if r.res.ledger != nil && r.dirty.CompareAndSwap(false, true) {
+	if k >= 0 {
+		r.counts[k]++
+	}
+	r.acct.Unlock()
+	if r.dirty.CompareAndSwap(false, true) {
 		r.res.markDirty(r)
 	}
+}
+
+// finish records every recipient as resolved and adds extra to the
+// counts, together: what the run's last ledger entry holds.
+func (r *run) finish(extra tally) {
+	if r.res.ledger == nil {
+		for i := range r.state {
+			atomic.OrUint64(&r.resolved[i>>6], 1<<(i&63))
+		}
+		r.c.putBack(extra)
+		return
+	}
+	r.acct.Lock()
+	defer r.acct.Unlock()
+	for i := range r.state {
+		atomic.OrUint64(&r.resolved[i>>6], 1<<(i&63))
+	}
+	r.counts.add(extra)
+}
+
+// take returns the bitmap and the counts not written yet, which it
+// clears: the ledger writes both in one transaction.
+func (r *run) take() ([]byte, tally) {
+	r.acct.Lock()
+	defer r.acct.Unlock()
+	t := r.counts
+	r.counts = tally{}
+	return r.bitmap(), t
+}
+
+// untake gives back counts that take returned but that were not written.
+func (r *run) untake(t tally) {
+	r.acct.Lock()
+	r.counts.add(t)
+	r.acct.Unlock()
 }
 
 // bitmap returns the ledger's bitmap as bytes, bit i of byte i/8 for

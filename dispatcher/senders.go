@@ -135,25 +135,22 @@ func (s *senders) send(ctx context.Context, p Platform, j job) {
 	start := s.clock.Now()
 	res := s.safeSend(ctx, r.msgs[p], rc)
 	s.met.SendDone(p, res.Outcome, s.clock.Now().Sub(start))
-	// Sent or failed for good: a redelivery skips it. Not an invalid
-	// token yet: its token.invalid event and blacklist entry are made when
-	// the run is resolved, and a redelivery must send it again (to be told
-	// again) if the run never gets there.
-	if res.Outcome == Sent || res.Outcome == Failed {
-		r.markResolved(int(j.i))
-	}
+	// Sent or failed for good: a redelivery skips it, and it is counted
+	// with its ledger bit. Not an invalid token yet: its token.invalid
+	// event and blacklist entry are made, and it is counted as failed,
+	// when the run is resolved, and a redelivery must send it again (to be
+	// told again) if the run never gets there.
 	switch res.Outcome {
 	case Sent:
 		r.state[j.i] = stateDone
-		c.count(cSent, 1)
+		r.resolveAs(int(j.i), cSent)
 	case InvalidToken:
 		r.state[j.i] = stateDone
-		c.count(cFailed, 1)
 		r.noteInvalid(rc, res)
 		s.log.Debug("invalid token", "platform", p, "token", ShortToken(rc.Token), "reason", res.Reason)
 	case Failed:
 		r.state[j.i] = stateDone
-		c.count(cFailed, 1)
+		r.resolveAs(int(j.i), cFailed)
 		s.log.Debug("permanent failure", "platform", p, "token", ShortToken(rc.Token), "status", res.Status, "reason", res.Reason, "err", res.Err)
 	case RetryLater:
 		if ctx.Err() != nil {

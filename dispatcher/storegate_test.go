@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/pushd/pushd/internal/testwait"
 )
 
 // A batch whose campaign cannot be recorded, because the store cannot be
@@ -18,13 +20,25 @@ func TestStoreOutageWaitsAndResumes(t *testing.T) {
 		// reopen: the campaign exists and finished; its next batch must
 		// reopen it, which is a write too.
 		reopen bool
+		// running: the campaign exists and runs (nothing to write for
+		// it), but with a ledger the batch is recorded as received, a
+		// write.
+		running bool
 	}{
-		{"new campaign, normal lane", Normal, false},
-		{"new campaign, high lane", High, false},
-		{"finished campaign gets a batch", Normal, true},
+		{"new campaign, normal lane", Normal, false, false},
+		{"new campaign, high lane", High, false, false},
+		{"finished campaign gets a batch", Normal, true, false},
+		{"running campaign, received with the ledger", Normal, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := setup(t, Config{CampaignIdle: time.Minute})
+			var led Ledger
+			if tc.running {
+				led = &fakeLedger{}
+			}
+			b := setupFull(t, Config{CampaignIdle: time.Minute}, nil, nil, led)
+			if tc.running {
+				b.handle(t, iosBatch("c", "b", 1), Normal).wait(t)
+			}
 			if tc.reopen {
 				b.handle(t, iosBatch("c", "b", 1), Normal)
 				b.settle(t)
@@ -75,6 +89,12 @@ func TestStoreOutageWaitsAndResumes(t *testing.T) {
 			}
 			if n := len(b.ios.sends()); n < 3 {
 				t.Errorf("%d of 3 recipients sent after the store came back", n)
+			}
+			if tc.running {
+				testwait.For(t, waitLong, "every run resolved", func() bool { return b.d.res.drain(context.Background()) })
+				if got := b.stored(t, "c"); got.Received != 4 || got.Sent != 4 {
+					t.Errorf("counters %+v, want 4 received and sent", got)
+				}
 			}
 		})
 	}

@@ -44,6 +44,7 @@ type Metrics struct {
 
 	amqpConnected    prometheus.Gauge
 	amqpConnectFails prometheus.Counter
+	amqpConsumeFails *prometheus.CounterVec
 	amqpConsuming    *prometheus.GaugeVec
 	amqpPublished    *prometheus.CounterVec
 	panics           prometheus.Counter
@@ -93,6 +94,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "pushd_amqp_connect_failures_total",
 			Help: "Failed attempts to connect to RabbitMQ.",
 		}),
+		amqpConsumeFails: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushd_amqp_consume_failures_total",
+			Help: "Consumers that failed to start or stopped unasked, by queue kind (lane, campaign); each is started again after a backoff.",
+		}, []string{"queue"}),
 		amqpConsuming: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushd_amqp_consumer_up",
 			Help: "1 while the lane's consumer is active.",
@@ -162,6 +167,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.lanes[l][0] = m.batchesReceived.WithLabelValues(l.String())
 		m.lanes[l][1] = m.recipientsReceived.WithLabelValues(l.String())
 		m.amqpConsuming.WithLabelValues(l.String())
+	}
+	for _, kind := range []string{"lane", "campaign"} {
+		m.amqpConsumeFails.WithLabelValues(kind)
 	}
 	return m
 }
@@ -305,6 +313,9 @@ func (m *Metrics) Connected(up bool) { m.amqpConnected.Set(b2f(up)) }
 
 // ConnectFailed implements queue.Metrics.
 func (m *Metrics) ConnectFailed() { m.amqpConnectFails.Inc() }
+
+// ConsumeFailed implements queue.Metrics.
+func (m *Metrics) ConsumeFailed(kind string) { m.amqpConsumeFails.WithLabelValues(kind).Inc() }
 
 // HandlerPanicked implements queue.Metrics.
 func (m *Metrics) HandlerPanicked() { m.panics.Inc() }

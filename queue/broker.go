@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"strconv"
 	"sync"
@@ -36,7 +35,8 @@ type Config struct {
 	// connection attempts (defaults 500ms and 30s).
 	ReconnectMin time.Duration
 	ReconnectMax time.Duration
-	// Name is shown as the connection name in the broker (default "pushd").
+	// Name is shown as the connection name in the broker (default
+	// "pushd"); the campaign link's is Name + "-campaigns".
 	Name string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -86,6 +86,10 @@ type Metrics interface {
 	Published(kind string, ok bool)
 	// HandlerPanicked counts a delivery whose handler panicked.
 	HandlerPanicked()
+	// ConsumeFailed counts a consumer that failed to start or stopped
+	// unasked, by queue kind ("lane" or "campaign"); it is started again
+	// after a backoff.
+	ConsumeFailed(kind string)
 }
 
 // Header names pushd reads and writes.
@@ -102,33 +106,45 @@ const (
 	headerPublishID = "x-pushd-publish-id" // matches basic.return to its publish
 )
 
-// Broker keeps one AMQP connection to RabbitMQ, reconnecting with backoff,
-// declares the topology on each connection, consumes the lanes and
-// publishes with confirms. Its methods are safe for concurrent use.
+// Broker keeps two AMQP connections to RabbitMQ (see link), reconnecting
+// each with backoff, declares the topology on the main one, consumes the
+// lanes and the campaign queues and publishes with confirms. Its methods
+// are safe for concurrent use.
 type Broker struct {
 	cfg Config
 	log *slog.Logger
 	met Metrics
 
-	mu      sync.Mutex
-	sess    *session
-	changed chan struct{} // closed and replaced whenever sess changes
+	main *link // topology, lanes, publishing
+	camp *link // campaign queues
 
 	seals     *sealer
 	consuming [2]atomic.Bool
 	pubSeq    atomic.Uint64
 	watchers  sync.WaitGroup // goroutines watching channels close
+
+	// consumeOnce and sleep are consumeLoop's steps; tests replace them
+	// to fail consumers on purpose and to see the waits between attempts.
+	consumeOnce func(ctx context.Context, s *session, c consumer, h handler) (started bool, err error)
+	sleep       func(ctx context.Context, d time.Duration) bool
 }
 
 // New returns a Broker; Run connects it.
 func New(cfg Config, logger *slog.Logger, met Metrics) *Broker {
 	cfg.setDefaults()
-	b := &Broker{cfg: cfg, log: logger, met: met, changed: make(chan struct{})}
+	b := &Broker{
+		cfg: cfg, log: logger, met: met,
+		main: newLink(cfg.Name, true),
+		camp: newLink(cfg.Name+"-campaigns", false),
+	}
 	b.seals = newSealer(cfg.HeaderKey, logger.Warn)
+	b.consumeOnce = b.consume
+	b.sleep = sleep
 	return b
 }
 
-// session is one live connection with its publishing channel.
+// session is one live connection, with its publishing channel on the main
+// link.
 type session struct {
 	conn   *amqp.Connection
 	closed chan struct{} // closed when conn is gone
@@ -138,53 +154,62 @@ type session struct {
 	returns chan amqp.Return
 }
 
-// Run connects and keeps the connection up until ctx ends, then closes it.
-// Close the connection last: acks of in-flight deliveries need it.
+// Run connects both links and keeps them up until ctx ends, then closes
+// them. Close the connections last: acks of in-flight deliveries need
+// them.
 func (b *Broker) Run(ctx context.Context) error {
-	delay := b.cfg.ReconnectMin
+	var wg sync.WaitGroup
+	wg.Go(func() { b.keep(ctx, b.main) })
+	wg.Go(func() { b.keep(ctx, b.camp) })
+	wg.Wait()
+	b.watchers.Wait()
+	return nil
+}
+
+// keep connects l and keeps it connected until ctx ends, then closes it.
+// pushd_amqp_connected follows the main link.
+func (b *Broker) keep(ctx context.Context, l *link) {
+	retry := backoff{min: b.cfg.ReconnectMin, max: b.cfg.ReconnectMax}
+	connected := func(up bool) {
+		if l == b.main {
+			b.met.Connected(up)
+		}
+	}
 	for {
-		s, err := b.connect()
+		s, err := b.connect(l)
 		if err != nil {
 			b.met.ConnectFailed()
-			wait := delay/2 + rand.N(delay/2+1)
-			b.log.Warn("cannot connect to RabbitMQ; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				b.watchers.Wait()
-				return nil
+			wait := retry.next()
+			b.log.Warn("cannot connect to RabbitMQ; retrying", "connection", l.name, "err", err, "retry_in", wait.Round(time.Millisecond))
+			if !b.sleep(ctx, wait) {
+				return
 			}
-			delay = min(delay*2, b.cfg.ReconnectMax)
 			continue
 		}
-		delay = b.cfg.ReconnectMin
-		b.log.Info("connected to RabbitMQ", "url", redactURL(b.cfg.URL))
-		b.met.Connected(true)
-		b.setSession(s)
+		retry.reset()
+		b.log.Info("connected to RabbitMQ", "connection", l.name, "url", redactURL(b.cfg.URL))
+		connected(true)
+		l.set(s)
 		select {
 		case <-s.closed:
-			b.setSession(nil)
-			b.met.Connected(false)
-			b.log.Warn("lost connection to RabbitMQ; reconnecting")
+			l.set(nil)
+			connected(false)
+			b.log.Warn("lost connection to RabbitMQ; reconnecting", "connection", l.name)
 		case <-ctx.Done():
-			b.setSession(nil)
-			b.met.Connected(false)
+			l.set(nil)
+			connected(false)
 			if err := s.conn.CloseDeadline(time.Now().Add(5 * time.Second)); err != nil && !errors.Is(err, amqp.ErrClosed) {
-				b.log.Debug("close connection", "err", err)
+				b.log.Debug("close connection", "connection", l.name, "err", err)
 			}
 			<-s.closed
-			b.watchers.Wait()
-			return nil
+			return
 		}
 	}
 }
 
-// Ready reports whether the broker is connected and both lanes consume.
+// Ready reports whether both links are connected and both lanes consume.
 func (b *Broker) Ready() bool {
-	b.mu.Lock()
-	up := b.sess != nil
-	b.mu.Unlock()
-	return up && b.consuming[dispatcher.Normal].Load() && b.consuming[dispatcher.High].Load()
+	return b.main.up() && b.camp.up() && b.consuming[dispatcher.Normal].Load() && b.consuming[dispatcher.High].Load()
 }
 
 // amqpHeartbeat returns the AMQP heartbeat to negotiate so that a silent
@@ -196,11 +221,13 @@ func amqpHeartbeat(silence time.Duration) time.Duration {
 	return max(time.Second, (silence * 2 / 3).Truncate(time.Second))
 }
 
-func (b *Broker) connect() (*session, error) {
+// connect opens a connection for l: with pushd's topology declared and a
+// publishing channel for the main link.
+func (b *Broker) connect(l *link) (*session, error) {
 	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
 		Heartbeat:  amqpHeartbeat(b.cfg.Heartbeat),
 		Locale:     "en_US",
-		Properties: amqp.Table{"connection_name": b.cfg.Name},
+		Properties: amqp.Table{"connection_name": l.name},
 		// Bounds the TCP connect and the TLS and AMQP handshakes together
 		// by the same silence as an open connection gets (amqp091-go
 		// clears the deadline once the connection is open): a broker that
@@ -211,19 +238,21 @@ func (b *Broker) connect() (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", redactURL(b.cfg.URL), err)
 	}
-	if err := b.cfg.Topology.Declare(conn, func(msg string, args ...any) { b.log.Warn(msg, args...) }); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("declare topology: %w", err)
-	}
 	s := &session{conn: conn, closed: make(chan struct{})}
-	if err := s.openPublisher(); err != nil {
-		_ = conn.Close()
-		return nil, err
+	if l.topology {
+		if err := b.cfg.Topology.Declare(conn, func(msg string, args ...any) { b.log.Warn(msg, args...) }); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("declare topology: %w", err)
+		}
+		if err := s.openPublisher(); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
 	}
 	notify := conn.NotifyClose(make(chan *amqp.Error, 1))
 	b.watchers.Go(func() {
 		if err := <-notify; err != nil {
-			b.log.Debug("connection closed", "err", err)
+			b.log.Debug("connection closed", "connection", l.name, "err", err)
 		}
 		close(s.closed)
 	})
@@ -246,31 +275,6 @@ func (s *session) openPublisher() error {
 	return nil
 }
 
-func (b *Broker) setSession(s *session) {
-	b.mu.Lock()
-	b.sess = s
-	close(b.changed)
-	b.changed = make(chan struct{})
-	b.mu.Unlock()
-}
-
-// waitSession returns the live session, waiting for one until ctx ends.
-func (b *Broker) waitSession(ctx context.Context) (*session, error) {
-	for {
-		b.mu.Lock()
-		s, changed := b.sess, b.changed
-		b.mu.Unlock()
-		if s != nil {
-			return s, nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
 // errReturned means the broker could not route a mandatory message.
 var errReturned = errors.New("message returned as unroutable")
 
@@ -279,7 +283,7 @@ var errReturned = errors.New("message returned as unroutable")
 // the message is unroutable.
 func (b *Broker) publish(ctx context.Context, kind, exchange, key string, mandatory bool, msg amqp.Publishing) error {
 	for {
-		s, err := b.waitSession(ctx)
+		s, err := b.main.wait(ctx)
 		if err != nil {
 			b.met.Published(kind, false)
 			return fmt.Errorf("publish %s: no broker connection: %w", kind, err)

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-type nopMetrics struct{ connects atomic.Int32 }
+type nopMetrics struct{ connects, consumeFails atomic.Int32 }
 
 func (m *nopMetrics) Connected(up bool) {
 	if up {
@@ -35,6 +35,7 @@ func (*nopMetrics) ConnectFailed()                  {}
 func (*nopMetrics) Consuming(dispatcher.Lane, bool) {}
 func (*nopMetrics) Published(string, bool)          {}
 func (*nopMetrics) HandlerPanicked()                {}
+func (m *nopMetrics) ConsumeFailed(string)          { m.consumeFails.Add(1) }
 
 type bundle struct {
 	broker *queue.Broker
@@ -103,14 +104,7 @@ func receive[T any](t *testing.T, c <-chan T, what string) T {
 }
 
 // isClosed reports whether c is closed, without waiting.
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
+var isClosed = queue.IsClosed
 
 // consume runs Consume with h until the returned stop is called.
 func consume(t *testing.T, b *queue.Broker, h func(context.Context, dispatcher.Delivery)) (stop func()) {

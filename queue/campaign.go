@@ -49,10 +49,10 @@ func (t Topology) declareCampaignQueue(ch *amqp.Channel, id string) error {
 	return nil
 }
 
-// withChannel runs f on a fresh channel of the live session (errors close
+// withChannel runs f on a fresh channel of l's live session (errors close
 // channels, so declarations and deletions get their own).
-func (b *Broker) withChannel(ctx context.Context, f func(*amqp.Channel) error) error {
-	s, err := b.waitSession(ctx)
+func (b *Broker) withChannel(ctx context.Context, l *link, f func(*amqp.Channel) error) error {
+	s, err := l.wait(ctx)
 	if err != nil {
 		return fmt.Errorf("no broker connection: %w", err)
 	}
@@ -82,8 +82,11 @@ func (b *Broker) Route(ctx context.Context, campaign string, body []byte, h disp
 		return err
 	}
 	// The queue does not exist (first batch of the campaign, or deleted
-	// when the campaign finished): create it and publish again.
-	if err := b.withChannel(ctx, func(ch *amqp.Channel) error {
+	// when the campaign finished): create it and publish again. The
+	// declaration goes over the campaign link: while a queue of the same
+	// name is still being deleted, RabbitMQ 3.10 refuses it with a
+	// connection error (cluster_not_formed).
+	if err := b.withChannel(ctx, b.camp, func(ch *amqp.Channel) error {
 		return b.cfg.Topology.declareCampaignQueue(ch, campaign)
 	}); err != nil {
 		return err
@@ -92,11 +95,13 @@ func (b *Broker) Route(ctx context.Context, campaign string, body []byte, h disp
 }
 
 // ConsumeCampaign consumes a campaign's queue (declaring it) until ctx
-// ends, across reconnects. Deliveries that arrive after ctx ended are
-// handed to h too, so that it can put them back without a redelivery. It
-// implements dispatcher.CampaignQueues.
+// ends, on the campaign link, across reconnects: a consumer that fails is
+// started again after a backoff. Deliveries that arrive after ctx ended
+// are handed to h too, so that it can put them back without a redelivery.
+// It implements dispatcher.CampaignQueues.
 func (b *Broker) ConsumeCampaign(ctx context.Context, campaign string, h func(context.Context, dispatcher.Delivery)) {
 	c := consumer{
+		link:     b.camp,
 		queue:    b.cfg.Topology.CampaignQueue(campaign),
 		lane:     dispatcher.Normal,
 		prefetch: campaignPrefetch,
@@ -115,7 +120,7 @@ func (b *Broker) ConsumeCampaign(ctx context.Context, campaign string, h func(co
 func (b *Broker) DeleteCampaignQueue(ctx context.Context, campaign string) (bool, error) {
 	name := b.cfg.Topology.CampaignQueue(campaign)
 	var gone bool
-	err := b.withChannel(ctx, func(ch *amqp.Channel) error {
+	err := b.withChannel(ctx, b.camp, func(ch *amqp.Channel) error {
 		q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
 		var aerr *amqp.Error
 		if errors.As(err, &aerr) && aerr.Code == amqp.NotFound {
@@ -142,7 +147,7 @@ func (b *Broker) DeleteCampaignQueue(ctx context.Context, campaign string) (bool
 // dispatcher.CampaignQueues.
 func (b *Broker) Instances(ctx context.Context) (int, error) {
 	var n int
-	err := b.withChannel(ctx, func(ch *amqp.Channel) error {
+	err := b.withChannel(ctx, b.main, func(ch *amqp.Channel) error {
 		q, err := ch.QueueDeclarePassive(b.cfg.Topology.Queue, true, false, false, false, nil)
 		n = q.Consumers
 		return err
@@ -159,7 +164,7 @@ func (b *Broker) Instances(ctx context.Context) (int, error) {
 func (b *Broker) PublishEvents(ctx context.Context, key string, bodies [][]byte) error {
 	pending := bodies
 	for len(pending) > 0 {
-		s, err := b.waitSession(ctx)
+		s, err := b.main.wait(ctx)
 		if err != nil {
 			b.met.Published("event", false)
 			return fmt.Errorf("publish events: no broker connection: %w", err)

@@ -21,6 +21,8 @@ type handler = func(ctx context.Context, d dispatcher.Delivery)
 
 // consumer describes one queue to consume.
 type consumer struct {
+	// link is the connection it consumes on.
+	link     *link
 	queue    string
 	lane     dispatcher.Lane
 	prefetch int
@@ -52,54 +54,69 @@ func (b *Broker) Consume(ctx context.Context, h func(context.Context, dispatcher
 		if lane == dispatcher.High {
 			prefetch = b.cfg.HighPrefetch
 		}
-		c := consumer{queue: q, lane: lane, prefetch: prefetch, tag: fmt.Sprintf("%s-%s", b.cfg.Name, lane), isLane: true}
+		c := consumer{link: b.main, queue: q, lane: lane, prefetch: prefetch, tag: fmt.Sprintf("%s-%s", b.cfg.Name, lane), isLane: true}
 		wg.Go(func() { b.consumeLoop(ctx, c, h) })
 	}
 	wg.Wait()
 }
 
-// consumeLoop consumes one queue on each session in turn until ctx ends.
+// consumeLoop consumes one queue until ctx ends, on its link's live
+// session, each attempt on a channel of its own. A consumer that fails to
+// start, or stops unasked, is started again after a backoff
+// (amqp.reconnect_min doubling to amqp.reconnect_max, with jitter; back
+// to the minimum once a consumer has started): on the same connection if
+// only its channel failed, else on the next one. A campaign queue's
+// consumer that RabbitMQ refuses while the queue's Raft member is down
+// thus retries at a falling pace instead of at once, and, on the campaign
+// link, never takes the lanes' connection down with it.
 func (b *Broker) consumeLoop(ctx context.Context, c consumer, h handler) {
+	retry := backoff{min: b.cfg.ReconnectMin, max: b.cfg.ReconnectMax}
+	kind := "campaign"
+	if c.isLane {
+		kind = "lane"
+	}
 	for {
-		s, err := b.waitSession(ctx)
+		s, err := c.link.wait(ctx)
 		if err != nil {
 			return
 		}
-		err = b.consume(ctx, s, c, h)
+		started, err := b.consumeOnce(ctx, s, c, h)
 		if ctx.Err() != nil {
 			return
 		}
-		b.log.Warn("consumer stopped; restarting", "queue", c.queue, "err", err)
-		// Wait for a new connection, or retry on this one if only the
-		// channel failed.
-		select {
-		case <-s.closed:
-		case <-time.After(time.Second):
-		case <-ctx.Done():
+		if started {
+			retry.reset()
+		}
+		b.met.ConsumeFailed(kind)
+		wait := retry.next()
+		b.log.Warn("consumer stopped; restarting", "queue", c.queue, "err", err, "retry_in", wait.Round(time.Millisecond))
+		if !b.sleep(ctx, wait) {
 			return
 		}
 	}
 }
 
-func (b *Broker) consume(ctx context.Context, s *session, c consumer, h handler) error {
+// consume consumes c's queue on a new channel of s until ctx ends or the
+// channel fails. started reports whether the broker took the consumer.
+func (b *Broker) consume(ctx context.Context, s *session, c consumer, h handler) (started bool, err error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
+		return false, fmt.Errorf("open channel: %w", err)
 	}
 	if c.declare != nil {
 		if err := c.declare(ch); err != nil {
 			_ = ch.Close()
-			return err
+			return false, err
 		}
 	}
 	if err := ch.Qos(c.prefetch, 0, false); err != nil {
 		_ = ch.Close()
-		return fmt.Errorf("set prefetch: %w", err)
+		return false, fmt.Errorf("set prefetch: %w", err)
 	}
 	deliveries, err := ch.Consume(c.queue, c.tag, false, false, false, false, nil)
 	if err != nil {
 		_ = ch.Close()
-		return fmt.Errorf("consume %q: %w", c.queue, err)
+		return false, fmt.Errorf("consume %q: %w", c.queue, err)
 	}
 	t := &channelTracker{ch: ch, unresolved: map[*Acker]struct{}{}, handled: make(chan struct{})}
 	notify := ch.NotifyClose(make(chan *amqp.Error, 1))
@@ -120,7 +137,7 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h handler)
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
-				return errors.New("channel or consumer closed")
+				return true, errors.New("channel or consumer closed")
 			}
 			b.handle(ctx, h, t.deliver(d), c.lane)
 		case <-ctx.Done():
@@ -129,7 +146,7 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h handler)
 	// Stop taking work; hand back what arrived but was not handed over.
 	// The channel stays open until the deliveries in flight are resolved.
 	if err := ch.Cancel(c.tag, false); err != nil {
-		return nil // channel gone: the broker requeues its deliveries
+		return true, nil // channel gone: the broker requeues its deliveries
 	}
 	for d := range deliveries {
 		if c.handOver {
@@ -139,7 +156,7 @@ func (b *Broker) consume(ctx context.Context, s *session, c consumer, h handler)
 		}
 	}
 	t.stop()
-	return nil
+	return true, nil
 }
 
 // handle calls h for the message a resolves. A panic in h is a poison

@@ -206,44 +206,13 @@ func (s *Store) SetCampaignRate(ctx context.Context, id string, rate *float64) (
 // names the unknown ids. Callers that retry on error should not retry on
 // ErrNotFound.
 func (s *Store) AddCampaignCounters(ctx context.Context, deltas map[string]dispatcher.Counters) error {
-	ids := make([]string, 0, len(deltas))
-	for id, d := range deltas {
-		if !d.IsZero() {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) == 0 {
+	if len(deltas) == 0 {
 		return nil
 	}
-	// A fixed order keeps PostgreSQL row locks from deadlocking between
-	// instances that flush the same campaigns.
-	slices.Sort(ids)
-
 	var unknown []string
-	err := s.writeShared(ctx, func(tx *sql.Tx) error {
-		unknown = unknown[:0]
-		stmt, err := tx.PrepareContext(ctx, sqlAddCampaignCounters)
-		if err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-		defer stmt.Close()
-		now := toMillis(s.now())
-		for _, id := range ids {
-			d := deltas[id]
-			res, err := stmt.ExecContext(ctx, id,
-				d.Received, d.Sent, d.Failed, d.Filtered, d.Dropped, d.Cancelled, now)
-			if err != nil {
-				return fmt.Errorf("campaign %q: %w", id, err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("campaign %q: %w", id, err)
-			}
-			if n == 0 {
-				unknown = append(unknown, id)
-			}
-		}
-		return nil
+	err := s.writeShared(ctx, func(tx *sql.Tx) (err error) {
+		unknown, err = s.addCounters(ctx, tx, deltas)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("add campaign counters: %w", err)
@@ -252,6 +221,46 @@ func (s *Store) AddCampaignCounters(ctx context.Context, deltas map[string]dispa
 		return fmt.Errorf("add campaign counters: skipped unknown campaigns %q: %w", unknown, dispatcher.ErrNotFound)
 	}
 	return nil
+}
+
+// addCounters adds the deltas to the campaigns' counters inside tx, and
+// returns the ids of campaigns it does not know (their deltas are
+// skipped). Zero deltas are skipped.
+func (s *Store) addCounters(ctx context.Context, tx *sql.Tx, deltas map[string]dispatcher.Counters) (unknown []string, err error) {
+	ids := make([]string, 0, len(deltas))
+	for id, d := range deltas {
+		if !d.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	// A fixed order keeps PostgreSQL row locks from deadlocking between
+	// instances that flush the same campaigns.
+	slices.Sort(ids)
+	stmt, err := tx.PrepareContext(ctx, sqlAddCampaignCounters)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	defer stmt.Close()
+	now := toMillis(s.now())
+	for _, id := range ids {
+		d := deltas[id]
+		res, err := stmt.ExecContext(ctx, id,
+			d.Received, d.Sent, d.Failed, d.Filtered, d.Dropped, d.Cancelled, now)
+		if err != nil {
+			return nil, fmt.Errorf("campaign %q: %w", id, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("campaign %q: %w", id, err)
+		}
+		if n == 0 {
+			unknown = append(unknown, id)
+		}
+	}
+	return unknown, nil
 }
 
 // Campaign returns the campaign, or an error wrapping

@@ -17,7 +17,9 @@ const (
 	sqlLedgerGet    = `SELECT resolved, rest, retry FROM sent_ledger WHERE key = $1`
 	sqlLedgerUpsert = `INSERT INTO sent_ledger (key, resolved, rest, retry, updated_at) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (key) DO UPDATE SET resolved = excluded.resolved, rest = excluded.rest, retry = excluded.retry, updated_at = excluded.updated_at`
-	sqlLedgerPrune = `DELETE FROM sent_ledger WHERE updated_at < $1`
+	sqlLedgerPrune  = `DELETE FROM sent_ledger WHERE updated_at < $1`
+	sqlLedgerInsert = `INSERT INTO sent_ledger (key, resolved, rest, retry, updated_at) VALUES ($1, $2, '', '', $3)
+ON CONFLICT (key) DO NOTHING`
 )
 
 // LedgerEntry returns what the ledger holds for the message with key: the
@@ -46,10 +48,13 @@ func (s *Store) LedgerEntry(ctx context.Context, key string) (dispatcher.LedgerE
 	return e, nil
 }
 
-// RecordLedger stores the entries of several messages in one write. It
-// implements dispatcher.Ledger.
-func (s *Store) RecordLedger(ctx context.Context, entries map[string]dispatcher.LedgerEntry) error {
-	if len(entries) == 0 {
+// RecordLedger stores the entries of several messages and adds counts to
+// the campaigns' counters, in one transaction: the counters of resolved
+// recipients are committed with their bits, or neither is. Counts of a
+// campaign the store does not know are skipped. It implements
+// dispatcher.Ledger.
+func (s *Store) RecordLedger(ctx context.Context, entries map[string]dispatcher.LedgerEntry, counts map[string]dispatcher.Counters) error {
+	if len(entries) == 0 && len(counts) == 0 {
 		return nil
 	}
 	keys := make([]string, 0, len(entries))
@@ -66,8 +71,40 @@ func (s *Store) RecordLedger(ctx context.Context, entries map[string]dispatcher.
 				return fmt.Errorf("ledger %s: %w", k, err)
 			}
 		}
+		if _, err := s.addCounters(ctx, tx, counts); err != nil {
+			return fmt.Errorf("ledger counters: %w", err)
+		}
 		return nil
 	})
+}
+
+// RecordReceived records a message taken from a producer: when the ledger
+// has no row for key it inserts one, with resolved, and adds counts to the
+// campaign's counters, in one transaction, and reports true; when it has
+// one it changes nothing and reports false. It implements
+// dispatcher.Ledger.
+func (s *Store) RecordReceived(ctx context.Context, key, campaign string, resolved []byte, counts dispatcher.Counters) (bool, error) {
+	var inserted bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, sqlLedgerInsert, key, hex.EncodeToString(resolved), toMillis(s.now()))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errUnchanged
+		}
+		inserted = true
+		_, err = s.addCounters(ctx, tx, map[string]dispatcher.Counters{campaign: counts})
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("ledger %s: record received: %w", key, err)
+	}
+	return inserted, nil
 }
 
 // PruneLedger deletes ledger rows not updated since before and returns

@@ -19,13 +19,13 @@ func TestLedger(t *testing.T) {
 	err := s.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{
 		"k1": {Resolved: []byte{0x05}},
 		"k2": {Resolved: []byte{0xff, 0x01}},
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The last write of a run: everything resolved, with its hand-offs.
 	final := dispatcher.LedgerEntry{Resolved: []byte{0x07}, Rest: []byte{0x02}, Retry: []byte{0x04}}
-	if err := s.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{"k1": final}); err != nil {
+	if err := s.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{"k1": final}, nil); err != nil {
 		t.Fatal(err)
 	}
 	s = reopen(t, b)
@@ -43,6 +43,45 @@ func TestLedger(t *testing.T) {
 	}
 	if e, _ := s.LedgerEntry(ctx, "k1"); e.Resolved != nil {
 		t.Error("pruned row still there")
+	}
+}
+
+// The counters of resolved recipients are committed with their ledger
+// bits, and a message is counted as received when its row is created:
+// once, however often it is recorded.
+func TestLedgerWritesTheCountersWithTheBits(t *testing.T) {
+	s, b := setup(t)
+	ctx := context.Background()
+	if _, err := s.EnsureCampaign(ctx, "c", 0); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false} {
+		isNew, err := s.RecordReceived(ctx, "k1", "c", nil, dispatcher.Counters{Received: 10})
+		if err != nil || isNew != want {
+			t.Fatalf("record received %d: %v, %v; want %v", i+1, isNew, err, want)
+		}
+	}
+	// Expired at intake: received and dropped, every bit set.
+	if _, err := s.RecordReceived(ctx, "k2", "c", []byte{0xff, 0x03}, dispatcher.Counters{Received: 10, Dropped: 10}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{"k1": {Resolved: []byte{0x03}}},
+		map[string]dispatcher.Counters{"c": {Sent: 1, Filtered: 1}, "unknown": {Sent: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, b)
+	rec, err := s.Campaign(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (dispatcher.Counters{Received: 20, Sent: 1, Filtered: 1, Dropped: 10}); rec.Counters != want {
+		t.Errorf("counters %+v, want %+v", rec.Counters, want)
+	}
+	for k, want := range map[string][]byte{"k1": {0x03}, "k2": {0xff, 0x03}} {
+		if e, err := s.LedgerEntry(ctx, k); err != nil || !reflect.DeepEqual(e.Resolved, want) {
+			t.Errorf("%s: %+v, %v; want resolved %x", k, e, err, want)
+		}
 	}
 }
 
@@ -65,7 +104,7 @@ func BenchmarkLedgerFlush(b *testing.B) {
 			}
 			entries[fmt.Sprintf("run-%d-%d", i/recipients, r)] = dispatcher.LedgerEntry{Resolved: bits}
 		}
-		if err := s.RecordLedger(ctx, entries); err != nil {
+		if err := s.RecordLedger(ctx, entries, nil); err != nil {
 			b.Fatal(err)
 		}
 		clear(entries)

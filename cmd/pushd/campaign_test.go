@@ -331,6 +331,7 @@ func TestCancelStartsNoSendAfterItsAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.lanesEmpty()
+	h.countersAddUp()
 }
 
 // campaignPrefetch is how many deliveries of a campaign's queue pushd
@@ -380,6 +381,7 @@ func TestPauseSurvivesARestartAndResumeDeliversOnce(t *testing.T) {
 		t.Errorf("audit log of the campaign: %v, want the pause and the resume", got)
 	}
 	t.Logf("paused at %d of 3000 (%d in flight at the answer), restarted, resumed: all delivered once", atPause, info.InFlight)
+	h.countersAddUp()
 }
 
 func TestAdminAuth(t *testing.T) {

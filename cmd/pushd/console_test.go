@@ -294,6 +294,7 @@ func TestScheduledCampaignFromAnAudienceFiresOnTimeAndFinishes(t *testing.T) {
 	if !found {
 		t.Errorf("campaign list %+v lacks %s with source console", list, id)
 	}
+	h.countersAddUp()
 }
 
 func TestTestSendReachesOnlyTheWhitelistAndLeavesTheCampaignAlone(t *testing.T) {
@@ -647,6 +648,7 @@ func TestKill9WhileSchedulerPublishesThenRestart(t *testing.T) {
 		t.Errorf("%d duplicates, more than the bound %d", dups, bound)
 	}
 	h.deadQueueEmpty()
+	h.countersAddUp()
 }
 
 func TestCancelMidPublishStopsPublishingAndSends(t *testing.T) {
@@ -678,6 +680,7 @@ func TestCancelMidPublishStopsPublishingAndSends(t *testing.T) {
 	if s := h.consoleCampaign(d, id).Status; s != "cancelled" {
 		t.Errorf("status %q", s)
 	}
+	h.countersAddUp()
 }
 
 // settled waits until every recipient campaign id received is counted

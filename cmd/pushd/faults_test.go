@@ -98,6 +98,7 @@ func TestKill9MidCampaignThenRestart(t *testing.T) {
 		t.Errorf("%d duplicates, over the documented bound %d", dups, bound)
 	}
 	h.deadQueueEmpty()
+	h.countersAddUp()
 }
 
 // rabbitmqctl runs rabbitmqctl, failing the test when it cannot.
@@ -152,6 +153,7 @@ func TestFaultBrokerRestartMidCampaign(t *testing.T) {
 	h.ch = queuetest.Conn(t, h.url) // the old channel died with the broker
 	h.lanesEmpty()
 	h.deadQueueEmpty()
+	h.countersAddUp()
 }
 
 // TestLinkResetAndSilenceThroughAProxy resets and freezes a proxy of its
@@ -241,6 +243,7 @@ func TestLinkResetAndSilenceThroughAProxy(t *testing.T) {
 	}
 	h.lanesEmpty()
 	h.deadQueueEmpty()
+	h.countersAddUp()
 }
 
 func TestProviderErrorsAreRetried(t *testing.T) {
@@ -273,6 +276,7 @@ func TestProviderErrorsAreRetried(t *testing.T) {
 		t.Errorf("%d requests came before the Retry-After the simulator asked for", st.RetryAfterIgnored)
 	}
 	h.deadQueueEmpty()
+	h.countersAddUp()
 }
 
 // TestFaultProviderDownThirtySeconds stops its simulator for 30 s, then
@@ -320,4 +324,5 @@ func TestFaultProviderDownThirtySeconds(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.lanesEmpty()
+	h.countersAddUp()
 }

@@ -80,7 +80,7 @@ func TestHousekeeperPrunesEndedCampaigns(t *testing.T) {
 	if _, err := h.st.EnsureCampaign(ctx, "old", 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.st.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{"batch-of-old": {Resolved: []byte{0xff}}}); err != nil {
+	if err := h.st.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{"batch-of-old": {Resolved: []byte{0xff}}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := h.st.SetCampaignStatus(ctx, "old", dispatcher.StatusCancelled); err != nil {

@@ -95,6 +95,7 @@ func TestBlacklistedRecipientsAreNeverSent(t *testing.T) {
 	if m[`pushd_recipients_filtered_total{list="blacklist",reason="opt_out"}`] != 5000 || m[`pushd_recipients_filtered_total{list="blacklist",reason="abuse"}`] != 5000 {
 		t.Errorf("filter metrics: opt_out %v abuse %v", m[`pushd_recipients_filtered_total{list="blacklist",reason="opt_out"}`], m[`pushd_recipients_filtered_total{list="blacklist",reason="abuse"}`])
 	}
+	h.countersAddUp()
 }
 
 func TestTestCampaignSendsOnlyToWhitelisted(t *testing.T) {
@@ -136,6 +137,7 @@ func TestTestCampaignSendsOnlyToWhitelisted(t *testing.T) {
 	if sent != 10 {
 		t.Errorf("the simulator got %d sends, want 10", sent)
 	}
+	h.countersAddUp()
 }
 
 func TestInvalidTokensAreReportedOnceAndBlacklisted(t *testing.T) {
@@ -242,6 +244,7 @@ func TestInvalidTokensAreReportedOnceAndBlacklisted(t *testing.T) {
 			t.Errorf("%s reached the simulator %d times", r.Token[:16], n)
 		}
 	}
+	h.countersAddUp()
 }
 
 func TestListChangeReachesAnotherInstanceWithinTwoSeconds(t *testing.T) {

@@ -39,6 +39,7 @@ import (
 	"github.com/pushd/pushd/push/sim"
 	"github.com/pushd/pushd/queue"
 	"github.com/pushd/pushd/queue/queuetest"
+	"github.com/pushd/pushd/store"
 	"github.com/pushd/pushd/store/pgtest"
 )
 
@@ -355,6 +356,47 @@ func (h *harness) lanesEmpty() {
 	}
 }
 
+// countersAddUp checks the identity of docs/semantics.md ("Counters")
+// for every campaign of the harness's store: received = sent + failed +
+// filtered + dropped + cancelled + pending. Call it once every recipient
+// the test published is resolved, pending then being 0. It reads the
+// store, where the counters are written with the ledger (what a kill -9
+// leaves), waiting up to 30 s for the last writes, and logs each
+// campaign's counters.
+func (h *harness) countersAddUp() {
+	h.t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, h.env["PUSHD_STORE_DSN"], nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer st.Close()
+	var recs []dispatcher.CampaignRecord
+	var bad []string
+	addUp := costly(func() bool {
+		if recs, err = st.Campaigns(ctx); err != nil {
+			h.t.Fatalf("read the campaigns: %v", err)
+		}
+		bad = bad[:0]
+		for _, r := range recs {
+			if n := r.Counters; n.Sent+n.Failed+n.Filtered+n.Dropped+n.Cancelled != n.Received {
+				bad = append(bad, fmt.Sprintf("%s %+v", r.ID, n))
+			}
+		}
+		return len(recs) > 0 && len(bad) == 0
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !addUp() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("campaign counters do not add up (received = sent + failed + filtered + dropped + cancelled) 30s after the test: %s", strings.Join(bad, "; "))
+		}
+		time.Sleep(testwait.Interval)
+	}
+	for _, r := range recs {
+		h.t.Logf("campaign %s: %+v", r.ID, r.Counters)
+	}
+}
+
 func (h *harness) waitAccepted(n int, within time.Duration) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
@@ -454,6 +496,7 @@ func TestTenThousandRecipientsEachDeliveredOnce(t *testing.T) {
 	if n := queuetest.Ready(t, h.ch, h.top.DeadQueue); n != 0 {
 		t.Errorf("%d dead letters", n)
 	}
+	h.countersAddUp()
 }
 
 func TestBadMessagesAreDeadLetteredAndDeliveryGoesOn(t *testing.T) {
@@ -509,6 +552,7 @@ func TestBadMessagesAreDeadLetteredAndDeliveryGoesOn(t *testing.T) {
 	if !strings.HasPrefix(reasons["undecodable"], "malformed") || !strings.Contains(reasons["schema-breaking"], "recipients") {
 		t.Errorf("reasons %v", reasons)
 	}
+	h.countersAddUp()
 }
 
 func TestSIGTERMMidCampaignThenRestartDeliversEveryone(t *testing.T) {
@@ -547,6 +591,7 @@ func TestSIGTERMMidCampaignThenRestartDeliversEveryone(t *testing.T) {
 				t.Errorf("%d duplicates, more than the %d sends that can be in flight", dups, workers)
 			}
 			t.Logf("duplicates: %d", dups)
+			h.countersAddUp()
 		})
 	}
 }
@@ -568,6 +613,7 @@ func TestReconnectsMidCampaign(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.lanesEmpty()
+	h.countersAddUp()
 }
 
 func TestZeroConfigUsesTheBuiltInSimulator(t *testing.T) {
@@ -593,6 +639,7 @@ func TestZeroConfigUsesTheBuiltInSimulator(t *testing.T) {
 	if accepted(h.sim) != 0 {
 		t.Error("the external simulator was used")
 	}
+	h.countersAddUp()
 }
 
 func TestBadConfigFailsNamingTheKey(t *testing.T) {

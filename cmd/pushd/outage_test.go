@@ -142,4 +142,5 @@ func TestFaultPauseAnswersWhileRabbitMQIsStopped(t *testing.T) {
 	}
 	h.lanesEmpty()
 	h.deadQueueEmpty()
+	h.countersAddUp()
 }

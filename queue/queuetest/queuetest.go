@@ -11,6 +11,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -188,4 +190,39 @@ func Exists(t testing.TB, url, queue string) bool {
 		t.Fatalf("inspect %s: %v", queue, err)
 	}
 	return true
+}
+
+// StopRaftMember stops the Raft member of quorum queue q on the local
+// RabbitMQ node, through rabbitmqctl, leaving the queue declared: until
+// StartRaftMember, RabbitMQ 3.10 answers a basic.consume on it by closing
+// the connection (541 INTERNAL_ERROR, {badmatch,{error,noproc}}), as it
+// does for a queue being deleted. Only q is touched.
+func StopRaftMember(t testing.TB, url, q string) {
+	t.Helper()
+	raftMember(t, url, q, "stop_server")
+}
+
+// StartRaftMember starts again the member StopRaftMember stopped.
+func StartRaftMember(t testing.TB, url, q string) {
+	t.Helper()
+	raftMember(t, url, q, "restart_server")
+}
+
+func raftMember(t testing.TB, amqpURL, q, fn string) {
+	t.Helper()
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The member's name: the vhost ("/" written %2F), "_", the queue.
+	vhost := strings.TrimPrefix(u.Path, "/")
+	if vhost == "" || vhost == "/" {
+		vhost = "%2F"
+	}
+	name := strings.ReplaceAll(vhost+"_"+q, `'`, `\'`)
+	expr := fmt.Sprintf("ra:%s(quorum_queues, {'%s', node()}).", fn, name)
+	out, err := exec.Command("rabbitmqctl", "eval", expr).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("rabbitmqctl eval %q: %v: %s (this test needs rabbitmqctl on the broker's host)", expr, err, out)
+	}
 }
