@@ -201,6 +201,17 @@ SELECT $1, column1, column2, column3, column4, column5 FROM (VALUES `,
 		shared: 1,
 		cols:   5,
 	}
+	// insertMembersPostgres is insertMembers in PostgreSQL's dialect: a
+	// VALUES list in FROM needs an alias, which names its columns, and
+	// its parameters their types.
+	insertMembersPostgres = multiRow{
+		prefix: `INSERT INTO audience_members (audience_id, pos, platform, token, user_id, timezone)
+SELECT $1, column1, column2, column3, column4, column5 FROM (VALUES `,
+		suffix: `) AS v (column1, column2, column3, column4, column5) ON CONFLICT DO NOTHING`,
+		shared: 1,
+		cols:   5,
+		casts:  []string{"::bigint", "::text", "::text", "::text", "::text"},
+	}
 	selectMembersOfUsers = multiRow{
 		prefix: `SELECT ` + memberColumns + ` FROM audience_members
 WHERE audience_id = $1 AND user_id IN (VALUES `,
@@ -490,7 +501,11 @@ func (imp *audienceImport) flush(ctx context.Context) error {
 	}
 	var added [2]int64
 	err := imp.s.write(ctx, func(tx *sql.Tx) error {
-		b := newBulk(tx, insertMembers)
+		ins := insertMembers
+		if imp.s.dialect == dialectPostgres {
+			ins = insertMembersPostgres
+		}
+		b := newBulk(tx, ins)
 		defer b.close()
 		for i, ms := range imp.pending {
 			added[i] = 0

@@ -328,7 +328,7 @@ func TestDeleteAudience(t *testing.T) {
 // TestAudienceChangesNeedTheirAudit checks that an import or a delete
 // whose audit record cannot be written does not happen.
 func TestAudienceChangesNeedTheirAudit(t *testing.T) {
-	s, _ := setup(t)
+	s, _ := setupSQLite(t) // SQLite's own SQL (triggers, query plans, pragmas)
 	ctx := context.Background()
 	a := mustImportAudience(t, s, "x", "platform,token,user_id\nios,"+iosToken(1)+",u\n")
 	if _, err := s.w.Exec(`CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit is broken'); END`); err != nil {
@@ -438,7 +438,7 @@ func TestRecipients(t *testing.T) {
 // TestRecipientsByZoneUsesTheIndex checks that paging by zone seeks
 // rather than scans the audience from its start every page.
 func TestRecipientsByZoneUsesTheIndex(t *testing.T) {
-	s, _ := setup(t)
+	s, _ := setupSQLite(t) // SQLite's own SQL (triggers, query plans, pragmas)
 	for _, q := range []string{sqlMembersAfterByZone, sqlMembersAfter} {
 		rows, err := s.r.Query(`EXPLAIN QUERY PLAN `+q, "a", "", 0, 10)
 		if err != nil {
@@ -497,7 +497,7 @@ func TestAudienceUsers(t *testing.T) {
 // TestImportAudienceRestoresWriterSettings checks that the writer's
 // larger cache for imports is given back after.
 func TestImportAudienceRestoresWriterSettings(t *testing.T) {
-	s, _ := setup(t)
+	s, _ := setupSQLite(t) // SQLite's own SQL (triggers, query plans, pragmas)
 	mustImportAudience(t, s, "x", "platform,token,user_id\nios,"+iosToken(1)+",u\n")
 	_, _ = s.ImportAudience(context.Background(), "y", "a", strings.NewReader("bad"))
 	var cache, checkpoint int

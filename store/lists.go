@@ -747,6 +747,9 @@ type multiRow struct {
 	prefix, suffix string
 	shared         int
 	cols           int
+	// casts, when set, follows each row's placeholder of that column
+	// (PostgreSQL types a VALUES list's parameters as text otherwise).
+	casts []string
 }
 
 // sql returns the statement with rows rows.
@@ -767,6 +770,9 @@ func (m multiRow) sql(rows int) string {
 			p++
 			b.WriteByte('$')
 			b.WriteString(strconv.Itoa(p))
+			if c < len(m.casts) {
+				b.WriteString(m.casts[c])
+			}
 		}
 		b.WriteByte(')')
 	}
