@@ -35,7 +35,14 @@ func TestStoreOutageWaitsAndResumes(t *testing.T) {
 			if tc.running {
 				led = &fakeLedger{}
 			}
-			b := setupFull(t, Config{CampaignIdle: time.Minute}, nil, nil, led)
+			// The reopen case needs its campaign to end idle before the
+			// outage; the others keep theirs running through the minute
+			// of backoff below, which is not what they test.
+			idle := time.Hour
+			if tc.reopen {
+				idle = time.Minute
+			}
+			b := setupFull(t, Config{CampaignIdle: idle}, nil, nil, led)
 			if tc.running {
 				b.handle(t, iosBatch("c", "b", 1), Normal).wait(t)
 			}
