@@ -274,8 +274,23 @@ func TestScheduledCampaignFromAnAudienceFiresOnTimeAndFinishes(t *testing.T) {
 	first := h.firstSend(30 * time.Second)
 	late := first.Sub(sendAt)
 	t.Logf("first send %v after send_at", late)
-	if late < -time.Second || late > time.Second {
-		t.Errorf("first send %v from send_at, want within ±1s", late)
+	if late < 0 {
+		t.Errorf("first send %v before send_at", -late)
+	}
+	// The bound is on the start: the scheduler claims the campaign
+	// and begins publishing within 1 s of send_at, which it measures itself.
+	// The first send also waits for the broker, the consumer and the
+	// simulator, which share two cores with the package's other tests, so
+	// it gets a wider bound that still catches a scheduler waiting a poll.
+	m := scrape(t, d.metrics)
+	if n := m["pushd_scheduler_lateness_seconds_count"]; n != 1 {
+		t.Fatalf("scheduler lateness observed %v times, want 1", n)
+	}
+	if m["pushd_scheduler_lateness_seconds_bucket{le=\"1\"}"] != 1 {
+		t.Errorf("the scheduler started the campaign %.3fs after send_at, want ≤ 1s", m["pushd_scheduler_lateness_seconds_sum"])
+	}
+	if late > 3*time.Second {
+		t.Errorf("first send %v after send_at, want within 3s", late)
 	}
 	c := h.counted(d, id, 5000)
 	if c.Received != 5000 || c.Sent != 5000 {
