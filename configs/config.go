@@ -134,6 +134,7 @@ type Dispatcher struct {
 	CampaignIdle    time.Duration `mapstructure:"campaign_idle"`
 	LedgerFlush     time.Duration `mapstructure:"ledger_flush"`
 	LedgerRetention time.Duration `mapstructure:"ledger_retention"`
+	LedgerLease     time.Duration `mapstructure:"ledger_lease"`
 }
 
 // Metrics configures the metrics and health endpoint.
@@ -424,6 +425,9 @@ func (c *Config) Validate() error {
 	duration("dispatcher.max_hold", c.Dispatcher.MaxHold)
 	duration("dispatcher.campaign_idle", c.Dispatcher.CampaignIdle)
 	duration("dispatcher.ledger_flush", c.Dispatcher.LedgerFlush)
+	if c.Dispatcher.LedgerLease < time.Second {
+		bad("dispatcher.ledger_lease", "must be at least 1s (it is renewed every fifth of it)")
+	}
 	if c.Dispatcher.LedgerRetention < time.Hour {
 		bad("dispatcher.ledger_retention", "must be at least 1h (longer than a batch can stay queued or held)")
 	}

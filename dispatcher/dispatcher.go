@@ -27,9 +27,12 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -182,6 +185,15 @@ type Ledger interface {
 	// transaction, and reports true; when it has one, it changes nothing
 	// and reports false.
 	RecordReceived(ctx context.Context, key, campaign string, resolved []byte, counts Counters) (bool, error)
+	// ClaimLedger claims the entry of key for owner until until, unless
+	// another owner's claim holds past now, and returns the entry and
+	// the claim's holder after the attempt (owner when claimed, creating
+	// the entry if there is none). A claim ends at until, or at a
+	// RecordLedger of an entry with Release set.
+	ClaimLedger(ctx context.Context, key, owner string, now, until time.Time) (e LedgerEntry, holder string, err error)
+	// RenewClaims extends owner's claims on keys until until; those it
+	// no longer holds are left alone.
+	RenewClaims(ctx context.Context, owner string, keys []string, until time.Time) error
 }
 
 // LedgerEntry is what the ledger holds for a message. Bit i of a bitmap
@@ -196,6 +208,11 @@ type LedgerEntry struct {
 	// (a crash before its ack) publishes the same hand-offs again, which
 	// the ledger then drops as copies, instead of sending them itself.
 	Rest, Retry []byte
+	// Release, on a write, ends the message's claim (see
+	// Ledger.ClaimLedger): the run is over.
+	Release bool
+	// ClaimedUntil, on a read, is when the holder's claim ends.
+	ClaimedUntil time.Time
 }
 
 // handedOff reports whether e records hand-offs.
@@ -321,6 +338,15 @@ type Config struct {
 	// batches being sent (default 20ms). It bounds the duplicates after a
 	// crash: sends in flight plus those of the last LedgerFlush.
 	LedgerFlush time.Duration
+	// Owner names this instance in the ledger's claims (default: the host
+	// name and a random suffix, new at each start). Instances sharing a
+	// store must have different owners.
+	Owner string
+	// LedgerLease is how long a claim on a message's ledger entry holds
+	// without renewal (default 5s; renewed every fifth of it while the
+	// message is being sent). It bounds how long a copy of a message
+	// whose instance died waits before another instance sends it.
+	LedgerLease time.Duration
 	// WhitelistOnly sends every campaign only to whitelisted recipients, as
 	// if each were a test campaign (a staging setting).
 	WhitelistOnly bool
@@ -362,6 +388,24 @@ func (c *Config) setDefaults() {
 	if c.Clock == nil {
 		c.Clock = ratelimit.SystemClock()
 	}
+	if c.LedgerLease <= 0 {
+		c.LedgerLease = 5 * time.Second
+	}
+	if c.Owner == "" {
+		c.Owner = defaultOwner()
+	}
+}
+
+// defaultOwner is the host name with a random suffix: unique to this
+// process among the instances sharing a store.
+func defaultOwner() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "pushd"
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
 }
 
 // Deps are the collaborators of a Dispatcher.
@@ -493,6 +537,8 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		retryBase:       cfg.RetryBase,
 		retryMax:        cfg.RetryMax,
 		handBackTimeout: cfg.HandBackTimeout,
+		owner:           cfg.Owner,
+		lease:           cfg.LedgerLease,
 		stopped:         d.hardCtx.Done(),
 		tried:           make(chan *run, 64),
 		active:          make(map[*run]struct{}),

@@ -142,6 +142,9 @@ type fakeQueues struct {
 	// closed, as a broker that does not answer; stalled receives a value
 	// as each call starts waiting.
 	stall, stalled chan struct{}
+	// others, when set, is the number of instances consuming the lanes
+	// that Instances answers; 0 answers 1.
+	others int
 }
 
 // wait holds a call while the broker stalls.
@@ -248,7 +251,11 @@ func (q *fakeQueues) DeleteCampaignQueue(ctx context.Context, id string) (bool, 
 	return true, nil
 }
 
-func (q *fakeQueues) Instances(context.Context) (int, error) { return 1, nil }
+func (q *fakeQueues) Instances(context.Context) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return max(q.others, 1), nil
+}
 
 func (q *fakeQueues) PublishEvent(_ context.Context, key string, body []byte) error {
 	q.mu.Lock()
@@ -502,7 +509,48 @@ func (b *fakeBlacklist) AddListEntries(_ context.Context, es []lists.Entry) (int
 type fakeLedger struct {
 	mu      sync.Mutex
 	entries map[string]LedgerEntry
+	claims  map[string]fakeClaim
 	store   *fakeStore
+}
+
+// fakeClaim is a claim on a ledger entry.
+type fakeClaim struct {
+	owner string
+	until time.Time
+}
+
+func (l *fakeLedger) ClaimLedger(_ context.Context, key, owner string, now, until time.Time) (LedgerEntry, string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.claims == nil {
+		l.claims = map[string]fakeClaim{}
+	}
+	if c, ok := l.claims[key]; !ok || c.owner == owner || !c.until.After(now) {
+		l.claims[key] = fakeClaim{owner, until}
+	}
+	c := l.claims[key]
+	e := l.entries[key]
+	e.ClaimedUntil = c.until
+	return e, c.owner, nil
+}
+
+func (l *fakeLedger) RenewClaims(_ context.Context, owner string, keys []string, until time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range keys {
+		if c, ok := l.claims[k]; ok && c.owner == owner {
+			l.claims[k] = fakeClaim{owner, until}
+		}
+	}
+	return nil
+}
+
+// claim returns the claim on key's entry, if any.
+func (l *fakeLedger) claim(key string) (fakeClaim, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.claims[key]
+	return c, ok
 }
 
 func (l *fakeLedger) link(s *fakeStore) { l.store = s }
@@ -550,6 +598,9 @@ func (l *fakeLedger) RecordLedger(_ context.Context, entries map[string]LedgerEn
 	for k, e := range entries {
 		l.entries[k] = LedgerEntry{
 			Resolved: bytes.Clone(e.Resolved), Rest: bytes.Clone(e.Rest), Retry: bytes.Clone(e.Retry),
+		}
+		if e.Release {
+			delete(l.claims, k)
 		}
 	}
 	return nil

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pushd/pushd/internal/testwait"
 )
@@ -211,5 +213,133 @@ func TestRedeliveryAfterTheLastLedgerWriteHandsOnAgainAndSendsNothing(t *testing
 				t.Errorf("hand-off published again under key %s, first under %s: the copy would be sent twice", h.key, holds[0].key)
 			}
 		})
+	}
+}
+
+// copySetup starts a dispatcher with a ledger and campaign c, and makes a
+// delivery of a 5-recipient batch of c, with its ledger key.
+func copySetup(t *testing.T) (*bundle, *fakeLedger, *campaign, *fakeDelivery, string) {
+	t.Helper()
+	led := &fakeLedger{}
+	b := setupFull(t, Config{}, nil, nil, led)
+	c, err := b.d.campaigns.observe(context.Background(), iosBatch("c", "a", 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := newDelivery(t, iosBatch("c", "a", 5))
+	return b, led, c, del, messageKey(del.value())
+}
+
+// TestCopyAnotherInstanceIsSendingWaitsForItsClaim hands in a copy of a
+// message whose ledger entry another instance has claimed (it is sending
+// it): the copy sends nothing, waits (a second at most) and goes back to
+// the campaign's queue; once the other's last write released the claim
+// with every recipient resolved, the copy comes back and sends nothing.
+func TestCopyAnotherInstanceIsSendingWaitsForItsClaim(t *testing.T) {
+	b, led, c, del, key := copySetup(t)
+	ctx := context.Background()
+	now := b.clock.Now()
+	if _, holder, _ := led.ClaimLedger(ctx, key, "other", now, now.Add(3*time.Second)); holder != "other" {
+		t.Fatal("the other instance's claim was not taken")
+	}
+	go processDirect(b.d, del, mustDecode(t, del.body), c)
+	b.d.signals.claimWait.WaitFor(t, func(k string) bool { return k == key })
+	if b.queues.routedTo("c") != 0 {
+		t.Fatal("the copy went back before its wait")
+	}
+	// Meanwhile the other instance's last write: every recipient
+	// resolved, claim released.
+	if err := led.RecordLedger(ctx, map[string]LedgerEntry{key: {Resolved: allBits(5), Release: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(time.Second) // the wait is a second: the claim lasted 3
+	if acked, _ := del.wait(t); acked != 1 {
+		t.Fatal("the copy was not settled after its wait")
+	}
+	if got := b.queues.routedTo("c"); got != 1 {
+		t.Fatalf("%d messages routed back, want the copy", got)
+	}
+	// The copy comes back from the campaign's queue and sends nothing.
+	b.settle(t)
+	if got := b.ios.total(); got != 0 {
+		t.Errorf("%d sends of a batch another instance sent", got)
+	}
+	if got := b.met.skipped.Load(); got != 5 {
+		t.Errorf("%d recipients skipped by the ledger, want 5", got)
+	}
+}
+
+// TestCopyWhoseClaimRanOutIsSent: the instance that claimed a message
+// died (its claim is not renewed): once the claim has run out, a copy
+// claims the entry and sends the recipients the ledger does not have, and
+// its last write releases the claim.
+func TestCopyWhoseClaimRanOutIsSent(t *testing.T) {
+	b, led, c, del, key := copySetup(t)
+	ctx := context.Background()
+	now := b.clock.Now()
+	led.ClaimLedger(ctx, key, "dead", now, now.Add(300*time.Millisecond))
+	// The dead instance had sent the first two.
+	if err := led.RecordLedger(ctx, map[string]LedgerEntry{key: {Resolved: []byte{0b11}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	go processDirect(b.d, del, mustDecode(t, del.body), c)
+	b.d.signals.claimWait.WaitFor(t, func(k string) bool { return k == key })
+	b.clock.Advance(300 * time.Millisecond) // the claim's end
+	if acked, _ := del.wait(t); acked != 1 {
+		t.Fatal("the copy was not settled after its wait")
+	}
+	b.settle(t)
+	if got := b.ios.total(); got != 3 {
+		t.Errorf("%d sends, want the 3 the dead instance had not sent", got)
+	}
+	if cl, ok := led.claim(key); ok {
+		t.Errorf("claim %+v left after the run's last write", cl)
+	}
+}
+
+// TestClaimsAreRenewedWhileSending: a run that sends for longer than the
+// lease keeps its claim, renewed every fifth of the lease; another
+// instance's copy meanwhile finds it held.
+func TestClaimsAreRenewedWhileSending(t *testing.T) {
+	led := &fakeLedger{}
+	b := setupFull(t, Config{LedgerLease: 5 * time.Second, Owner: "me"}, nil, nil, led)
+	gate := make(chan struct{})
+	open := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(open) // before the dispatcher's stop, should the test fail
+	var sending atomic.Bool
+	b.ios.send = func(context.Context, *Recipient) Result {
+		sending.Store(true)
+		<-gate
+		return Result{Outcome: Sent}
+	}
+	ctx := context.Background()
+	c, err := b.d.campaigns.observe(ctx, iosBatch("c", "a", 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := newDelivery(t, iosBatch("c", "a", 3))
+	key := messageKey(del.value())
+	go processDirect(b.d, del, mustDecode(t, del.body), c)
+	testwait.For(t, waitLong, "the run sending", sending.Load)
+	start := b.clock.Now()
+	// 12 s in steps of a flush: the claim is renewed as it goes.
+	for b.clock.Now().Sub(start) < 12*time.Second {
+		b.clock.Advance(b.d.cfg.LedgerFlush)
+		b.d.signals.ledgerFlushed.Wait(t)
+	}
+	cl, ok := led.claim(key)
+	if !ok || cl.owner != "me" || !cl.until.After(b.clock.Now()) {
+		t.Fatalf("claim %+v (%v) at %v, want this instance's, renewed", cl, ok, b.clock.Now())
+	}
+	now := b.clock.Now()
+	if _, holder, _ := led.ClaimLedger(ctx, key, "other", now, now.Add(5*time.Second)); holder != "me" {
+		t.Errorf("another instance took the claim (holder %q) of a run in progress", holder)
+	}
+	open()
+	if acked, _ := del.wait(t); acked != 1 {
+		t.Fatal("run not acked")
+	}
+	if cl, ok := led.claim(key); ok {
+		t.Errorf("claim %+v left after the run's last write", cl)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // handleCampaign processes one delivery from campaign c's queue. ctx is the
@@ -100,10 +101,30 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		}
 	}()
 	if d.ledger != nil {
-		e, err := d.ledger.LedgerEntry(d.hardCtx, r.key)
-		if err != nil {
+		now := d.now()
+		e, holder, err := d.ledger.ClaimLedger(d.hardCtx, r.key, d.cfg.Owner, now, now.Add(d.cfg.LedgerLease))
+		switch {
+		case err != nil:
 			d.log.Warn("cannot read the ledger; a redelivered batch may be sent twice", "batch_id", b.BatchID, "err", err)
-		} else if n := r.skipResolved(e.Resolved); n > 0 {
+		case holder != d.cfg.Owner:
+			// Another instance is sending a copy of this message (the
+			// broker delivered it again after a connection loss while
+			// that instance went on): wait for its claim to end, up to
+			// a second at a time, then put this copy back at the end of
+			// the campaign's queue. When it comes back the ledger has
+			// the other's recipients, or the claim has run out (that
+			// instance died) and this one sends what is left.
+			d.res.untrack(r)
+			d.log.Info("a copy of this batch is being sent by another instance; waiting, then putting it back", "batch_id", b.BatchID, "holder", holder, "claimed_until", e.ClaimedUntil)
+			d.waitClaim(del, r.key, e.ClaimedUntil.Sub(now))
+			d.settle(del, func(ctx context.Context) error {
+				return c.routeBack(ctx, del.Lane, del.Body, del.Hop)
+			})
+			return
+		default:
+			r.claimed.Store(true)
+		}
+		if n := r.skipResolved(e.Resolved); n > 0 {
 			d.met.LedgerSkipped(n)
 			d.log.Info("skipped recipients already resolved", "batch_id", b.BatchID, "recipients", n, "of", len(b.Recipients))
 		}
@@ -174,6 +195,20 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 }
 
 type filterKey struct{ list, reason string }
+
+// waitClaim holds a copy of a message another instance is sending for up
+// to d (at most a second), so that it does not spin through the campaign's
+// queue while the other's claim lasts. It returns early at the hard stop
+// or when the delivery is lost.
+func (d *Dispatcher) waitClaim(del Delivery, key string, wait time.Duration) {
+	ctx, cancel := withClockTimeout(d.hardCtx, d.cfg.Clock, min(max(wait, 0), time.Second))
+	defer cancel()
+	d.signals.claimWait.Signal(key)
+	select {
+	case <-ctx.Done():
+	case <-del.Acker.Lost():
+	}
+}
 
 // newRun renders the notification once for each platform present in b.
 func (d *Dispatcher) newRun(del Delivery, b *Batch, c *campaign) (*run, error) {

@@ -39,6 +39,8 @@ type resolver struct {
 	retryBase       time.Duration
 	retryMax        time.Duration
 	handBackTimeout time.Duration
+	owner           string          // this instance in the ledger's claims
+	lease           time.Duration   // how long a ledger claim holds unrenewed
 	stopped         <-chan struct{} // closed at the hard stop
 	tried           chan *run       // runs whose recipients are all tried
 
@@ -219,11 +221,30 @@ func (res *resolver) recordLedger(ctx context.Context, r *run, hand LedgerEntry)
 	r.dirty.Store(false)
 	var n tally
 	hand.Resolved, n = r.take()
+	hand.Release = true
 	err := res.ledger.RecordLedger(ctx, map[string]LedgerEntry{r.key: hand}, map[string]Counters{r.c.id: n.counters()})
 	res.gate.note(err)
 	if err != nil {
 		res.log.Warn("cannot record the batch in the ledger; a redelivery would send it again", "batch_id", r.batch.BatchID, "err", err)
 		r.c.putBack(n)
+	}
+}
+
+// renewClaims extends the ledger claims of the runs in progress by a
+// lease from now. A failure is logged: the claims then run out, and a
+// copy of a message may be sent by another instance meanwhile, which the
+// ledger's bitmaps bound as after a crash.
+func (res *resolver) renewClaims(ctx context.Context, now time.Time) {
+	res.mu.Lock()
+	keys := make([]string, 0, len(res.keys))
+	for k, r := range res.keys {
+		if r.claimed.Load() && !r.final.Load() {
+			keys = append(keys, k)
+		}
+	}
+	res.mu.Unlock()
+	if err := res.ledger.RenewClaims(ctx, res.owner, keys, now.Add(res.lease)); err != nil && ctx.Err() == nil {
+		res.log.Warn("cannot renew the ledger claims of the batches being sent", "batches", len(keys), "err", err)
 	}
 }
 
@@ -239,8 +260,13 @@ func (res *resolver) markDirty(r *run) {
 // sent: duplicates are then the sends in flight plus those of the last
 // LedgerFlush.
 func (res *resolver) flushLedger(ctx context.Context, tick *ticker) {
+	renewed := res.clock.Now()
 	tick.run(ctx, func() {
 		defer res.signals.ledgerFlushed.Signal(struct{}{})
+		if now := res.clock.Now(); now.Sub(renewed) >= res.lease/5 {
+			renewed = now
+			res.renewClaims(ctx, now)
+		}
 		res.dirtyMu.Lock()
 		runs := res.dirty
 		res.dirty = make(map[*run]struct{})

@@ -43,6 +43,7 @@ type run struct {
 	resolved []uint64
 	dirty    atomic.Bool
 	final    atomic.Bool // the last bitmap is written or being written: flushes skip the run
+	claimed  atomic.Bool // the run holds the claim on its ledger entry: it is renewed
 
 	// acct orders each change of the bitmap with the counts that go with
 	// it, and the snapshots the ledger writes (take): a snapshot holds a

@@ -29,6 +29,9 @@ type testSignals struct {
 	finalLedgerWrite testsignal.Signal[string]
 	// storeRetry: a store write failed and is retried after the value.
 	storeRetry testsignal.Signal[time.Duration]
+	// claimWait: a copy of a message another instance holds the claim on
+	// waits; the value is its key. The timer is armed.
+	claimWait testsignal.Signal[string]
 }
 
 func (s *testSignals) init() {
@@ -40,6 +43,7 @@ func (s *testSignals) init() {
 	s.campaignEnded.Init()
 	s.finalLedgerWrite.Init()
 	s.storeRetry.Init()
+	s.claimWait.Init()
 }
 
 // ticker calls a function each time an interval has passed on a clock.

@@ -17,8 +17,18 @@ const (
 	sqlLedgerGet    = `SELECT resolved, rest, retry FROM sent_ledger WHERE key = $1`
 	sqlLedgerUpsert = `INSERT INTO sent_ledger (key, resolved, rest, retry, updated_at) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (key) DO UPDATE SET resolved = excluded.resolved, rest = excluded.rest, retry = excluded.retry, updated_at = excluded.updated_at`
-	sqlLedgerPrune  = `DELETE FROM sent_ledger WHERE updated_at < $1`
-	sqlLedgerInsert = `INSERT INTO sent_ledger (key, resolved, rest, retry, updated_at) VALUES ($1, $2, '', '', $3)
+	sqlLedgerRelease = `INSERT INTO sent_ledger (key, resolved, rest, retry, updated_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (key) DO UPDATE SET resolved = excluded.resolved, rest = excluded.rest, retry = excluded.retry, updated_at = excluded.updated_at,
+owner = '', claimed_until = 0`
+	// A claim is taken when the row has no live claim of another owner;
+	// then the row, claimed or not, is read in the same transaction.
+	sqlLedgerClaim = `INSERT INTO sent_ledger (key, resolved, rest, retry, updated_at, owner, claimed_until) VALUES ($1, '', '', '', $2, $3, $4)
+ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, claimed_until = excluded.claimed_until
+WHERE sent_ledger.owner = '' OR sent_ledger.owner = excluded.owner OR sent_ledger.claimed_until <= $2`
+	sqlLedgerClaimed = `SELECT resolved, rest, retry, owner, claimed_until FROM sent_ledger WHERE key = $1`
+	sqlLedgerRenew   = `UPDATE sent_ledger SET claimed_until = $1 WHERE key = $2 AND owner = $3`
+	sqlLedgerPrune   = `DELETE FROM sent_ledger WHERE updated_at < $1`
+	sqlLedgerInsert  = `INSERT INTO sent_ledger (key, resolved, rest, retry, updated_at) VALUES ($1, $2, '', '', $3)
 ON CONFLICT (key) DO NOTHING`
 )
 
@@ -33,6 +43,12 @@ func (s *Store) LedgerEntry(ctx context.Context, key string) (dispatcher.LedgerE
 	if err != nil {
 		return dispatcher.LedgerEntry{}, fmt.Errorf("ledger %s: %w", key, err)
 	}
+	return decodeLedger(key, resolved, rest, retry)
+}
+
+// decodeLedger turns a ledger row's hex bitmaps into an entry.
+func decodeLedger(key, resolved, rest, retry string) (dispatcher.LedgerEntry, error) {
+	var err error
 	var e dispatcher.LedgerEntry
 	for _, f := range []struct {
 		hex string
@@ -66,7 +82,11 @@ func (s *Store) RecordLedger(ctx context.Context, entries map[string]dispatcher.
 	return s.writeShared(ctx, func(tx *sql.Tx) error {
 		for _, k := range keys {
 			e := entries[k]
-			if _, err := tx.ExecContext(ctx, sqlLedgerUpsert, k,
+			stmt := sqlLedgerUpsert
+			if e.Release {
+				stmt = sqlLedgerRelease
+			}
+			if _, err := tx.ExecContext(ctx, stmt, k,
 				hex.EncodeToString(e.Resolved), hex.EncodeToString(e.Rest), hex.EncodeToString(e.Retry), now); err != nil {
 				return fmt.Errorf("ledger %s: %w", k, err)
 			}
@@ -130,4 +150,48 @@ func (s *Store) deleteBefore(ctx context.Context, stmt string, before time.Time)
 		return err
 	})
 	return int(n), err
+}
+
+// ClaimLedger claims the ledger row of key for owner until until, unless
+// another owner's claim holds past now (creating the row when there is
+// none), and returns the row and its holder after the attempt. It
+// implements dispatcher.Ledger.
+func (s *Store) ClaimLedger(ctx context.Context, key, owner string, now, until time.Time) (dispatcher.LedgerEntry, string, error) {
+	var resolved, rest, retry, holder string
+	var claimedUntil int64
+	err := s.writeShared(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, sqlLedgerClaim, key, toMillis(now), owner, toMillis(until)); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, sqlLedgerClaimed, key).Scan(&resolved, &rest, &retry, &holder, &claimedUntil)
+	})
+	if err != nil {
+		return dispatcher.LedgerEntry{}, "", fmt.Errorf("ledger %s: claim: %w", key, err)
+	}
+	e, err := decodeLedger(key, resolved, rest, retry)
+	if err != nil {
+		return dispatcher.LedgerEntry{}, "", err
+	}
+	if holder != "" {
+		e.ClaimedUntil = time.UnixMilli(claimedUntil)
+	}
+	return e, holder, nil
+}
+
+// RenewClaims extends owner's claims on keys until until, in one
+// transaction; the rows another owner holds now are left alone. It
+// implements dispatcher.Ledger.
+func (s *Store) RenewClaims(ctx context.Context, owner string, keys []string, until time.Time) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	keys = slices.Sorted(slices.Values(keys)) // a fixed lock order in PostgreSQL
+	return s.writeShared(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, sqlLedgerRenew, toMillis(until), k, owner); err != nil {
+				return fmt.Errorf("ledger %s: renew claim: %w", k, err)
+			}
+		}
+		return nil
+	})
 }

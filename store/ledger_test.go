@@ -110,3 +110,94 @@ func BenchmarkLedgerFlush(b *testing.B) {
 		clear(entries)
 	}
 }
+
+// TestLedgerClaims: a claim is taken on a row (created when missing) by
+// its first owner; another owner finds it held until it ends, is released
+// by the holder's last write, or runs out; renewals extend only the
+// holder's claims; the bitmaps are kept throughout.
+func TestLedgerClaims(t *testing.T) {
+	s, b := setup(t)
+	ctx := context.Background()
+	now := b.clock.Now().Truncate(time.Millisecond)
+	claim := func(key, owner string, at time.Time, lease time.Duration) (dispatcher.LedgerEntry, string) {
+		t.Helper()
+		e, holder, err := s.ClaimLedger(ctx, key, owner, at, at.Add(lease))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, holder
+	}
+	// A missing row: created and claimed.
+	if e, holder := claim("k", "a", now, 5*time.Second); holder != "a" || !e.ClaimedUntil.Equal(now.Add(5*time.Second)) || len(e.Resolved) != 0 {
+		t.Fatalf("first claim: %+v by %q", e, holder)
+	}
+	if err := s.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{"k": {Resolved: []byte{0x03}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Held: b gets the row and a's claim, unchanged.
+	e, holder := claim("k", "b", now.Add(time.Second), 5*time.Second)
+	if holder != "a" || !e.ClaimedUntil.Equal(now.Add(5*time.Second)) || !reflect.DeepEqual(e.Resolved, []byte{0x03}) {
+		t.Fatalf("claim of a held row: %+v by %q", e, holder)
+	}
+	// a renews; b's renewal of a claim it does not hold changes nothing.
+	if err := s.RenewClaims(ctx, "a", []string{"k", "missing"}, now.Add(9*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RenewClaims(ctx, "b", []string{"k"}, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if e, holder := claim("k", "b", now.Add(6*time.Second), 5*time.Second); holder != "a" || !e.ClaimedUntil.Equal(now.Add(9*time.Second)) {
+		t.Fatalf("after renewals: %+v by %q, want a's until +9s", e, holder)
+	}
+	// a claims again (its own): taken, with the new end.
+	if _, holder := claim("k", "a", now.Add(7*time.Second), 5*time.Second); holder != "a" {
+		t.Fatalf("a's own claim again: holder %q", holder)
+	}
+	// Runs out: b takes it at its end.
+	if e, holder := claim("k", "b", now.Add(12*time.Second), 5*time.Second); holder != "b" || !reflect.DeepEqual(e.Resolved, []byte{0x03}) {
+		t.Fatalf("claim at the end of a's: %+v by %q", e, holder)
+	}
+	// b's last write releases it: a takes it at once.
+	final := dispatcher.LedgerEntry{Resolved: []byte{0x0f}, Release: true}
+	if err := s.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{"k": final}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e, holder := claim("k", "a", now.Add(13*time.Second), 5*time.Second); holder != "a" || !reflect.DeepEqual(e.Resolved, []byte{0x0f}) {
+		t.Fatalf("claim after the release: %+v by %q", e, holder)
+	}
+	// A plain read does not show claims; a write without Release keeps it.
+	if err := s.RecordLedger(ctx, map[string]dispatcher.LedgerEntry{"k": {Resolved: []byte{0x1f}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, holder := claim("k", "b", now.Add(14*time.Second), 5*time.Second); holder != "a" {
+		t.Fatalf("a write without Release ended the claim: holder %q", holder)
+	}
+}
+
+// TestLedgerClaimRace: instances claiming one row at once; exactly one
+// holds it.
+func TestLedgerClaimRace(t *testing.T) {
+	s, b := setup(t)
+	ctx := context.Background()
+	now := b.clock.Now()
+	const n = 8
+	holders := make(chan string, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, holder, err := s.ClaimLedger(ctx, "k", fmt.Sprintf("owner-%d", i), now, now.Add(time.Minute))
+			holders <- holder
+			errs <- err
+		}()
+	}
+	seen := map[string]int{}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		seen[<-holders]++
+	}
+	if len(seen) != 1 {
+		t.Errorf("claimers saw holders %v, want one", seen)
+	}
+}

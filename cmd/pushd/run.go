@@ -113,6 +113,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	dc.RetryBase, dc.RetryMax = cfg.Dispatcher.RetryBase, cfg.Dispatcher.RetryMax
 	dc.MaxHold, dc.CampaignIdle = cfg.Dispatcher.MaxHold, cfg.Dispatcher.CampaignIdle
 	dc.LedgerFlush = cfg.Dispatcher.LedgerFlush
+	dc.LedgerLease = cfg.Dispatcher.LedgerLease
+	// This process among the instances sharing the store (ledger claims,
+	// scheduler leases). Unique per process: a restarted pushd takes over
+	// what it held before like any other instance, once the lease runs out.
+	host, _ := os.Hostname()
+	dc.Owner = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:8])
 	dc.WhitelistOnly = cfg.Lists.WhitelistOnly
 	dc.Limits = limitsOf(cfg.RateLimit)
 	deps := dispatcher.Deps{
@@ -137,17 +143,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("metrics.addr: %w", err)
 	}
-	owner, _ := os.Hostname()
 	sched, err := scheduler.New(scheduler.Config{
 		Store:     st,
 		Publisher: broker,
-		// Unique per process: a restarted pushd takes its own campaigns
-		// over like any other instance, once their lease runs out.
-		Owner:    fmt.Sprintf("%s/%d/%s", owner, os.Getpid(), rand.Text()[:8]),
-		LeaseFor: cfg.Scheduler.Lease,
-		MaxLate:  cfg.Scheduler.MaxLate,
-		Metrics:  metrics.NewScheduler(reg),
-		Logger:   logger.With("component", "scheduler"),
+		Owner:     dc.Owner,
+		LeaseFor:  cfg.Scheduler.Lease,
+		MaxLate:   cfg.Scheduler.MaxLate,
+		Metrics:   metrics.NewScheduler(reg),
+		Logger:    logger.With("component", "scheduler"),
 	})
 	if err != nil {
 		return err
