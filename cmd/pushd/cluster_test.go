@@ -23,6 +23,23 @@ func (h *harness) withPostgres() {
 	h.env["PUSHD_STORE_DSN"] = pgtest.FreshDB(h.t)
 }
 
+// clusterHarness is a harness for instances sharing one fresh PostgreSQL
+// database, with the admin API (and the console's users when console is
+// set), and a global limit of globalPerSecond: each instance shows its
+// share of it, which says how many instances it counts.
+func clusterHarness(t *testing.T, cfg sim.Config, console bool, globalPerSecond string) *harness {
+	t.Helper()
+	h := newHarness(t, cfg)
+	if console {
+		h.withConsole()
+	} else {
+		h.withAdmin()
+	}
+	h.withPostgres()
+	h.env["PUSHD_RATELIMIT_GLOBAL_PER_SECOND"] = globalPerSecond
+	return h
+}
+
 // cluster spawns n pushd processes (without -race: three of them share
 // two cores with the test) on the harness, and waits until each knows
 // there are n instances consuming (its share of a cluster-wide limit is
@@ -65,12 +82,8 @@ func (h *harness) instances(d *daemon) int {
 // the cluster's.
 func TestClusterKeepsTheCampaignRateAndObeysPauseFromAnyInstance(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, sim.Config{})
-	h.withAdmin()
-	h.withPostgres()
-	// A global limit far above the campaign's, so that each instance shows
-	// its share of it (how many instances it counts).
-	h.env["PUSHD_RATELIMIT_GLOBAL_PER_SECOND"] = "30000"
+	// A global limit far above the campaign's.
+	h := clusterHarness(t, sim.Config{}, false, "30000")
 	ds := h.cluster(3)
 	a, c := ds[0], ds[2]
 
