@@ -582,6 +582,15 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	d.begun = true
 	hard := d.hardCtx
+	// This instance's share of the cluster-wide rates from its first
+	// send: the instances consuming already, and itself (not consuming
+	// yet). Until the bookkeeping's first count it would otherwise take
+	// the whole rate.
+	if d.lanes != nil {
+		if n, err := d.queues.Instances(hard); err == nil {
+			d.lim.setInstances(n + 1)
+		}
+	}
 	if err := d.campaigns.load(hard); err != nil {
 		d.hardStop()
 		d.doneOnce.Do(func() { close(d.done) })
@@ -651,18 +660,16 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 // counters to the store, ends idle campaigns and follows the number of
 // instances.
 func (d *Dispatcher) bookkeeping(ctx context.Context, tick *ticker) {
-	n := 0
 	tick.run(ctx, func() {
 		d.campaigns.syncChanges(ctx)
 		d.lim.sync(ctx)
 		d.campaigns.flushCounters(ctx)
 		d.campaigns.endIdle(ctx)
-		if n%5 == 0 {
-			if inst, err := d.queues.Instances(ctx); err == nil && d.lim.setInstances(inst) {
-				d.campaigns.rescale()
-			}
+		// Each tick (a passive declare): an instance stopping or starting
+		// changes every share within a tick, so the cluster's rate holds.
+		if inst, err := d.queues.Instances(ctx); err == nil && d.lim.setInstances(inst) {
+			d.campaigns.rescale()
 		}
-		n++
 		d.met.Campaigns(d.campaigns.byStatus())
 		d.signals.bookkept.Signal(struct{}{})
 	})

@@ -141,3 +141,30 @@ func TestStopBeforeStartAndHardStopBeforeStop(t *testing.T) {
 		}
 	}
 }
+
+// TestStartTakesItsShareBeforeItsFirstSend: an instance joining two that
+// consume already takes a third of the cluster-wide rates from its start,
+// not the whole rate until its first count of the instances.
+func TestStartTakesItsShareBeforeItsFirstSend(t *testing.T) {
+	lanes := newFakeLanes()
+	queues := newFakeQueues()
+	queues.others = 2
+	limits := &fakeLimits{}
+	if err := limits.SetRateLimit(context.Background(), "global", &LimitSetting{PerSecond: 300}); err != nil {
+		t.Fatal(err)
+	}
+	d := New(Config{Clock: ratelimit.NewManualClock(time.Now())}, Deps{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: &countingMetrics{}, Outbox: &fakeOutbox{},
+		Lanes: lanes, Queues: queues, Store: newFakeStore(), Events: newFakeQueues(), Limits: limits,
+		Providers: map[Platform]Provider{IOS: &fakeProvider{}, Android: &fakeProvider{}},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); <-d.done }()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-lanes.started
+	if li := limitOf(t, d.Limits(), "global"); li.InstanceShare != 100 {
+		t.Errorf("global limit %+v at start beside 2 instances, want a share of 100", li)
+	}
+}
