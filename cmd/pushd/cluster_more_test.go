@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -16,10 +18,7 @@ import (
 // instance sends to it.
 func TestClusterListChangeThroughOneInstanceReachesTheOthersWithinASecond(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, sim.Config{})
-	h.withAdmin()
-	h.withPostgres()
-	h.env["PUSHD_RATELIMIT_GLOBAL_PER_SECOND"] = "30000"
+	h := clusterHarness(t, sim.Config{}, false, "30000")
 	ds := h.cluster(3)
 	o := synth.Options{Campaign: "cluster-lists", Recipients: 3000, IOSPercent: 50}
 	victim := o.Recipient(7)
@@ -56,10 +55,7 @@ func TestClusterListChangeThroughOneInstanceReachesTheOthersWithinASecond(t *tes
 // ledger's bound (docs/semantics.md).
 func TestClusterKill9OneOfThreeMidCampaign(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, sim.Config{Latency: 2 * time.Millisecond})
-	h.withAdmin()
-	h.withPostgres()
-	h.env["PUSHD_RATELIMIT_GLOBAL_PER_SECOND"] = "1000000"
+	h := clusterHarness(t, sim.Config{Latency: 2 * time.Millisecond}, false, "1000000")
 	ds := h.cluster(3)
 	o := h.publish(synth.Options{Campaign: "cluster-kill9", Recipients: 30000, IOSPercent: 50}, dispatcher.Normal)
 	h.waitAccepted(6000, 2*time.Minute)
@@ -84,4 +80,85 @@ func TestClusterKill9OneOfThreeMidCampaign(t *testing.T) {
 		t.Errorf("%d duplicates, over the bound %d", dups, bound)
 	}
 	h.deadQueueEmpty()
+}
+
+// TestClusterScheduledThroughOneInstanceFiresOnce schedules a console
+// campaign through instance C of three, whose schedulers all compete for
+// it: exactly one instance claims and publishes it (the scheduler's
+// started count over the cluster is 1, each batch id reaches the lane
+// once), every recipient is delivered once, and all three show it
+// finished with the cluster's counters.
+func TestClusterScheduledThroughOneInstanceFiresOnce(t *testing.T) {
+	t.Parallel()
+	h := clusterHarness(t, sim.Config{}, true, "30000")
+	ds := h.cluster(3)
+	c := ds[2]
+	tp := h.tap()
+	o := synth.Options{Campaign: "cluster-sched", Recipients: 3000, IOSPercent: 50}
+	aud := h.uploadAudience(c, o, nil)
+	id := h.newCampaign(c, map[string]any{"id": "cluster-sched", "name": "Cluster schedule", "audience": aud})
+	sendAt := time.Now().Add(3 * time.Second).UTC().Truncate(time.Second)
+	h.must(c, http.StatusOK, "PUT", "/api/campaigns/"+id, operatorToken, map[string]any{
+		"name": "Cluster schedule", "audience": aud,
+		"notification": map[string]any{"title": "Hello", "body": "안녕하세요 👋", "apns": map[string]any{"topic": "com.example.app"}},
+		"send_at":      sendAt.Format("2006-01-02T15:04:05"), "time_zone": "UTC",
+	}, nil)
+	h.must(c, http.StatusOK, "POST", "/api/campaigns/"+id+"/schedule", operatorToken, nil, nil)
+
+	h.allDelivered(o, 2*time.Minute, sendAt)
+	if dups := h.delivered(o, true); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	for i, d := range ds {
+		testwait.For(t, 30*time.Second, fmt.Sprintf("instance %d to show the campaign finished", i), func() bool {
+			cc := h.consoleCampaign(d, id)
+			return cc.Status == "finished" && cc.Counters.Sent == int64(o.Recipients)
+		})
+	}
+	started := 0.0
+	for _, d := range ds {
+		started += scrape(t, d.metrics)["pushd_scheduler_started_total"]
+	}
+	if started != 1 {
+		t.Errorf("the cluster's schedulers started the campaign %v times, want 1", started)
+	}
+	if again := publishedOnce(t, tp.batches(), o); len(again) > 0 {
+		t.Errorf("batches published more than once: %v", again)
+	}
+	h.countersAddUp()
+}
+
+// TestClusterRateHoldsWhenAnInstanceStopsOrStarts runs a 300/s campaign
+// on three instances, stops one of them (SIGTERM) 3 s into a 10 s window,
+// then starts a new one 3 s into the next: the cluster's rate over each
+// window stays within 5% of 300/s, as the remaining (or new) instances
+// take their share of the campaign's rate.
+func TestClusterRateHoldsWhenAnInstanceStopsOrStarts(t *testing.T) {
+	t.Parallel()
+	h := clusterHarness(t, sim.Config{}, false, "30000")
+	ds := h.cluster(3)
+
+	const rate = 300
+	o := h.publish(synth.Options{Campaign: "cluster-churn", Recipients: 12000, IOSPercent: 50, BatchSize: 250, Rate: rate}, dispatcher.Normal)
+	count := func() int { return h.sent(o) }
+	none := func(time.Time) float64 { return 1e12 }
+	window := func(what string, event func()) {
+		start := h.watchSends("sends past the start", time.Minute, count, none, reaches(0))
+		h.watchSends("3 s into the window", 10*time.Second, count, none, func(s sample) bool { return s.at.Sub(start.at) >= 3*time.Second })
+		event()
+		end := h.watchSends("the end of the window", time.Minute, count, none, func(s sample) bool { return s.at.Sub(start.at) >= 10*time.Second })
+		got := rateBetween(start, end)
+		t.Logf("%s 3 s into a 10 s window: %d sends in %v = %.1f/s", what, end.n-start.n, end.at.Sub(start.at).Round(time.Millisecond), got)
+		if got < rate*0.95 || got > rate*1.05 {
+			t.Errorf("%s: cluster rate %.1f/s over the window, want %d/s within 5%% (285-315)", what, got, rate)
+		}
+	}
+	h.watchSends("sends past the start", time.Minute, count, none, reaches(3*rate/2))
+	stopped := make(chan error, 1)
+	window("instance B stopped (SIGTERM)", func() { go func() { stopped <- ds[1].stop() }() })
+	if err := <-stopped; err != nil {
+		t.Errorf("instance B: %v", err)
+	}
+	window("instance D started", func() { h.spawnBinary(plainBinary, nil) })
+	h.control(ds[0], o.Campaign, "cancel")
 }
