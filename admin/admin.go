@@ -152,6 +152,9 @@ type Config struct {
 	// RequireApproval: a scheduled campaign waits for another user's
 	// approval (admin.require_approval). Default: false.
 	RequireApproval bool
+	// Pprof serves Go's profiles under /debug/pprof/ to admins
+	// (admin.pprof). Default: false, and then those paths answer 404.
+	Pprof bool
 	// TimeZone is the zone of a campaign's send_at when it gives none
 	// (admin.time_zone). Default: UTC.
 	TimeZone string
@@ -208,6 +211,7 @@ type Server struct {
 	defs            CampaignDefs // nil: console campaign routes answer 503
 	tests           TestSender   // nil: test sends answer 503
 	requireApproval bool
+	pprof           bool // serve /debug/pprof/ to admins
 	timeZone        string
 	auditLog        AuditReader // nil: GET /api/audit answers 503
 	onSchedule      func()      // never nil
@@ -239,6 +243,7 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		defs:            cfg.Campaigns,
 		tests:           cfg.Tests,
 		requireApproval: cfg.RequireApproval,
+		pprof:           cfg.Pprof,
 		timeZone:        cfg.TimeZone,
 		auditLog:        cfg.AuditLog,
 		onSchedule:      cfg.OnSchedule,

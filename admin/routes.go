@@ -68,6 +68,8 @@ func (s *Server) routes() {
 
 	// The console's pages; see console.go.
 	s.consoleRoutes()
+	// Go's profiles, admins only, when admin.pprof is on; see pprof.go.
+	s.pprofRoutes()
 }
 
 // apiHandler handles an authenticated request allowed for p. It writes the

@@ -153,6 +153,9 @@ type Admin struct {
 	// RequireApproval: a scheduled console campaign waits for another
 	// user's approval. Default false.
 	RequireApproval bool `mapstructure:"require_approval"`
+	// Pprof serves Go's profiles under /debug/pprof/ to admins. Default
+	// false.
+	Pprof bool `mapstructure:"pprof"`
 	// TimeZone is the IANA zone of a console campaign's send_at when it
 	// names none. Default UTC.
 	TimeZone string `mapstructure:"time_zone"`

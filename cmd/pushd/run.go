@@ -172,6 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Tests:            testSender{st: st, sched: sched},
 		OnSchedule:       sched.Wake,
 		RequireApproval:  cfg.Admin.RequireApproval,
+		Pprof:            cfg.Admin.Pprof,
 		TimeZone:         cfg.Admin.TimeZone,
 		AuditLog:         auditor{st},
 		Users:            userStore{st},
