@@ -276,6 +276,10 @@ func (s *Server) consoleRoutes() {
 
 	s.page("GET /audit", roleOperator, s.auditPage)
 	s.page("GET /users", roleAdmin, s.usersPage)
+	s.page("POST /users", roleAdmin, s.usersRoute(s.addUserForm))
+	for action, h := range s.userForms() {
+		s.page("POST /users/{name}/"+action, roleAdmin, s.usersRoute(h))
+	}
 }
 
 // displayZone is the operator's zone: the zone cookie's if it names a

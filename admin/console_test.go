@@ -134,7 +134,7 @@ type consoleBundle struct {
 
 // setupConsole serves the console from a store in a temporary file, with
 // the clock at t0 (the store's too) and Seoul as admin.time_zone.
-func setupConsole(tb testing.TB, logger *slog.Logger) *consoleBundle {
+func setupConsole(tb testing.TB, logger *slog.Logger, adjust ...func(*Config, *store.Store)) *consoleBundle {
 	tb.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "pushd.db"), nil)
 	if err != nil {
@@ -147,10 +147,14 @@ func setupConsole(tb testing.TB, logger *slog.Logger) *consoleBundle {
 	if err := os.WriteFile(tokens, []byte(testTokensFile), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := New(Config{
+	cfg := Config{
 		TokensFile: tokens, Now: b.clock.Now, TimeZone: "Asia/Seoul",
 		Lists: st, Audiences: storeAudiences{st}, Campaigns: st, Tests: b.tests, AuditLog: storeAudit{st},
-	}, consoleControl{st}, storeAuditor{st}, logger)
+	}
+	for _, f := range adjust {
+		f(&cfg, st)
+	}
+	srv, err := New(cfg, consoleControl{st}, storeAuditor{st}, logger)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -223,7 +223,7 @@ func (s *Server) renderSignIn(w http.ResponseWriter, r *http.Request, status int
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	h.Set("Content-Security-Policy", consolePolicy)
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

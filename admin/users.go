@@ -146,24 +146,30 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p principal)
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if err := checkUserName(req.Name); err != nil {
-		return err
-	}
-	if err := checkRole(req.Role); err != nil {
-		return err
-	}
-	if err := checkPassword(req.Password); err != nil {
-		return err
-	}
-	hash, err := s.hashPassword(r.Context(), req.Password)
-	if err != nil {
-		return err
-	}
-	u, err := s.users.CreateUser(r.Context(), User{Name: req.Name, Role: req.Role, PasswordHash: hash}, p.actor)
+	u, err := s.addUser(r.Context(), p, req)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, viewOfUser(u))
+}
+
+// addUser checks and creates the user of req, by p: the API and the
+// users page both use it.
+func (s *Server) addUser(ctx context.Context, p principal, req createUserRequest) (User, error) {
+	if err := checkUserName(req.Name); err != nil {
+		return User{}, err
+	}
+	if err := checkRole(req.Role); err != nil {
+		return User{}, err
+	}
+	if err := checkPassword(req.Password); err != nil {
+		return User{}, err
+	}
+	hash, err := s.hashPassword(ctx, req.Password)
+	if err != nil {
+		return User{}, err
+	}
+	return s.users.CreateUser(ctx, User{Name: req.Name, Role: req.Role, PasswordHash: hash}, p.actor)
 }
 
 // updateUserRequest is the body of PUT /api/users/{name}: any of its
@@ -179,34 +185,41 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, p principal)
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
+	after, err := s.changeUser(r.Context(), p, r.PathValue("name"), req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, viewOfUser(after))
+}
+
+// changeUser checks and makes the change req to user name, by p: the API
+// and the users page both use it. A user who changes their own password
+// keeps the session they do it from.
+func (s *Server) changeUser(ctx context.Context, p principal, name string, req updateUserRequest) (User, error) {
 	if req.Role == nil && req.Password == nil && req.Disabled == nil {
-		return badRequest("request body: give role, password or disabled")
+		return User{}, badRequest("request body: give role, password or disabled")
 	}
 	ch := UserChange{Role: req.Role, Disabled: req.Disabled}
 	if req.Role != nil {
 		if err := checkRole(*req.Role); err != nil {
-			return err
+			return User{}, err
 		}
 	}
-	name := r.PathValue("name")
 	if req.Password != nil {
 		if err := checkPassword(*req.Password); err != nil {
-			return err
+			return User{}, err
 		}
-		hash, err := s.hashPassword(r.Context(), *req.Password)
+		hash, err := s.hashPassword(ctx, *req.Password)
 		if err != nil {
-			return err
+			return User{}, err
 		}
 		ch.PasswordHash = hash
 		if p.name == name {
 			ch.KeepSession = p.session
 		}
 	}
-	_, after, err := s.users.UpdateUser(r.Context(), name, ch, p.actor)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, viewOfUser(after))
+	_, after, err := s.users.UpdateUser(ctx, name, ch, p.actor)
+	return after, err
 }
 
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ principal) error {

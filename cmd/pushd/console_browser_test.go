@@ -7,15 +7,16 @@ package main
 // Chromium. With PUSHD_SCREENSHOTS=1 the test saves a screenshot of each
 // page to docs/screenshots (scripts/screenshots.sh).
 //
-// Until sign-in lands, the browser authenticates with a bearer token
-// (Network.setExtraHTTPHeaders), the way scripts do.
+// The browser signs in as people do, through the /login form with users
+// made in the store, and holds only the session cookie: it never sends a
+// bearer token.
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,8 +27,10 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/pushd/pushd/admin"
 	"github.com/pushd/pushd/cmd/internal/synth"
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/internal/testwait"
@@ -87,7 +90,7 @@ func newBrowser(t *testing.T, origin string) *browser {
 	return b
 }
 
-// tab is a browser tab that sends token as a bearer token.
+// tab is a browser tab.
 type tab struct {
 	b    *browser
 	t    *testing.T
@@ -95,11 +98,26 @@ type tab struct {
 	pick int
 }
 
-// tab opens a tab for token; a watched tab's requests are recorded.
-func (b *browser) tab(token string, watched bool) *tab {
+// tab opens a tab that shares its cookies with the browser's other
+// default tabs; a watched tab's requests are recorded.
+func (b *browser) tab(watched bool) *tab {
 	b.t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	b.t.Cleanup(cancel)
+	return b.setUp(ctx, watched)
+}
+
+// person opens a watched tab in a browser context of its own: its own
+// cookies, as on another person's computer.
+func (b *browser) person() *tab {
+	b.t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+	b.t.Cleanup(cancel)
+	return b.setUp(ctx, true)
+}
+
+func (b *browser) setUp(ctx context.Context, watched bool) *tab {
+	b.t.Helper()
 	tb := &tab{b: b, t: b.t, ctx: ctx}
 	if watched {
 		err := chromedp.Listen(ctx, func(ev any) {
@@ -116,12 +134,53 @@ func (b *browser) tab(token string, watched bool) *tab {
 	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
 		b.t.Fatal(err)
 	}
-	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
-		Headers: network.Headers{"Authorization": "Bearer " + token},
-	}); err != nil {
-		b.t.Fatal(err)
-	}
 	return tb
+}
+
+// signIn opens path, which sends the browser to the sign-in page, signs in
+// as name with password there, and checks that it lands on path.
+func (tb *tab) signIn(path, name, password string) {
+	tb.t.Helper()
+	tb.open(path)
+	tb.at("/login")
+	tb.login(name, password)
+	tb.at(path)
+}
+
+// login fills in the sign-in form and sends it.
+func (tb *tab) login(name, password string) {
+	tb.t.Helper()
+	tb.fill("Username", name)
+	tb.fill("Password", password)
+	tb.submit("Sign in")
+}
+
+// at checks that the tab shows path (with its query, if path has one).
+func (tb *tab) at(path string) {
+	tb.t.Helper()
+	here := "location.pathname"
+	if strings.Contains(path, "?") {
+		here += " + location.search"
+	}
+	if p := eval[string](tb, here); p != path {
+		tb.t.Fatalf("at %s, want %s (%s)", p, path, tb.text("main"))
+	}
+}
+
+// sessionCookie is the tab's session cookie for the admin origin.
+func (tb *tab) sessionCookie() *network.Cookie {
+	tb.t.Helper()
+	res, err := chromedp.Call(tb.ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{tb.b.origin + "/"}})
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	for _, c := range res.Cookies {
+		if c.Name == admin.SessionCookie {
+			return c
+		}
+	}
+	tb.t.Fatal("no session cookie")
+	return nil
 }
 
 // do runs actions, failing the test on an error.
@@ -268,12 +327,29 @@ func TestConsoleInBrowser(t *testing.T) {
 	d := h.start(map[string]string{"PUSHD_ADMIN_TIME_ZONE": "Asia/Seoul"})
 	seoul, _ := time.LoadLocation("Asia/Seoul")
 	origin := "http://" + d.admin
+	// Users made in the store, as an admin script would.
+	const olgaPassword, adaPassword, vicPassword = "olga's long passphrase", "ada's long passphrase 🔑", "vic's long passphrase"
+	h.must(d, http.StatusCreated, "POST", "/api/users", adminToken, map[string]string{"name": "olga", "role": "operator", "password": olgaPassword}, nil)
+	h.must(d, http.StatusCreated, "POST", "/api/users", adminToken, map[string]string{"name": "ada", "role": "admin", "password": adaPassword}, nil)
 	b := newBrowser(t, origin)
-	op := b.tab(operatorToken, true)
+	op := b.tab(true)
+
+	// 1. Sign in through the form; a wrong password shows an error.
+	op.open("/lists/whitelist")
+	op.at("/login")
+	op.login("olga", "not olga's passphrase")
+	if msg := op.text("sign-in-error"); msg != "Wrong username or password." {
+		t.Fatalf("a wrong password: error %q", msg)
+	}
+	op.shot("sign-in")
+	op.login("olga", olgaPassword)
+	op.at("/lists/whitelist")
+	if c := op.sessionCookie(); !c.HTTPOnly || c.SameSite != network.CookieSameSiteStrict {
+		t.Errorf("session cookie: HttpOnly %v, SameSite %q", c.HTTPOnly, c.SameSite)
+	}
 
 	// Two test phones on the whitelist, added on its page.
 	qa := synth.Options{Campaign: "browser-qa", Recipients: 2, IOSPercent: 50}
-	op.open("/lists/whitelist")
 	for i := range qa.Recipients {
 		r := qa.Recipient(i)
 		op.fill("Kind", "token")
@@ -438,8 +514,28 @@ func TestConsoleInBrowser(t *testing.T) {
 	op.open("/campaigns")
 	op.shot("campaigns")
 
-	// 8. A viewer sees no action, and a forged POST gets 403.
-	viewer := b.tab(viewerToken, true)
+	// An admin, on another computer, adds a user on the users page, and
+	// makes it a viewer.
+	ada := b.person()
+	ada.signIn("/users", "ada", adaPassword)
+	ada.fill("Username", "vic")
+	ada.fill("Role", "operator")
+	ada.fill("Password", vicPassword)
+	ada.submit("Add user")
+	if msg := ada.text("main"); !strings.Contains(msg, "Added operator vic.") {
+		t.Fatalf("after Add user: %q", msg)
+	}
+	ada.fill("Role of vic", "viewer")
+	ada.submit("Change role of vic")
+	if msg := ada.text("main"); !strings.Contains(msg, "Changed the role of vic.") {
+		t.Fatalf("after Change role: %q", msg)
+	}
+	ada.shot("users")
+
+	// 8. A viewer, signed in on a third computer, sees no action, and a
+	// POST forged with the viewer's session cookie gets 403.
+	viewer := b.person()
+	viewer.signIn("/campaigns", "vic", vicPassword)
 	for _, path := range []string{"/campaigns", "/campaign/browser-sale", "/campaign/browser-slow", "/audiences", "/lists/whitelist"} {
 		viewer.open(path)
 		for _, name := range viewer.visibleButtons() {
@@ -450,23 +546,43 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	viewer.open("/campaign/browser-slow")
 	viewer.shot("campaign-viewer")
+	// From the page: the browser sends the cookie, and nothing else.
 	if status := eval[int](viewer, `fetch("/campaign/browser-slow/pause", {method: "POST"}).then(r => r.status)`); status != http.StatusForbidden {
-		t.Errorf("a viewer's forged pause: %d, want 403", status)
+		t.Errorf("a viewer's forged pause from the page: %d, want 403", status)
+	}
+	// From outside the browser, with the cookie taken from it.
+	cookie := viewer.sessionCookie()
+	vic := &http.Cookie{Name: cookie.Name, Value: cookie.Value}
+	for _, path := range []string{"/campaign/browser-slow/pause", "/api/campaigns/browser-slow/pause", "/users"} {
+		if code := h.withCookie(d, "POST", path, vic); code != http.StatusForbidden {
+			t.Errorf("POST %s with the viewer's cookie: %d, want 403", path, code)
+		}
 	}
 	if c := h.consoleCampaign(d, "browser-slow"); c.Status != "running" {
 		t.Errorf("after a viewer's forged pause: %s", c.Status)
 	}
+	// Signing out ends the session, for the cookie's every copy.
+	viewer.submit("Sign out")
+	viewer.at("/login")
+	if code := h.withCookie(d, "GET", "/api/campaigns", vic); code != http.StatusUnauthorized {
+		t.Errorf("the viewer's cookie after sign-out: %d, want 401", code)
+	}
 
-	admin := b.tab(adminToken, true)
-	admin.open("/users")
-	admin.shot("users")
-
-	// 9. A form on another site that posts to the console is refused.
-	evil := b.tab(operatorToken, false)
-	page := `<form method="post" action="` + origin + `/campaign/browser-slow/pause"><button>Win a prize</button></form>`
-	evil.do("open another site", chromedp.Navigate("data:text/html,"+url.PathEscape(page)))
-	evil.loaded()
-	evil.submit("Win a prize")
+	// 9. A page of another origin (another port: the same site, so the
+	// browser sends the operator's SameSite=Strict cookie with it) posts
+	// a form to the console by itself, and is refused.
+	evilSite := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><title>Win a prize</title>
+<form method="post" action="%s/campaign/browser-slow/pause"><input type="hidden" name="confirm" value="yes"></form>
+<script>document.forms[0].submit()</script>`, origin)
+	}))
+	t.Cleanup(evilSite.Close)
+	evil := b.tab(false)
+	if _, err := chromedp.Call(evil.ctx, page.Navigate, page.NavigateParams{URL: evilSite.URL}); err != nil {
+		t.Fatal(err)
+	}
+	evil.waitFor("the form posted", 30*time.Second, `location.origin === `+js(origin)+` && document.readyState === "complete"`)
 	if got := eval[string](evil, `document.body.textContent`); !strings.Contains(got, "cross-origin request refused") {
 		t.Errorf("a cross-origin form post answered %q", got)
 	}
@@ -481,6 +597,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer b.mu.Unlock()
 	if len(b.requests) < 30 {
 		t.Errorf("only %d requests seen: the listener missed them", len(b.requests))
+	}
+	for _, path := range []string{"/login?next=%2Fusers", "/users", "/static/console.css", "/campaign/browser-slow/progress"} {
+		if !slices.ContainsFunc(b.requests, func(u string) bool { return u == origin+path || strings.HasPrefix(u, origin+path+"?") }) {
+			t.Errorf("no request for %s seen: the listener missed some tabs", path)
+		}
 	}
 	others := slices.DeleteFunc(slices.Clone(b.requests), func(u string) bool {
 		return strings.HasPrefix(u, origin+"/") || strings.HasPrefix(u, "data:")
