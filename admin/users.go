@@ -199,6 +199,11 @@ func (s *Server) changeUser(ctx context.Context, p principal, name string, req u
 	if req.Role == nil && req.Password == nil && req.Disabled == nil {
 		return User{}, badRequest("request body: give role, password or disabled")
 	}
+	if p.name == name && ((req.Disabled != nil && *req.Disabled) || (req.Role != nil && *req.Role != "admin")) {
+		// An admin locking themselves out of the users page: another
+		// admin, or an admin token, must do it.
+		return User{}, forbidden("you cannot disable your own account or take away your own admin role; another admin can")
+	}
 	ch := UserChange{Role: req.Role, Disabled: req.Disabled}
 	if req.Role != nil {
 		if err := checkRole(*req.Role); err != nil {

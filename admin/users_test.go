@@ -362,3 +362,33 @@ func respond(w interface {
 	b, _ := io.ReadAll(resp.Body)
 	return &responseOf{code: resp.StatusCode, body: string(b)}
 }
+
+// TestAdminCannotLockThemselvesOut: a signed-in admin may change their own
+// password, but not disable their own account or take away their own admin
+// role (403); another admin can, and so can an admin token.
+func TestAdminCannotLockThemselvesOut(t *testing.T) {
+	b := setup(t, setupOpts{users: true})
+	b.users.add(t, "ada", "admin", alicePassword)
+	b.users.add(t, "grace", "admin", bobPassword)
+	ada := b.signIn(t, "ada", alicePassword)
+	put := func(cookie, token, name, body string) int {
+		return b.do(t, request{method: "PUT", path: "/api/users/" + name, cookie: cookie, token: token, body: body}).Code
+	}
+	for _, body := range []string{`{"disabled": true}`, `{"role": "operator"}`, `{"role": "viewer"}`} {
+		if code := put(ada, "", "ada", body); code != http.StatusForbidden {
+			t.Errorf("ada changes herself with %s: %d, want 403", body, code)
+		}
+	}
+	if u, _ := b.users.User(t.Context(), "ada"); u.Disabled || u.Role != "admin" {
+		t.Fatalf("ada after refused changes: %+v", u)
+	}
+	if code := put(ada, "", "ada", `{"disabled": false, "role": "admin"}`); code != http.StatusOK {
+		t.Errorf("ada's no-op change of herself: %d, want 200", code)
+	}
+	if code := put(ada, "", "grace", `{"role": "operator"}`); code != http.StatusOK {
+		t.Errorf("ada demotes grace: %d, want 200", code)
+	}
+	if code := put("", adminToken, "ada", `{"disabled": true}`); code != http.StatusOK {
+		t.Errorf("an admin token disables ada: %d, want 200", code)
+	}
+}
