@@ -106,6 +106,11 @@ type Hop struct {
 	// split off a run get keys derived from the run's (childKey), so that
 	// they are told apart from earlier messages with the same body.
 	Key string
+	// Published is when the producer published the batch, when it said
+	// (the header timestamp_in_ms, else the AMQP timestamp, which has
+	// whole seconds only); the copy pushd routes to the campaign's queue
+	// keeps it. It measures enqueue-to-send latency, nothing else.
+	Published time.Time
 }
 
 // Outbox publishes durably back to the broker: each call returns only once
@@ -291,6 +296,9 @@ type Metrics interface {
 	LedgerSkipped(n int)
 	// StoreUp reports whether the store takes writes.
 	StoreUp(up bool)
+	// EnqueueToSend records, for a producer's batch that says when it was
+	// published, the time from then to the first send of its recipients.
+	EnqueueToSend(l Lane, d time.Duration)
 }
 
 // Limits are the rates of the global and provider token buckets, for the

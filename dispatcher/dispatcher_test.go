@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -495,5 +496,39 @@ func TestHighLaneIsServedFirst(t *testing.T) {
 	b.ios.mu.Unlock()
 	if len(order) != 4 || !strings.HasPrefix(order[1], "b") {
 		t.Errorf("send order %v: the high-lane recipient should go right after the one in progress", order)
+	}
+}
+
+// TestEnqueueToSendIsObservedOncePerProducerBatch: a producer's batch that
+// says when it was published records the time to its first send, once,
+// by lane, on the dispatcher's clock; through a campaign's queue too. A
+// batch that does not say, a retry and a batch held by not_before record
+// nothing.
+func TestEnqueueToSendIsObservedOncePerProducerBatch(t *testing.T) {
+	b := setup(t, Config{})
+	now := b.clock.Now()
+	deliver := func(batch *Batch, lane Lane, adjust func(*fakeDelivery)) {
+		t.Helper()
+		del := newDelivery(t, batch)
+		del.lane = lane
+		adjust(del)
+		b.d.handleLane(context.Background(), del.value())
+		del.wait(t)
+	}
+	deliver(iosBatch("otp", "a", 3), High, func(d *fakeDelivery) { d.published = now.Add(-30 * time.Millisecond) })
+	deliver(iosBatch("bulk", "b", 3), Normal, func(d *fakeDelivery) { d.published = now.Add(-2 * time.Second) })
+	b.settle(t)
+	deliver(iosBatch("otp", "c", 3), High, func(*fakeDelivery) {})
+	deliver(iosBatch("otp", "d", 3), High, func(d *fakeDelivery) {
+		d.published, d.repub, d.attempt = now.Add(-time.Minute), true, 1
+	})
+	deliver(iosBatch("otp", "e", 3), High, func(d *fakeDelivery) {
+		d.published, d.repub, d.holdUntil = now.Add(-time.Minute), true, now // back from its not_before hold
+	})
+	b.settle(t)
+	got := b.met.enqueueToSend()
+	want := []laneWait{{High, 30 * time.Millisecond}, {Normal, 2 * time.Second}}
+	if !slices.Equal(got, want) {
+		t.Errorf("enqueue-to-send observations %v, want %v", got, want)
 	}
 }

@@ -22,6 +22,7 @@ type fakeDelivery struct {
 	attempt   int
 	key       string
 	holdUntil time.Time
+	published time.Time
 	repub     bool
 	lost      chan struct{}
 
@@ -48,7 +49,7 @@ func rawDelivery(body []byte) *fakeDelivery {
 func (d *fakeDelivery) value() Delivery {
 	return Delivery{
 		Body: d.body, Lane: d.lane, MessageID: "m-1", Republished: d.repub,
-		Hop: Hop{Attempt: d.attempt, Key: d.key}, HoldUntil: d.holdUntil, Acker: d,
+		Hop: Hop{Attempt: d.attempt, Key: d.key, Published: d.published}, HoldUntil: d.holdUntil, Acker: d,
 	}
 }
 
@@ -198,7 +199,7 @@ func (q *fakeQueues) Route(ctx context.Context, id string, body []byte, h Hop) e
 		return fail
 	}
 	d := rawDelivery(body)
-	d.attempt, d.key, d.repub = h.Attempt, h.Key, true
+	d.attempt, d.key, d.published, d.repub = h.Attempt, h.Key, h.Published, true
 	q.mu.Lock()
 	q.created = append(q.created, d)
 	q.mu.Unlock()
@@ -455,6 +456,8 @@ type countingMetrics struct {
 	outcomes                                     [numOutcomes]atomic.Int64
 	inFlight                                     atomic.Int64
 	storeUp                                      atomic.Bool
+	toSendMu                                     sync.Mutex
+	toSend                                       []laneWait // EnqueueToSend's observations
 }
 
 func (m *countingMetrics) BatchReceived(_ Lane, n int)       { m.received.Add(int64(n)) }
@@ -473,6 +476,11 @@ func (m *countingMetrics) Campaigns(map[Status]int)                        {}
 func (m *countingMetrics) RecipientsFiltered(_, _ string, n int)           { m.filtered.Add(int64(n)) }
 func (m *countingMetrics) InvalidTokens(_ Platform, n int)                 { m.invalid.Add(int64(n)) }
 func (m *countingMetrics) LedgerSkipped(n int)                             { m.skipped.Add(int64(n)) }
+func (m *countingMetrics) EnqueueToSend(l Lane, d time.Duration) {
+	m.toSendMu.Lock()
+	defer m.toSendMu.Unlock()
+	m.toSend = append(m.toSend, laneWait{l, d})
+}
 
 // fakeFilter blocks the listed tokens and user ids, and in test mode lets
 // only the whitelisted through.
@@ -501,6 +509,19 @@ func (b *fakeBlacklist) AddListEntries(_ context.Context, es []lists.Entry) (int
 	defer b.mu.Unlock()
 	b.entries = append(b.entries, es...)
 	return len(es), nil
+}
+
+// laneWait is one enqueue-to-send observation.
+type laneWait struct {
+	lane Lane
+	d    time.Duration
+}
+
+// enqueueToSend returns the enqueue-to-send observations so far.
+func (m *countingMetrics) enqueueToSend() []laneWait {
+	m.toSendMu.Lock()
+	defer m.toSendMu.Unlock()
+	return append([]laneWait(nil), m.toSend...)
 }
 
 // fakeLedger is an in-memory Ledger. Linked to a fakeStore (setupFull

@@ -142,6 +142,10 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	ctx, cancel := withClockTimeout(c.runContext(), d.cfg.Clock, d.cfg.MaxHold)
 	defer cancel()
 	lane := del.Lane
+	// A producer's batch (or pushd's copy routed to the campaign's queue)
+	// that says when it was published, not held by not_before, records
+	// the time to its first send.
+	timeToSend := !del.Hop.Published.IsZero() && del.Hop.Attempt == 0 && del.Hop.Key == "" && del.HoldUntil.IsZero()
 	test := b.Campaign.Test || d.cfg.WhitelistOnly
 	var dropped [2]int // malformed token, unknown platform, for metrics
 	var filtered map[filterKey]int
@@ -176,6 +180,10 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		}
 		if err := d.send.throttle(ctx, c, rc.Platform); err != nil {
 			break
+		}
+		if timeToSend {
+			d.met.EnqueueToSend(lane, d.now().Sub(del.Hop.Published))
+			timeToSend = false
 		}
 		d.send.submit(ctx, r, i, rc.Platform, lane)
 	}

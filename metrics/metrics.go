@@ -31,6 +31,7 @@ type Metrics struct {
 	sends    [3][4]prometheus.Counter // [platform][outcome]
 	duration [3]prometheus.Observer   // [platform]
 	lanes    [2][2]prometheus.Counter // [lane]{batches, recipients}
+	toSend   [2]prometheus.Observer   // [lane] enqueue-to-first-send
 
 	cancelled    prometheus.Counter
 	filtered     *prometheus.CounterVec
@@ -163,7 +164,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.credentialFaults.WithLabelValues(p.Provider())
 		m.recipientsDead.WithLabelValues(p.Provider())
 	}
+	toSend := f.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pushd_enqueue_to_send_seconds",
+		Help:    "Time from a producer publishing a batch (header timestamp_in_ms, else the AMQP timestamp in whole seconds) to the first send of its recipients, by lane. Batches held by not_before, retries and remainders are not observed.",
+		Buckets: []float64{.001, .0025, .005, .01, .015, .02, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"lane"})
 	for _, l := range []dispatcher.Lane{dispatcher.Normal, dispatcher.High} {
+		m.toSend[l] = toSend.WithLabelValues(l.String())
 		m.lanes[l][0] = m.batchesReceived.WithLabelValues(l.String())
 		m.lanes[l][1] = m.recipientsReceived.WithLabelValues(l.String())
 		m.amqpConsuming.WithLabelValues(l.String())
@@ -247,6 +254,11 @@ func (m *Metrics) InvalidTokens(p dispatcher.Platform, n int) {
 
 // LedgerSkipped implements dispatcher.Metrics.
 func (m *Metrics) LedgerSkipped(n int) { m.ledgerSkip.Add(float64(n)) }
+
+// EnqueueToSend implements dispatcher.Metrics.
+func (m *Metrics) EnqueueToSend(l dispatcher.Lane, d time.Duration) {
+	m.toSend[l].Observe(max(d, 0).Seconds())
+}
 
 // StoreUp implements dispatcher.Metrics.
 func (m *Metrics) StoreUp(up bool) { m.storeUp.Set(b2f(up)) }

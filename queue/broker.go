@@ -97,13 +97,17 @@ const (
 	HeaderAttempt   = "x-pushd-attempt"    // send passes already made
 	HeaderKey       = "x-pushd-key"        // ledger key of a message pushd published
 	HeaderHoldUntil = "x-pushd-hold-until" // unix milliseconds
-	HeaderReason    = "x-pushd-reason"     // dead letters: short reason code
-	HeaderDetail    = "x-pushd-detail"     // dead letters: explanation
-	HeaderAttempts  = "x-pushd-attempts"   // dead letters: attempts made
-	HeaderProvider  = "x-pushd-provider"   // dead letters: last provider
-	HeaderStatus    = "x-pushd-provider-status"
-	HeaderPReason   = "x-pushd-provider-reason"
-	headerPublishID = "x-pushd-publish-id" // matches basic.return to its publish
+	// HeaderTimestampMs is when the message was published, in Unix
+	// milliseconds: the AMQP timestamp has whole seconds only. RabbitMQ's
+	// message_timestamp plugin sets it too.
+	HeaderTimestampMs = "timestamp_in_ms"
+	HeaderReason      = "x-pushd-reason"   // dead letters: short reason code
+	HeaderDetail      = "x-pushd-detail"   // dead letters: explanation
+	HeaderAttempts    = "x-pushd-attempts" // dead letters: attempts made
+	HeaderProvider    = "x-pushd-provider" // dead letters: last provider
+	HeaderStatus      = "x-pushd-provider-status"
+	HeaderPReason     = "x-pushd-provider-reason"
+	headerPublishID   = "x-pushd-publish-id" // matches basic.return to its publish
 )
 
 // Broker keeps two AMQP connections to RabbitMQ (see link), reconnecting

@@ -255,7 +255,7 @@ func TestProducerCannotSetPushdHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = receive(t, got, "pushd's own message")
-	if !d.Republished || d.Hop != (dispatcher.Hop{Attempt: 1, Key: "k-own"}) {
+	if !d.Republished || d.Hop.Attempt != 1 || d.Hop.Key != "k-own" {
 		t.Errorf("pushd's own headers lost: republished %v, hop %+v", d.Republished, d.Hop)
 	}
 }

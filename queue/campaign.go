@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -72,10 +73,12 @@ func (b *Broker) Route(ctx context.Context, campaign string, body []byte, h disp
 	msg := amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
-		Timestamp:    b.cfg.Now(),
 		Headers:      headers,
 		Body:         body,
 	}
+	// A producer's batch routed on keeps the time the producer published
+	// it, for the enqueue-to-send latency.
+	stamp(&msg, cmp.Or(h.Published, b.cfg.Now()))
 	name := b.cfg.Topology.CampaignQueue(campaign)
 	err := b.publish(ctx, "route", "", name, true, msg)
 	if !errors.Is(err, errReturned) {

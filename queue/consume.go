@@ -191,7 +191,7 @@ func (b *Broker) delivery(d amqp.Delivery, lane dispatcher.Lane, a *Acker) dispa
 		Lane:        lane,
 		MessageID:   d.MessageId,
 		Republished: t.republished,
-		Hop:         dispatcher.Hop{Attempt: int(t.attempt), Key: t.key},
+		Hop:         dispatcher.Hop{Attempt: int(t.attempt), Key: t.key, Published: publishedAt(d)},
 		HoldUntil:   t.holdUntil,
 		Acker:       a,
 	}
@@ -320,6 +320,24 @@ func (a *Acker) Requeue() error {
 // afterwards (as it is on purpose once a stopped consumer's deliveries are
 // all resolved).
 func (a *Acker) Lost() <-chan struct{} { return a.lost }
+
+// publishedAt is when a message was published: its timestamp_in_ms
+// header, else its AMQP timestamp (whole seconds), else zero.
+func publishedAt(d amqp.Delivery) time.Time {
+	if ms, ok := intHeader(d.Headers[HeaderTimestampMs]); ok && ms > 0 {
+		return time.UnixMilli(ms)
+	}
+	return d.Timestamp
+}
+
+// stamp sets a publishing's timestamp to at, in both forms.
+func stamp(msg *amqp.Publishing, at time.Time) {
+	msg.Timestamp = at
+	if msg.Headers == nil {
+		msg.Headers = amqp.Table{}
+	}
+	msg.Headers[HeaderTimestampMs] = at.UnixMilli()
+}
 
 func intHeader(v any) (int64, bool) {
 	switch n := v.(type) {

@@ -52,13 +52,14 @@ func DialProducer(url string, top Topology) (*Producer, error) {
 // end. Messages are mandatory: one the broker cannot route makes Wait fail.
 func (p *Producer) Publish(ctx context.Context, lane dispatcher.Lane, batchID string, body []byte) error {
 	_, key := p.top.lane(lane)
-	return p.PublishRaw(ctx, key, amqp.Publishing{
+	msg := amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		MessageId:    batchID,
-		Timestamp:    time.Now(),
 		Body:         body,
-	})
+	}
+	stamp(&msg, time.Now())
+	return p.PublishRaw(ctx, key, msg)
 }
 
 // PublishRaw sends msg to the batch exchange with routing key; for tests

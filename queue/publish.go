@@ -21,11 +21,12 @@ import (
 // and the dispatcher's dedup ledger make the copy harmless.
 func (b *Broker) PublishBatch(ctx context.Context, lane dispatcher.Lane, batchID string, body []byte) error {
 	_, key := b.cfg.Topology.lane(lane)
-	return b.publish(ctx, "batch", b.cfg.Topology.Exchange, key, true, amqp.Publishing{
+	msg := amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		MessageId:    batchID,
-		Timestamp:    b.cfg.Now(),
 		Body:         body,
-	})
+	}
+	stamp(&msg, b.cfg.Now())
+	return b.publish(ctx, "batch", b.cfg.Topology.Exchange, key, true, msg)
 }

@@ -106,11 +106,16 @@ func Conn(t testing.TB, url string) *amqp.Channel {
 // unroutable message is confirmed too, and lost.
 func Publish(t testing.TB, ch *amqp.Channel, exchange, key string, body []byte) {
 	t.Helper()
+	PublishWith(t, ch, exchange, key, amqp.Publishing{Body: body})
+}
+
+// PublishWith is Publish of msg, made persistent JSON.
+func PublishWith(t testing.TB, ch *amqp.Channel, exchange, key string, msg amqp.Publishing) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, amqp.Publishing{
-		ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body,
-	})
+	msg.ContentType, msg.DeliveryMode = "application/json", amqp.Persistent
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
