@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushd/pushd/cmd/internal/synth"
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/push/sim"
 	"github.com/pushd/pushd/queue"
 )
 
@@ -202,7 +203,7 @@ func (b *bench) runPushd(ctx context.Context, round int, bl *blacklistStore) (s 
 		return nil, err
 	}
 	defer func() {
-		if derr := deleteTopology(b.cfg.amqpURL, top, campaign); derr != nil {
+		if derr := deleteTopology(b.cfg.amqpURL, top, campaign, campaign+"-high"); derr != nil {
 			err = errors.Join(err, derr)
 		}
 	}()
@@ -238,7 +239,23 @@ func (b *bench) runPushd(ctx context.Context, round int, bl *blacklistStore) (s 
 	readyCtx, stopReady := context.WithCancel(ctx)
 	ready := make(chan readiness, 1)
 	go func() { ready <- waitReady(readyCtx, d, metricsAddr, pollInterval) }()
-	s, err = b.drain(ctx, d, base)
+	high := b.startHigh(ctx, top, campaign+"-high", base)
+	s, err = b.drainN(ctx, d, base, int64(b.cfg.n+b.cfg.high), func(s *sample) error {
+		if b.cfg.high == 0 {
+			return nil
+		}
+		if err := high.wait(); err != nil {
+			return fmt.Errorf("high lane: %w", err)
+		}
+		if s.High, err = scrapeHigh(ctx, metricsAddr); err != nil {
+			return err
+		}
+		if s.High.Batches != int64(b.cfg.high) {
+			s.Notes = append(s.Notes, fmt.Sprintf("pushd's histogram counted %d of the %d high-lane batches", s.High.Batches, b.cfg.high))
+		}
+		return nil
+	})
+	high.stop()
 	stopReady()
 	rd := <-ready
 	if err != nil {
@@ -262,3 +279,53 @@ func (b *bench) runPushd(ctx context.Context, round int, bl *blacklistStore) (s 
 	}
 	return s, nil
 }
+
+// highRun publishes the -high batches during a pushd contender's drain.
+type highRun struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startHigh starts publishing the -high batches (none without -high) on a
+// connection of its own, from when the simulator has accepted a quarter of
+// the normal lane's campaign since base.
+func (b *bench) startHigh(ctx context.Context, top queue.Topology, campaign string, base sim.Stats) *highRun {
+	ctx, cancel := context.WithCancel(ctx)
+	h := &highRun{cancel: cancel, done: make(chan error, 1)}
+	if b.cfg.high == 0 {
+		h.done <- nil
+		return h
+	}
+	go func() {
+		p, err := queue.DialProducer(b.cfg.amqpURL, top)
+		if err != nil {
+			h.done <- err
+			return
+		}
+		defer p.Close()
+		start := make(chan struct{})
+		go func() {
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				if st, err := b.poll.stats(ctx); err == nil && st.APNs.Accepted-base.APNs.Accepted >= int64(b.cfg.n/4) {
+					close(start)
+					return
+				}
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		h.done <- publishHigh(ctx, p, campaign, b.cfg.high, start)
+	}()
+	return h
+}
+
+// wait waits for the high-lane batches to be published.
+func (h *highRun) wait() error { return <-h.done }
+
+// stop ends the publishing, if still going.
+func (h *highRun) stop() { h.cancel() }

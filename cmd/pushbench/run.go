@@ -34,7 +34,10 @@ type config struct {
 	only                   string
 	blacklist              int
 	audience               int
-	json                   bool
+	// high is how many single-recipient high-lane batches the pushd
+	// contenders also get while they drain (0: none).
+	high int
+	json bool
 	// storeDSN is pushd's store; "" for a SQLite file in each run's
 	// directory.
 	storeDSN string
@@ -73,6 +76,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.only, "only", "", "run only one contender: bare, pushd or pushd+blacklist")
 	fs.IntVar(&c.blacklist, "blacklist", 0, "also run pushd+blacklist: pushd with a blacklist of `N` random entries loaded")
 	fs.IntVar(&c.audience, "audience", 0, "instead of the rounds, import an audience of `N` generated recipients through pushd's admin API and report the time and pushd's RSS")
+	fs.IntVar(&c.high, "high", 0, "also publish `N` single-recipient high-lane batches while each pushd contender drains (from a quarter of the way on, one every 10 ms) and report their enqueue-to-first-send latency from pushd's histogram")
 	fs.BoolVar(&c.json, "json", false, "also print the results as JSON")
 	fs.StringVar(&c.storeDSN, "store-dsn", "", "pushd's store.dsn, e.g. a postgres:// `URL` (default: a SQLite file in each run's directory)")
 	if err := fs.Parse(args); err != nil {
@@ -93,6 +97,10 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		return nil, fmt.Errorf("-timeout %v: must be positive", c.timeout)
 	case c.only != "" && c.only != bare && c.only != pushd && c.only != pushdBlacklist:
 		return nil, fmt.Errorf("-only %q: want bare, pushd or pushd+blacklist", c.only)
+	case c.high < 0:
+		return nil, fmt.Errorf("-high %d: must be 0 or more", c.high)
+	case c.high > 0 && c.only == bare:
+		return nil, errors.New("-high is for the pushd contenders; -only bare runs none")
 	case c.audience < 0:
 		return nil, fmt.Errorf("-audience %d: must be 0 or more", c.audience)
 	case c.audience > 0 && (c.only != "" || c.blacklist > 0):
@@ -276,6 +284,13 @@ func (b *bench) runBare(ctx context.Context) (*sample, error) {
 // which must make it exit 0. It checks that the simulator received no
 // more requests than n: any refusal or duplicate is noted.
 func (b *bench) drain(ctx context.Context, c *child, base sim.Stats) (s *sample, err error) {
+	return b.drainN(ctx, c, base, int64(b.cfg.n), nil)
+}
+
+// drainN is drain for want pushes; beforeStop, when not nil, runs once
+// they are accepted, before the child is stopped, and may add to the
+// sample.
+func (b *bench) drainN(ctx context.Context, c *child, base sim.Stats, want int64, beforeStop func(*sample) error) (s *sample, err error) {
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -284,7 +299,7 @@ func (b *bench) drain(ctx context.Context, c *child, base sim.Stats) (s *sample,
 	}()
 	mctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	mctx, cancelTimeout := context.WithTimeoutCause(mctx, b.cfg.timeout, fmt.Errorf("%s did not get %d notifications accepted within -timeout %v", c.name, b.cfg.n, b.cfg.timeout))
+	mctx, cancelTimeout := context.WithTimeoutCause(mctx, b.cfg.timeout, fmt.Errorf("%s did not get %d notifications accepted within -timeout %v", c.name, want, b.cfg.timeout))
 	defer cancelTimeout()
 	watchDone := make(chan struct{})
 	go func() {
@@ -295,7 +310,7 @@ func (b *bench) drain(ctx context.Context, c *child, base sim.Stats) (s *sample,
 		case <-mctx.Done():
 		}
 	}()
-	w, err := b.poll.measure(mctx, base.APNs, int64(b.cfg.n), procCPU(c.pid(), b.tck))
+	w, err := b.poll.measure(mctx, base.APNs, want, procCPU(c.pid(), b.tck))
 	cancel(nil)
 	<-watchDone
 	if err != nil {
@@ -305,18 +320,23 @@ func (b *bench) drain(ctx context.Context, c *child, base sim.Stats) (s *sample,
 	if err != nil {
 		return nil, fmt.Errorf("%s peak RSS: %w", c.name, err)
 	}
+	s = newSample(w)
+	if beforeStop != nil {
+		if err := beforeStop(s); err != nil {
+			return nil, err
+		}
+	}
 	stopped = true
 	if err := c.stop(); err != nil {
 		return nil, fmt.Errorf("%s did not exit 0 on SIGTERM: %w", c.name, err)
 	}
-	s = newSample(w)
 	s.PeakRSS = rss
 	after, err := b.poll.stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if got := after.APNs.Requests - base.APNs.Requests; got != int64(b.cfg.n) {
-		s.Notes = append(s.Notes, fmt.Sprintf("the simulator received %d APNs requests for %d notifications", got, b.cfg.n))
+	if got := after.APNs.Requests - base.APNs.Requests; got != want {
+		s.Notes = append(s.Notes, fmt.Sprintf("the simulator received %d APNs requests for %d notifications", got, want))
 	}
 	return s, nil
 }
@@ -338,7 +358,10 @@ type sample struct {
 	// Ready is pushd's start-up time: from the start of its process to
 	// the first 200 from its /readyz (0 for the bare client).
 	Ready time.Duration `json:"ready_ns,omitempty"`
-	Notes []string      `json:"notes,omitempty"`
+	// High is the high-lane batches' enqueue-to-first-send latency (with
+	// -high), from pushd's histogram.
+	High  *highLatency `json:"high_lane,omitempty"`
+	Notes []string     `json:"notes,omitempty"`
 }
 
 // newSample turns a measured window into a sample.
@@ -363,6 +386,9 @@ func (s *sample) String() string {
 	if s.Ready > 0 {
 		msg += fmt.Sprintf(", ready %v after start", s.Ready.Round(time.Millisecond))
 	}
+	if s.High != nil {
+		msg += ", high lane: " + s.High.String()
+	}
 	for _, n := range s.Notes {
 		msg += "; NOTE: " + n
 	}
@@ -383,6 +409,9 @@ func settings(c *config) string {
 	}
 	if c.storeDSN != "" {
 		s += " -store-dsn " + redactValue(c.storeDSN)
+	}
+	if c.high > 0 {
+		s += " -high " + strconv.Itoa(c.high)
 	}
 	return s
 }
