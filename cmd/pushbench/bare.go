@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -66,13 +67,29 @@ func randomTokens(n int) []string {
 	return toks
 }
 
-// push sends one notification to each token from workers goroutines and
-// returns when all are answered. Every push must be accepted: the first
-// failure stops the run and is returned. When ctx ends (SIGTERM), no new
-// push starts but those in flight finish, as pushd's do: the parent may
-// stop the bare client as soon as the simulator has counted the last push,
-// before its answer has arrived.
+// push sends one notification to each token from workers goroutines (see
+// pushEach).
 func (b *bareClient) push(ctx context.Context, tokens []string, workers int) error {
+	return pushEach(ctx, len(tokens), workers, func(ctx context.Context, i int) error {
+		n := notification(tokens[i])
+		resp, err := b.client.PushWithContext(ctx, &n)
+		switch {
+		case err != nil:
+			return fmt.Errorf("push: %w", err)
+		case resp.StatusCode != 200:
+			return fmt.Errorf("push: simulator answered %d %s", resp.StatusCode, resp.Reason)
+		}
+		return nil
+	})
+}
+
+// pushEach calls send for 0 to n-1 from workers goroutines and returns
+// when all are answered. Every send must succeed: the first failure stops
+// the run and is returned. When ctx ends (SIGTERM), no new send starts but
+// those in flight finish, as pushd's do: the parent may stop the bare
+// client as soon as the simulator has counted the last push, before its
+// answer has arrived. send gets a context that ctx's end does not cancel.
+func pushEach(ctx context.Context, n, workers int, send func(ctx context.Context, i int) error) error {
 	sendCtx, failed := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer failed(nil)
 	var (
@@ -83,19 +100,14 @@ func (b *bareClient) push(ctx context.Context, tokens []string, workers int) err
 		wg.Go(func() {
 			for ctx.Err() == nil && sendCtx.Err() == nil {
 				i := int(next.Add(1) - 1)
-				if i >= len(tokens) {
+				if i >= n {
 					return
 				}
-				n := notification(tokens[i])
-				resp, err := b.client.PushWithContext(sendCtx, &n)
-				switch {
-				case err != nil:
-					failed(fmt.Errorf("push: %w", err))
-				case resp.StatusCode != 200:
-					failed(fmt.Errorf("push: simulator answered %d %s", resp.StatusCode, resp.Reason))
-				default:
-					done.Add(1)
+				if err := send(sendCtx, i); err != nil {
+					failed(err)
+					return
 				}
+				done.Add(1)
 			}
 		})
 	}
@@ -103,8 +115,8 @@ func (b *bareClient) push(ctx context.Context, tokens []string, workers int) err
 	if err := context.Cause(sendCtx); err != nil {
 		return err
 	}
-	if d := done.Load(); d < int64(len(tokens)) {
-		return fmt.Errorf("stopped after %d of %d pushes: %w", d, len(tokens), context.Cause(ctx))
+	if d := done.Load(); d < int64(n) {
+		return fmt.Errorf("stopped after %d of %d pushes: %w", d, n, context.Cause(ctx))
 	}
 	return nil
 }
@@ -124,6 +136,7 @@ func runBareChild(ctx context.Context, args []string) error {
 	caFile := fs.String("ca", "", "simulator CA `file`")
 	n := fs.Int("n", 0, "notifications")
 	workers := fs.Int("concurrency", 0, "goroutines")
+	android := fs.Int("android", 0, "percent of the notifications to Android")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -143,7 +156,18 @@ func runBareChild(ctx context.Context, args []string) error {
 		return err
 	}
 	defer bc.close()
-	if err := bc.push(ctx, randomTokens(*n), *workers); err != nil {
+	nAndroid := *n * *android / 100
+	fc, err := newBareFCM(ctx, *simURL, roots)
+	if err != nil {
+		return err
+	}
+	// Both run together, as two bare clients of one application would.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Go(func() { errs[0] = bc.push(ctx, randomTokens(*n-nAndroid), *workers) })
+	wg.Go(func() { errs[1] = fc.push(ctx, randomTokens(nAndroid), bareFCMWorkers) })
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	<-ctx.Done()

@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pushd/pushd/cmd/internal/synth"
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/push/apns"
+	"github.com/pushd/pushd/push/fcm"
 	"github.com/pushd/pushd/push/sim"
 )
 
@@ -130,4 +132,42 @@ type testWriter struct{ t *testing.T }
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// TestBareFCMSendsWhatPushdSends checks that the bare firebase client
+// sends the message pushd's FCM sender sends for the benchmark
+// notification: the same JSON but for the token.
+func TestBareFCMSendsWhatPushdSends(t *testing.T) {
+	s := startSim(t, sim.Config{RecordLast: 2})
+	ctx := t.Context()
+	n := benchNotification()
+	sender, err := fcm.New(ctx, fcm.Config{Endpoint: s.URL() + "/v1", ProjectID: "pushbench", RootCAs: s.CertPool()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	msg, err := sender.Prepare(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := randomTokens(2)
+	if r := msg.Send(ctx, &dispatcher.Recipient{Platform: dispatcher.Android, Token: tokens[0]}); r.Outcome != dispatcher.Sent {
+		t.Fatalf("pushd's sender: %+v", r)
+	}
+	bf, err := newBareFCM(ctx, s.URL(), s.CertPool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bf.push(ctx, tokens[1:], 1); err != nil {
+		t.Fatal(err)
+	}
+	rec := s.Recorded(sim.FCM)
+	if len(rec) != 2 {
+		t.Fatalf("%d requests recorded, want 2", len(rec))
+	}
+	pushd := strings.Replace(string(rec[0].Body), tokens[0], "TOKEN", 1)
+	bare := strings.Replace(string(rec[1].Body), tokens[1], "TOKEN", 1)
+	if bare != pushd {
+		t.Errorf("bare firebase client sends %s\npushd sends %s", bare, pushd)
+	}
 }

@@ -15,13 +15,16 @@
 //	          [-only bare|pushd|pushd+blacklist] [-json]
 //
 // pushbench starts one pushsim on a free loopback port and, in each round,
-// lets every contender push n iOS notifications to it, in an order rotated
+// lets every contender push n notifications to it (iOS; with -android P,
+// P% of them Android through FCM), in an order rotated
 // from one round to the next:
 //
 //   - bare: a plain apns2 client (apns2.NewClient, trusting the simulator's
 //     CA, nothing else tuned) pushing the payload pushd renders, from
 //     -concurrency goroutines, in a child process (pushbench itself, run
-//     with PUSHBENCH_ROLE=bare);
+//     with PUSHBENCH_ROLE=bare); with -android, a plain firebase messaging
+//     client (128 goroutines, the message pushd renders) beside it in the
+//     same process, the two running together;
 //   - pushd: the pushd binary draining n recipients published beforehand
 //     to a topology of its own on RabbitMQ (deleted at the end of the round);
 //   - pushd+blacklist, with -blacklist N > 0: the same, but pushd's store

@@ -93,8 +93,14 @@ func (w window) rate() float64 {
 // cpu is the contender's CPU time between t0 and t1.
 func (w window) cpu() time.Duration { return w.CPU1 - w.CPU0 }
 
-// measure polls the simulator until it has accepted n APNs pushes more than
-// base (the accepted count before the contender started), sampling cpu at t0
+// both adds up the simulator's APNs and FCM counts: one contender runs at
+// a time, on either provider or both.
+func both(st sim.Stats) sim.ProviderStats {
+	return sim.ProviderStats{Requests: st.APNs.Requests + st.FCM.Requests, Accepted: st.APNs.Accepted + st.FCM.Accepted}
+}
+
+// measure polls the simulator until it has accepted n pushes (APNs and FCM)
+// more than base (the counts before the contender started), sampling cpu at t0
 // and t1. It gives up when ctx ends; the caller cancels ctx when the
 // contender fails or a deadline passes.
 func (p *poller) measure(ctx context.Context, base sim.ProviderStats, n int64, cpu func() (time.Duration, error)) (window, error) {
@@ -111,7 +117,7 @@ func (p *poller) measure(ctx context.Context, base sim.ProviderStats, n int64, c
 			}
 			return w, err
 		}
-		acc := st.APNs.Accepted - base.Accepted
+		acc := both(st).Accepted - base.Accepted
 		if started {
 			w.PollsInWindow++
 		} else if acc > 0 {

@@ -34,6 +34,9 @@ type config struct {
 	only                   string
 	blacklist              int
 	audience               int
+	// android is the share of Android (FCM) recipients, in percent; the
+	// rest are iOS.
+	android int
 	// high is how many single-recipient high-lane batches the pushd
 	// contenders also get while they drain (0: none).
 	high int
@@ -65,7 +68,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	if defURL == "" {
 		defURL = "amqp://guest:guest@127.0.0.1:5672/"
 	}
-	fs.IntVar(&c.n, "n", 100000, "iOS notifications per contender and round")
+	fs.IntVar(&c.n, "n", 100000, "notifications per contender and round (iOS, or as -android splits them)")
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds; each runs every contender, in rotating order")
 	fs.IntVar(&c.concurrency, "concurrency", 256, "goroutines of the bare client (pushd's default apns.workers is 256)")
 	fs.StringVar(&c.pushd, "pushd", "./bin/pushd", "pushd `binary` (go build -o bin/ ./cmd/...)")
@@ -76,6 +79,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.only, "only", "", "run only one contender: bare, pushd or pushd+blacklist")
 	fs.IntVar(&c.blacklist, "blacklist", 0, "also run pushd+blacklist: pushd with a blacklist of `N` random entries loaded")
 	fs.IntVar(&c.audience, "audience", 0, "instead of the rounds, import an audience of `N` generated recipients through pushd's admin API and report the time and pushd's RSS")
+	fs.IntVar(&c.android, "android", 0, "`percent` of the notifications that go to Android (FCM; the rest to iOS): 100 for FCM only, 70 for the Korean market's mix. pushd's FCM limit is lifted for the measurement; the bare contender runs a firebase client beside apns2")
 	fs.IntVar(&c.high, "high", 0, "also publish `N` single-recipient high-lane batches while each pushd contender drains (from a quarter of the way on, one every 10 ms) and report their enqueue-to-first-send latency from pushd's histogram")
 	fs.BoolVar(&c.json, "json", false, "also print the results as JSON")
 	fs.StringVar(&c.storeDSN, "store-dsn", "", "pushd's store.dsn, e.g. a postgres:// `URL` (default: a SQLite file in each run's directory)")
@@ -97,6 +101,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		return nil, fmt.Errorf("-timeout %v: must be positive", c.timeout)
 	case c.only != "" && c.only != bare && c.only != pushd && c.only != pushdBlacklist:
 		return nil, fmt.Errorf("-only %q: want bare, pushd or pushd+blacklist", c.only)
+	case c.android < 0 || c.android > 100:
+		return nil, fmt.Errorf("-android %d: a percentage, 0 to 100", c.android)
 	case c.high < 0:
 		return nil, fmt.Errorf("-high %d: must be 0 or more", c.high)
 	case c.high > 0 && c.only == bare:
@@ -200,7 +206,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		PushdEnv:  inheritedPushdEnv(os.Environ()),
 		Blacklist: cfg.blacklist,
 	}
-	fmt.Fprintf(stdout, "pushbench: %d rounds of %d iOS notifications per contender; simulator %s (latency %v)\n", cfg.rounds, cfg.n, s.url, cfg.latency)
+	fmt.Fprintf(stdout, "pushbench: %d rounds of %d notifications (%d%% Android) per contender; simulator %s (latency %v)\n", cfg.rounds, cfg.n, cfg.android, s.url, cfg.latency)
 	if cfg.blacklist > 0 {
 		fmt.Fprintf(stdout, "blacklist: importing %d random entries ...\n", cfg.blacklist)
 		b.bl, err = makeBlacklistStore(ctx, filepath.Join(dir, "blacklist", pushdStoreFile), cfg.blacklist)
@@ -272,6 +278,7 @@ func (b *bench) runBare(ctx context.Context) (*sample, error) {
 		"-ca", b.sim.caFile,
 		"-n", strconv.Itoa(b.cfg.n),
 		"-concurrency", strconv.Itoa(b.cfg.concurrency),
+		"-android", strconv.Itoa(b.cfg.android),
 	}, []string{"PUSHBENCH_ROLE=" + bareRole}, nil)
 	if err != nil {
 		return nil, err
@@ -310,7 +317,7 @@ func (b *bench) drainN(ctx context.Context, c *child, base sim.Stats, want int64
 		case <-mctx.Done():
 		}
 	}()
-	w, err := b.poll.measure(mctx, base.APNs, want, procCPU(c.pid(), b.tck))
+	w, err := b.poll.measure(mctx, both(base), want, procCPU(c.pid(), b.tck))
 	cancel(nil)
 	<-watchDone
 	if err != nil {
@@ -335,8 +342,8 @@ func (b *bench) drainN(ctx context.Context, c *child, base sim.Stats, want int64
 	if err != nil {
 		return nil, err
 	}
-	if got := after.APNs.Requests - base.APNs.Requests; got != want {
-		s.Notes = append(s.Notes, fmt.Sprintf("the simulator received %d APNs requests for %d notifications", got, want))
+	if got := both(after).Requests - both(base).Requests; got != want {
+		s.Notes = append(s.Notes, fmt.Sprintf("the simulator received %d requests for %d notifications", got, want))
 	}
 	return s, nil
 }
@@ -412,6 +419,9 @@ func settings(c *config) string {
 	}
 	if c.high > 0 {
 		s += " -high " + strconv.Itoa(c.high)
+	}
+	if c.android > 0 {
+		s += " -android " + strconv.Itoa(c.android)
 	}
 	return s
 }

@@ -166,7 +166,7 @@ func TestCampaignTopologyIsDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = deleteTopology(url, top, campaign) })
-	err = publishCampaign(t.Context(), p, campaign, 2500)
+	err = publishCampaign(t.Context(), p, campaign, 2500, 0)
 	_ = p.Close()
 	if err != nil {
 		t.Fatal(err)
