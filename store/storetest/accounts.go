@@ -40,20 +40,22 @@ func testAudiences(t *testing.T, b Backend, c *Clock) {
 		"ios," + iosToken(1) + ",u1,Europe/Paris\n" +
 		"android,fcm:0001,u2,\n" +
 		"ios," + iosToken(1) + ",again,\n" + // the same device counts once
-		"ios," + iosToken(2) + ",,Asia/Seoul\n"
+		"ios," + iosToken(2) + ",,America/Port_of_Spain\n" +
+		"ios," + iosToken(3) + ",u3,America/Port-au-Prince\n"
 	a, err := as.ImportAudience(ctx, "first", "operator:alice", strings.NewReader(csv))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.ID == "" || a.Name != "first" || a.Recipients != 3 || a.IOS != 2 || a.Android != 1 ||
-		fmt.Sprint(a.Zones) != "[Asia/Seoul Europe/Paris]" || !a.CreatedAt.Equal(c.Now()) {
+	// Zones sorted in byte order.
+	if a.ID == "" || a.Name != "first" || a.Recipients != 4 || a.IOS != 3 || a.Android != 1 ||
+		fmt.Sprint(a.Zones) != "[America/Port-au-Prince America/Port_of_Spain Europe/Paris]" || !a.CreatedAt.Equal(c.Now()) {
 		t.Errorf("imported %+v", a)
 	}
-	if got, err := as.Audience(ctx, a.ID); err != nil || got.Recipients != 3 || got.Name != "first" {
+	if got, err := as.Audience(ctx, a.ID); err != nil || got.Recipients != 4 || got.Name != "first" {
 		t.Errorf("Audience = %+v, %v", got, err)
 	}
 	// A bad line refuses the whole file: no audience appears.
-	if _, err := as.ImportAudience(ctx, "bad", "operator:alice", strings.NewReader("platform,token,user_id\nios,"+iosToken(3)+",u\nios,not-hex,u\n")); err == nil {
+	if _, err := as.ImportAudience(ctx, "bad", "operator:alice", strings.NewReader("platform,token,user_id\nios,"+iosToken(9)+",u\nios,not-hex,u\n")); err == nil {
 		t.Error("an import with a bad token succeeded")
 	}
 	c.Advance(time.Second)
@@ -193,6 +195,24 @@ func testUsersSessions(t *testing.T, b Backend, c *Clock) {
 	want := "[user.create auth.login auth.login auth.logout auth.login user.update user.update]"
 	if fmt.Sprint(actions) != want {
 		t.Errorf("alice's audit records = %v, want %s", actions, want)
+	}
+
+	// Users come in byte order of their names.
+	for _, name := range []string{"ab", "a_b", "a-c"} {
+		if _, err := us.CreateUser(ctx, admin.User{Name: name, Role: "viewer", PasswordHash: "$2a$10$hash"}, "admin:aaaa"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := us.Users(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, u := range all {
+		names = append(names, u.Name)
+	}
+	if want := "[a-c a_b ab alice bob]"; fmt.Sprint(names) != want {
+		t.Errorf("Users = %v, want byte order %s", names, want)
 	}
 }
 

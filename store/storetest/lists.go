@@ -83,9 +83,24 @@ func testLists(t *testing.T, b Backend, c *Clock) {
 	step("remove one and a stranger", n, 1, err, remove(bb))
 	n, err = ls.RemoveListEntries(ctx, lists.Blacklist, []lists.Key{bb.Key()})
 	step("remove again", n, 0, err)
-	w := tokenEntry(lists.Whitelist, "test-device", "test_device")
-	n, err = ls.ImportList(ctx, lists.Whitelist, []lists.Entry{w}, true)
-	step("import", n, 1, err, lists.Change{Op: lists.OpReload, Entry: lists.Entry{List: lists.Whitelist}})
+	// Values that byte order and a language's collation sort apart.
+	var white []lists.Entry
+	for _, v := range []string{"testa", "test_a", "Test-B", "test-a", "tesT"} {
+		white = append(white, tokenEntry(lists.Whitelist, v, "test_device"))
+	}
+	n, err = ls.ImportList(ctx, lists.Whitelist, white, true)
+	step("import", n, len(white), err, lists.Change{Op: lists.OpReload, Entry: lists.Entry{List: lists.Whitelist}})
+	page, err := ls.ListEntries(ctx, lists.Whitelist, lists.Key{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	for _, e := range page {
+		values = append(values, e.Value)
+	}
+	if want := "[Test-B tesT test-a test_a testa]"; fmt.Sprint(values) != want {
+		t.Errorf("ListEntries = %v, want byte order %s", values, want)
+	}
 
 	// The entries as the admin module and the indexes read them.
 	wantKeys := []lists.Key{a.Key(), cc.Key(), u.Key()} // (kind, platform, value) order
