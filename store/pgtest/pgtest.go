@@ -70,6 +70,13 @@ func ServerURL(t testing.TB) string {
 // URL.
 func FreshDB(t testing.TB) string {
 	t.Helper()
+	return FreshDBWith(t, "")
+}
+
+// FreshDBWith is FreshDB with options for CREATE DATABASE, for example
+// "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'".
+func FreshDBWith(t testing.TB, options string) string {
+	t.Helper()
 	server := ServerURL(t)
 	ctx := context.Background()
 	u, err := url.Parse(server)
@@ -79,7 +86,7 @@ func FreshDB(t testing.TB) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "pushd_test_" + hex.EncodeToString(b[:])
-	if err := exec(ctx, server, "CREATE DATABASE "+name); err != nil {
+	if err := exec(ctx, server, "CREATE DATABASE "+name+" "+options); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
