@@ -207,13 +207,7 @@ func testUsersSessions(t *testing.T, b Backend, c *Clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, u := range all {
-		names = append(names, u.Name)
-	}
-	if want := "[a-c a_b ab alice bob]"; fmt.Sprint(names) != want {
-		t.Errorf("Users = %v, want byte order %s", names, want)
-	}
+	byteOrder(t, "Users", all, func(u admin.User) string { return u.Name }, "[a-c a_b ab alice bob]")
 }
 
 // testAudit checks admin.Auditor and admin.AuditReader: records appended

@@ -94,13 +94,7 @@ func testLists(t *testing.T, b Backend, c *Clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var values []string
-	for _, e := range page {
-		values = append(values, e.Value)
-	}
-	if want := "[Test-B tesT test-a test_a testa]"; fmt.Sprint(values) != want {
-		t.Errorf("ListEntries = %v, want byte order %s", values, want)
-	}
+	byteOrder(t, "ListEntries", page, func(e lists.Entry) string { return e.Value }, "[Test-B tesT test-a test_a testa]")
 
 	// The entries as the admin module and the indexes read them.
 	wantKeys := []lists.Key{a.Key(), cc.Key(), u.Key()} // (kind, platform, value) order

@@ -14,6 +14,7 @@
 package storetest
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -89,6 +90,19 @@ func peer(t *testing.T, b Backend, c *Clock) Backend {
 	p := b.Peer(t)
 	p.SetClock(c.Now)
 	return p
+}
+
+// byteOrder fails t unless the keys of items, in their order, print as
+// want: text in byte order, whatever the backend's own collation.
+func byteOrder[T any](t *testing.T, what string, items []T, key func(T) string, want string) {
+	t.Helper()
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = key(it)
+	}
+	if got := fmt.Sprint(keys); got != want {
+		t.Errorf("%s = %s, want byte order %s", what, got, want)
+	}
 }
 
 // Clock is a settable clock: the suite moves time on itself rather than
