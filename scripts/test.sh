@@ -60,7 +60,7 @@ go test -race -count=1 -p 2 -run '^$' ./... >/dev/null
 step "go test -race, all but the fault tests"
 go test -race -count=1 -p 1 -timeout 18m -skip "$FAULT_TESTS" ./...
 
-step "go test -race, the store package again on PostgreSQL (a fresh database per test)"
+step "go test -race, the store package and its conformance suite again on PostgreSQL (a fresh database per test)"
 PUSHD_TEST_STORE=postgres go test -race -count=1 -timeout 10m ./store/...
 
 step "go test -race, the fault tests, alone"

@@ -1,31 +1,22 @@
 package store
 
 import (
-	"os"
 	"testing"
 
 	"github.com/pushd/pushd/store/pgtest"
 )
 
-// PUSHD_TEST_STORE=postgres runs the store's tests on PostgreSQL instead
-// of SQLite (the default), each test in a database of its own on the
-// server pgtest names; scripts/test.sh runs them both ways. The tests of
-// SQLite's own files and pragmas run on SQLite either way.
-const backendEnv = "PUSHD_TEST_STORE"
+// PUSHD_TEST_STORE=postgres (pgtest.BackendEnv) runs the store's tests on
+// PostgreSQL instead of SQLite (the default), each test in a database of
+// its own on the server pgtest names; scripts/test.sh runs them both
+// ways. The tests of SQLite's own files and pragmas run on SQLite either
+// way.
 
 // postgresTest reports whether the tests run on PostgreSQL. A value other
 // than "", "sqlite" or "postgres" fails the test rather than falling back.
 func postgresTest(t testing.TB) bool {
 	t.Helper()
-	switch b := os.Getenv(backendEnv); b {
-	case "", "sqlite":
-		return false
-	case "postgres":
-		return true
-	default:
-		t.Fatalf("%s=%q: want sqlite or postgres", backendEnv, b)
-		return false
-	}
+	return pgtest.Selected(t)
 }
 
 // freshDSN returns the dsn of a new, empty store for t on the backend the

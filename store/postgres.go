@@ -71,6 +71,10 @@ func openPostgres(ctx context.Context, dsn string, logger *slog.Logger) (*Store,
 		_ = s.Close()
 		return nil, fmt.Errorf("open store %s: %w", where, err)
 	}
+	if err := checkCollation(ctx, db); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("open store %s: %w", where, err)
+	}
 	applied, err := migrateLocked(ctx, db, s.now)
 	if err != nil {
 		_ = s.Close()
@@ -80,6 +84,34 @@ func openPostgres(ctx context.Context, dsn string, logger *slog.Logger) (*Store,
 		logger.Info("store migration applied", "version", v, "database", where)
 	}
 	return s, nil
+}
+
+// sqlCollation reads the database's default collation and its provider
+// (c: the C library's, i: ICU, b: PostgreSQL's builtin one, from version
+// 17); through to_jsonb, so that a server older than 15, without
+// datlocprovider, reads as c.
+const sqlCollation = `SELECT datcollate, COALESCE(to_jsonb(d) ->> 'datlocprovider', 'c')
+FROM pg_database d WHERE datname = current_database()`
+
+// checkCollation refuses a database whose default collation does not
+// compare text byte by byte, as SQLite does. The store's statements
+// order and compare text in SQL (list pages and their cursors, prefix
+// searches, user names, audience time zones and the scheduler's cursor
+// through them); under a language's collation ("en_US.UTF-8", the
+// default of many installations) they would come out in another order
+// than on SQLite, and a prefix search could miss entries.
+func checkCollation(ctx context.Context, db *sql.DB) error {
+	var collate, provider string
+	if err := db.QueryRowContext(ctx, sqlCollation).Scan(&collate, &provider); err != nil {
+		return fmt.Errorf("read the database's collation: %w", err)
+	}
+	switch {
+	case provider == "b", // builtin: C or C.UTF-8, code point order
+		provider == "c" && (collate == "C" || collate == "POSIX" || strings.EqualFold(collate, "C.UTF-8") || strings.EqualFold(collate, "C.UTF8")):
+		return nil
+	}
+	return fmt.Errorf("the database's collation %q (provider %s) does not sort text in byte order, as pushd needs: "+
+		"create the database with CREATE DATABASE ... TEMPLATE template0 LOCALE 'C.UTF-8' (see docs/cluster.md)", collate, provider)
 }
 
 // migrateLocked runs migrate on one connection that holds the migration

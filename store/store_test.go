@@ -6,10 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/pushd/pushd/store/storetest"
 	"go.uber.org/goleak"
 )
 
@@ -17,29 +16,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// clock is a settable clock for tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the conformance suite's settable clock, at
+// 2026-11-26T22:00Z to begin with.
+type clock = storetest.Clock
 
-func newClock() *clock {
-	return &clock{t: time.Date(2026, 11, 26, 22, 0, 0, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock on by d and returns the new time.
-func (c *clock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	return c.t
-}
+func newClock() *clock { return storetest.NewClock() }
 
 // testBundle is what setup returns beside the store.
 type testBundle struct {

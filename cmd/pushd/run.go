@@ -27,6 +27,7 @@ import (
 	"github.com/pushd/pushd/queue"
 	"github.com/pushd/pushd/scheduler"
 	"github.com/pushd/pushd/store"
+	"github.com/pushd/pushd/store/adminstore"
 )
 
 // run starts pushd and blocks until ctx ends (SIGTERM), then stops the
@@ -174,8 +175,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		RequireApproval:  cfg.Admin.RequireApproval,
 		Pprof:            cfg.Admin.Pprof,
 		TimeZone:         cfg.Admin.TimeZone,
-		AuditLog:         auditor{st},
-		Users:            userStore{st},
+		AuditLog:         adminstore.Audit{Store: st},
+		Users:            adminstore.Users{Store: st},
 		SessionIdle:      cfg.Admin.SessionIdle,
 		SessionMax:       cfg.Admin.SessionMax,
 		UserFailures:     cfg.Admin.SignInUserFailures,
@@ -183,7 +184,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		FailureWindow:    cfg.Admin.SignInFailureWindow,
 		TLS:              adminTLS,
 		Metrics:          reg,
-	}, disp, auditor{st}, logger.With("component", "admin"))
+	}, disp, adminstore.Audit{Store: st}, logger.With("component", "admin"))
 	if err != nil {
 		return fmt.Errorf("admin.tokens_file: %w", err)
 	}
@@ -275,27 +276,6 @@ func (b blacklister) AddListEntries(ctx context.Context, entries []lists.Entry) 
 		b.ls.Poke()
 	}
 	return n, err
-}
-
-// auditor records the admin module's changes in the store, and reads
-// them back.
-type auditor struct{ st *store.Store }
-
-func (a auditor) Audit(ctx context.Context, e admin.AuditEntry) error {
-	return a.st.Audit(ctx, store.AuditEntry{At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Before: e.Before, After: e.After})
-}
-
-func (a auditor) AuditEntries(ctx context.Context, q admin.AuditQuery) ([]admin.AuditRecord, error) {
-	es, err := a.st.AuditEntries(ctx, store.AuditQuery{Actor: q.Actor, Action: q.Action, Target: q.Target,
-		Since: q.Since, Until: q.Until, Before: q.Before, Limit: q.Limit})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]admin.AuditRecord, len(es))
-	for i, e := range es {
-		out[i] = admin.AuditRecord{ID: e.ID, AuditEntry: admin.AuditEntry{At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Before: e.Before, After: e.After}}
-	}
-	return out, nil
 }
 
 // loadAdminTLS returns the admin listener's TLS configuration, nil without

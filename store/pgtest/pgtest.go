@@ -1,5 +1,6 @@
-// Package pgtest helps tests that need a real PostgreSQL: the server's URL
-// and a fresh database for each test, dropped when the test ends.
+// Package pgtest helps tests that need a real PostgreSQL: whether the
+// store's tests run on it, the server's URL and a fresh database for each
+// test, dropped when the test ends.
 //
 // It is for tests only. A test that calls it fails, loudly, when
 // PostgreSQL is not reachable: start it with scripts/services.sh.
@@ -25,6 +26,27 @@ const URLEnv = "PUSHD_TEST_POSTGRES_URL"
 // authentication on loopback).
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres"
 
+// BackendEnv names the variable that says which backend the store's
+// tests run on: "" or "sqlite" (the default), or "postgres".
+// scripts/test.sh runs the store's tests both ways.
+const BackendEnv = "PUSHD_TEST_STORE"
+
+// Selected reports whether the store's tests run on PostgreSQL
+// (BackendEnv=postgres). Another value than "", "sqlite" or "postgres"
+// fails t rather than falling back.
+func Selected(t testing.TB) bool {
+	t.Helper()
+	switch b := os.Getenv(BackendEnv); b {
+	case "", "sqlite":
+		return false
+	case "postgres":
+		return true
+	default:
+		t.Fatalf("%s=%q: want sqlite or postgres", BackendEnv, b)
+		return false
+	}
+}
+
 // ServerURL returns the URL of the PostgreSQL server for tests and checks
 // that it answers.
 func ServerURL(t testing.TB) string {
@@ -48,6 +70,13 @@ func ServerURL(t testing.TB) string {
 // URL.
 func FreshDB(t testing.TB) string {
 	t.Helper()
+	return FreshDBWith(t, "")
+}
+
+// FreshDBWith is FreshDB with options for CREATE DATABASE, for example
+// "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'".
+func FreshDBWith(t testing.TB, options string) string {
+	t.Helper()
 	server := ServerURL(t)
 	ctx := context.Background()
 	u, err := url.Parse(server)
@@ -57,7 +86,7 @@ func FreshDB(t testing.TB) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "pushd_test_" + hex.EncodeToString(b[:])
-	if err := exec(ctx, server, "CREATE DATABASE "+name); err != nil {
+	if err := exec(ctx, server, "CREATE DATABASE "+name+" "+options); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
