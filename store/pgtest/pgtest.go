@@ -67,10 +67,12 @@ func ServerURL(t testing.TB) string {
 
 // FreshDB creates an empty database for t on the test server, drops it
 // (closing whatever is still connected to it) when t ends, and returns its
-// URL.
+// URL. It has the collation pushd requires (C.UTF-8, as docs/cluster.md
+// says to create one), whatever the server's default: a server installed
+// under another locale would otherwise make every test fail at Open.
 func FreshDB(t testing.TB) string {
 	t.Helper()
-	return FreshDBWith(t, "")
+	return FreshDBWith(t, "TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8'")
 }
 
 // FreshDBWith is FreshDB with options for CREATE DATABASE, for example
