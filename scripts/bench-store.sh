@@ -35,7 +35,7 @@ PY
 for round in $(seq 1 "$rounds"); do
   db="pushbench_store_$$_$round"
   dsn="${server%/*}/$db"
-  psql -q "$server" -c "CREATE DATABASE $db" >/dev/null
+  psql -q "$server" -c "CREATE DATABASE $db TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8'" >/dev/null
   if (( round % 2 )); then
     one sqlite "$round"; one postgres "$round" -store-dsn "$dsn"
   else
