@@ -162,7 +162,7 @@ func (s *Store) RestoreListSnapshot(ctx context.Context, list lists.Name, id int
 			return fmt.Errorf("copy entries: %w", err)
 		}
 		restored = int(n)
-		if err := recordChanges(ctx, tx, lists.OpReload, []lists.Entry{{List: list}}, toMillis(s.now())); err != nil {
+		if err := s.recordChanges(ctx, tx, lists.OpReload, []lists.Entry{{List: list}}, toMillis(s.now())); err != nil {
 			return err
 		}
 		return s.auditNote(ctx, tx, string(list), before, listAudit{Count: restored, Restored: id})

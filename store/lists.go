@@ -222,7 +222,7 @@ func (s *Store) AddListEntries(ctx context.Context, entries []lists.Entry) (adde
 		if err := upsertEntries(ctx, tx, len(byKey), func(i int) lists.Entry { return byKey[i] }, now); err != nil {
 			return err
 		}
-		if err := recordChanges(ctx, tx, lists.OpAdd, changed, now); err != nil {
+		if err := s.recordChanges(ctx, tx, lists.OpAdd, changed, now); err != nil {
 			return err
 		}
 		for _, list := range slices.Sorted(maps.Keys(audits)) {
@@ -283,7 +283,7 @@ func (s *Store) RemoveListEntries(ctx context.Context, list lists.Name, keys []l
 			}
 		}
 		removed = len(gone)
-		if err := recordChanges(ctx, tx, lists.OpRemove, gone, toMillis(s.now())); err != nil {
+		if err := s.recordChanges(ctx, tx, lists.OpRemove, gone, toMillis(s.now())); err != nil {
 			return err
 		}
 		before := listAudit{Count: count, Entries: make([]listEntryAudit, len(gone))}
@@ -358,7 +358,7 @@ func (s *Store) ImportList(ctx context.Context, list lists.Name, entries []lists
 		if err := upsertEntries(ctx, tx, len(order), func(i int) lists.Entry { return entries[order[i]] }, now); err != nil {
 			return err
 		}
-		if err := recordChanges(ctx, tx, lists.OpReload, []lists.Entry{{List: list}}, now); err != nil {
+		if err := s.recordChanges(ctx, tx, lists.OpReload, []lists.Entry{{List: list}}, now); err != nil {
 			return err
 		}
 		if !noted(ctx) {
@@ -684,7 +684,14 @@ func deleteEntries(ctx context.Context, tx *sql.Tx, list lists.Name, keys []list
 
 // recordChanges takes a rev for each of entries, in order, and records a
 // change with op for each at time at. The caller holds the list_rev row.
-func recordChanges(ctx context.Context, tx *sql.Tx, op lists.Op, entries []lists.Entry, at int64) error {
+func (s *Store) recordChanges(ctx context.Context, tx *sql.Tx, op lists.Op, entries []lists.Entry, at int64) error {
+	if s.dialect == dialectPostgres {
+		// Delivered at commit to every instance in WatchLists: they poll
+		// at once instead of at their next poll_interval.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('`+listsChannel+`', '')`); err != nil {
+			return fmt.Errorf("notify list change: %w", err)
+		}
+	}
 	last, err := addSeq(ctx, tx, seqListRev, int64(len(entries)))
 	if err != nil {
 		return err

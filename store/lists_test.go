@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -934,4 +935,45 @@ func BenchmarkListAddFromThreeInstances(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestWatchListsPokesOnEveryInstancesChange: on PostgreSQL, an instance
+// watching list changes is poked once when it starts listening, and again
+// for a change another instance commits, without waiting for a poll. On
+// SQLite WatchLists has nothing to watch and returns at once.
+func TestWatchListsPokesOnEveryInstancesChange(t *testing.T) {
+	s, b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	pokes := make(chan struct{}, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.WatchLists(ctx, func() { pokes <- struct{}{} }, slog.New(slog.DiscardHandler))
+	}()
+	if b.path != "" { // SQLite
+		if err := <-done; err != nil {
+			t.Fatalf("WatchLists on SQLite: %v", err)
+		}
+		cancel()
+		return
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchLists: %v", err)
+		}
+	}()
+	waitPoke := func(what string) {
+		t.Helper()
+		select {
+		case <-pokes:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no poke %s", what)
+		}
+	}
+	waitPoke("when listening starts")
+	other := reopen(t, b) // another instance on the same database
+	if _, err := other.AddListEntries(context.Background(), []lists.Entry{user(lists.Blacklist, "u1", "opt_out")}); err != nil {
+		t.Fatal(err)
+	}
+	waitPoke("for another instance's change")
 }

@@ -218,6 +218,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	g.Go(func() error { return msrv.Run(serveCtx) })
 	g.Go(func() error { return adm.Run(serveCtx, aln) })
 	g.Go(func() error { return ls.Run(serveCtx) })
+	// PostgreSQL: list changes of any instance poke the poll at once.
+	g.Go(func() error { return st.WatchLists(serveCtx, ls.Poke, logger.With("component", "lists")) })
 	g.Go(func() error {
 		return housekeeper{
 			st: st, now: time.Now, log: logger.With("component", "store"),
