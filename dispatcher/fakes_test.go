@@ -455,6 +455,8 @@ type countingMetrics struct {
 	outcomes                                     [numOutcomes]atomic.Int64
 	inFlight                                     atomic.Int64
 	storeUp                                      atomic.Bool
+	providerDown                                 [numPlatforms]atomic.Bool
+	providerOpened                               [numPlatforms]atomic.Int64
 }
 
 func (m *countingMetrics) BatchReceived(_ Lane, n int)       { m.received.Add(int64(n)) }
@@ -640,3 +642,9 @@ func processDirect(d *Dispatcher, del *fakeDelivery, b *Batch, c *campaign) {
 }
 
 func (m *countingMetrics) StoreUp(up bool) { m.storeUp.Store(up) }
+
+func (m *countingMetrics) ProviderUp(p Platform, up bool) {
+	if m.providerDown[p].Swap(!up) != !up && !up {
+		m.providerOpened[p].Add(1)
+	}
+}

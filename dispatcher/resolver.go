@@ -38,6 +38,8 @@ type resolver struct {
 	maxAttempts     int
 	retryBase       time.Duration
 	retryMax        time.Duration
+	breakers        *breakers
+	breakerProbe    time.Duration // the longest hold while a breaker is open
 	handBackTimeout time.Duration
 	owner           string          // this instance in the ledger's claims
 	lease           time.Duration   // how long a ledger claim holds unrenewed
@@ -397,7 +399,16 @@ func (res *resolver) holdRetries(ctx context.Context, r *run, retry []Recipient)
 			ProviderReason: last.Reason,
 		})
 	}
-	at := res.clock.Now().Add(res.backoff(attempt, retryAfter))
+	wait := res.backoff(attempt, retryAfter)
+	if hold, ok := r.outageHold(res.breakers, res.breakerProbe); ok {
+		// They failed in an outage: they wait for the breaker, not for
+		// their backoff. While it is open they are held until the next
+		// probe, then wait in the run that takes them and go the moment
+		// the provider is back; once it closed they go at once.
+		// Retry-After still wins.
+		wait = max(min(wait, hold), retryAfter)
+	}
+	at := res.clock.Now().Add(wait)
 	if err := res.out.Hold(ctx, r.del.Lane, body, Hop{Attempt: attempt, Key: childKey(r.key, "retry", body)}, at); err != nil {
 		return err
 	}

@@ -60,6 +60,9 @@ type run struct {
 	lastRetry         Result
 	lastRetryPlatform Platform
 	maxRetryAfter     time.Duration
+	retryDown         [numPlatforms]bool   // a retry of the platform was a provider-down answer
+	retryGen          [numPlatforms]uint64 // the platform's breaker generation at the first
+	retryOther        bool                 // a retry was something else (429, credentials...)
 	invalid           []invalidToken
 }
 
@@ -255,12 +258,48 @@ func (r *run) done() {
 // release drops the guard held while submitting.
 func (r *run) release() { r.done() }
 
-func (r *run) noteRetry(p Platform, res Result) {
+// noteRetry records a send that failed for now; gen is the generation of
+// p's breaker when its answer came.
+func (r *run) noteRetry(p Platform, res Result, gen uint64) {
 	r.mu.Lock()
 	r.lastRetry = res
 	r.lastRetryPlatform = p
 	r.maxRetryAfter = max(r.maxRetryAfter, res.RetryAfter)
+	switch {
+	case health(res) != healthDown:
+		r.retryOther = true
+	case !r.retryDown[p]:
+		r.retryDown[p], r.retryGen[p] = true, gen
+	}
 	r.mu.Unlock()
+}
+
+// outageHold returns how long the retries of r are held when each failed
+// because its provider was down and that provider's breaker opened or
+// closed since (an outage the breaker caught): until the next probe
+// while a breaker is open still, not at all once every one closed again
+// (they are released at once). ok is false otherwise: they wait for
+// their backoff.
+func (r *run) outageHold(brk *breakers, probe time.Duration) (hold time.Duration, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.retryOther {
+		return 0, false
+	}
+	for _, p := range Platforms {
+		if !r.retryDown[p] {
+			continue
+		}
+		g := brk[p].generation()
+		if g == r.retryGen[p] && g%2 == 0 {
+			return 0, false // closed all along: a passing failure
+		}
+		ok = true
+		if g%2 == 1 {
+			hold = probe
+		}
+	}
+	return hold, ok
 }
 
 func (r *run) retrySummary() (Result, Platform, time.Duration) {
