@@ -244,3 +244,27 @@ func TestProviderOutageOnlyHoldsItsOwnRecipients(t *testing.T) {
 		t.Errorf("%d iOS sends: more than the 2 that opened the breaker and the 8 workers' in flight", got)
 	}
 }
+
+// TestProviderOutageRetriesKeepTheirBackoffWhileOpen checks that the
+// recipients that failed as the breaker opened, resolved while it is
+// open, keep their backoff: a lone recipient probed again each time it
+// came back would spend its attempts within seconds.
+func TestProviderOutageRetriesKeepTheirBackoffWhileOpen(t *testing.T) {
+	b := setup(t, Config{BreakerFailures: 3, RetryBase: time.Minute, RetryMax: time.Hour})
+	b.ios.send = func(context.Context, *Recipient) Result { return down503 }
+	del := b.handle(t, iosBatch("c", "", 3), Normal)
+	if acked, _ := del.wait(t); acked != 1 {
+		t.Fatal("lane delivery not acked")
+	}
+	b.settle(t)
+	if b.d.send.brk[IOS].up() {
+		t.Fatal("breaker closed after 3 failures")
+	}
+	holds, _ := b.out.snapshot()
+	if len(holds) != 1 || len(holds[0].batch.Recipients) != 3 {
+		t.Fatalf("holds %+v, want the 3 recipients in one", holds)
+	}
+	if wait := holds[0].at.Sub(b.clock.Now()); wait < 30*time.Second {
+		t.Errorf("held %v while the breaker is open, want their backoff (30s to 1m)", wait)
+	}
+}

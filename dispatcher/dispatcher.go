@@ -324,8 +324,8 @@ type Config struct {
 	// answer, or a 5xx) open a provider's breaker (default 10).
 	// BreakerProbe is how often an open breaker lets one send through as
 	// a probe (default 1s); while it is open, recipients of that provider
-	// wait for it without spending attempts, and failed ones are held for
-	// at most BreakerProbe (or their Retry-After) instead of their backoff.
+	// wait for it without spending attempts, and once it closed the
+	// retries of the outage are due at once (or at their Retry-After).
 	BreakerFailures int
 	BreakerProbe    time.Duration
 	// Limits are the global and provider rates.
@@ -559,7 +559,6 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		retryBase:       cfg.RetryBase,
 		retryMax:        cfg.RetryMax,
 		breakers:        &brk,
-		breakerProbe:    cfg.BreakerProbe,
 		handBackTimeout: cfg.HandBackTimeout,
 		owner:           cfg.Owner,
 		lease:           cfg.LedgerLease,

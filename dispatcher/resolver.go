@@ -39,7 +39,6 @@ type resolver struct {
 	retryBase       time.Duration
 	retryMax        time.Duration
 	breakers        *breakers
-	breakerProbe    time.Duration // the longest hold while a breaker is open
 	handBackTimeout time.Duration
 	owner           string          // this instance in the ledger's claims
 	lease           time.Duration   // how long a ledger claim holds unrenewed
@@ -400,13 +399,10 @@ func (res *resolver) holdRetries(ctx context.Context, r *run, retry []Recipient)
 		})
 	}
 	wait := res.backoff(attempt, retryAfter)
-	if hold, ok := r.outageHold(res.breakers, res.breakerProbe); ok {
-		// They failed in an outage: they wait for the breaker, not for
-		// their backoff. While it is open they are held until the next
-		// probe, then wait in the run that takes them and go the moment
-		// the provider is back; once it closed they go at once.
-		// Retry-After still wins.
-		wait = max(min(wait, hold), retryAfter)
+	if r.outageOver(res.breakers) {
+		// They failed in an outage that is over: due at once, unless
+		// the provider asked for more (Retry-After wins).
+		wait = retryAfter
 	}
 	at := res.clock.Now().Add(wait)
 	if err := res.out.Hold(ctx, r.del.Lane, body, Hop{Attempt: attempt, Key: childKey(r.key, "retry", body)}, at); err != nil {

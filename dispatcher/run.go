@@ -274,32 +274,30 @@ func (r *run) noteRetry(p Platform, res Result, gen uint64) {
 	r.mu.Unlock()
 }
 
-// outageHold returns how long the retries of r are held when each failed
-// because its provider was down and that provider's breaker opened or
-// closed since (an outage the breaker caught): until the next probe
-// while a breaker is open still, not at all once every one closed again
-// (they are released at once). ok is false otherwise: they wait for
-// their backoff.
-func (r *run) outageHold(brk *breakers, probe time.Duration) (hold time.Duration, ok bool) {
+// outageOver reports whether every retry of r failed because its
+// provider was down, in an outage that the provider's breaker caught and
+// that is over: the breaker moved since the failure and is closed now.
+// Those retries are due at once: the provider is back. While a breaker is
+// open they keep their backoff: they are its probes and the sends in
+// flight when it opened, and a lone recipient probed again each time it
+// came back would spend its attempts within seconds.
+func (r *run) outageOver(brk *breakers) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.retryOther {
-		return 0, false
+		return false
 	}
+	found := false
 	for _, p := range Platforms {
 		if !r.retryDown[p] {
 			continue
 		}
-		g := brk[p].generation()
-		if g == r.retryGen[p] && g%2 == 0 {
-			return 0, false // closed all along: a passing failure
+		if g := brk[p].generation(); g == r.retryGen[p] || g%2 == 1 {
+			return false // a passing failure, or the outage goes on
 		}
-		ok = true
-		if g%2 == 1 {
-			hold = probe
-		}
+		found = true
 	}
-	return hold, ok
+	return found
 }
 
 func (r *run) retrySummary() (Result, Platform, time.Duration) {
