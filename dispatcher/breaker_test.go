@@ -268,3 +268,39 @@ func TestProviderOutageRetriesKeepTheirBackoffWhileOpen(t *testing.T) {
 		t.Errorf("held %v while the breaker is open, want their backoff (30s to 1m)", wait)
 	}
 }
+
+// TestStopDuringOutageHandsBackTheWaitingRecipients checks that a soft
+// stop does not wait for a provider that is down: the recipients waiting
+// for its breaker go back to the campaign's queue untried, with the
+// attempt count they had, and the delivery is acked.
+func TestStopDuringOutageHandsBackTheWaitingRecipients(t *testing.T) {
+	b := setup(t, Config{Workers: [numPlatforms]int{IOS: 1, Android: 1}, BreakerFailures: 2})
+	b.ios.send = func(context.Context, *Recipient) Result { return down }
+	b.handle(t, iosBatch("c", "", 10), Normal)
+	b.d.signals.providerWait.Wait(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := b.d.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v (it waited for the provider)", err)
+	}
+	if got := b.ios.total(); got != 2 {
+		t.Errorf("%d sends, want the 2 that opened the breaker", got)
+	}
+	var rest int
+	b.queues.mu.Lock()
+	for _, d := range b.queues.created[1:] { // [0]: the batch routed from the lane
+		bt, err := DecodeBatch(d.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.attempt != 0 {
+			t.Errorf("recipients handed back at attempt %d, want 0", d.attempt)
+		}
+		rest += len(bt.Recipients)
+	}
+	b.queues.mu.Unlock()
+	holds, _ := b.out.snapshot()
+	if rest != 8 || len(holds) != 1 || len(holds[0].batch.Recipients) != 2 {
+		t.Errorf("%d recipients handed back and %d holds, want the 8 untried back and the 2 failed held", rest, len(holds))
+	}
+}
