@@ -324,7 +324,7 @@ func TestFaultProviderDownThirtySeconds(t *testing.T) {
 	t.Logf("provider back: first send %v after it, every recipient %v after it (the %d left take %v at the rate before); %.0f sends retried during the outage; %d duplicates",
 		first.Round(time.Millisecond), took.Round(time.Millisecond), o.Recipients-atStop, drain.Round(time.Millisecond), retries, dups)
 	// With the race detector pushd and the simulator, both in this
-	// process, send one to three thousand a second, as the machine's load
+	// process, send two to four thousand a second, as the machine's load
 	// allows, and the 16,000 recipients left take longer than the bound by
 	// themselves: the bound then gives them twice the time they take at
 	// the rate measured before the outage. Without it they take about a
