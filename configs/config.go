@@ -126,9 +126,15 @@ type Sim struct {
 
 // Dispatcher configures retries and shutdown.
 type Dispatcher struct {
-	MaxAttempts     int           `mapstructure:"max_attempts"`
-	RetryBase       time.Duration `mapstructure:"retry_base"`
-	RetryMax        time.Duration `mapstructure:"retry_max"`
+	MaxAttempts int           `mapstructure:"max_attempts"`
+	RetryBase   time.Duration `mapstructure:"retry_base"`
+	RetryMax    time.Duration `mapstructure:"retry_max"`
+	// BreakerFailures is how many consecutive provider-down answers (no
+	// answer, or a 5xx) open a provider's breaker. Default 10.
+	BreakerFailures int `mapstructure:"breaker_failures"`
+	// BreakerProbe is how often an open breaker lets one send through to
+	// probe the provider. Default 1s.
+	BreakerProbe    time.Duration `mapstructure:"breaker_probe"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	MaxHold         time.Duration `mapstructure:"max_hold"`
 	CampaignIdle    time.Duration `mapstructure:"campaign_idle"`
@@ -424,6 +430,8 @@ func (c *Config) Validate() error {
 	if c.Dispatcher.RetryMax < c.Dispatcher.RetryBase {
 		bad("dispatcher.retry_max", "must be at least dispatcher.retry_base")
 	}
+	positive("dispatcher.breaker_failures", c.Dispatcher.BreakerFailures)
+	duration("dispatcher.breaker_probe", c.Dispatcher.BreakerProbe)
 	duration("dispatcher.shutdown_timeout", c.Dispatcher.ShutdownTimeout)
 	duration("dispatcher.max_hold", c.Dispatcher.MaxHold)
 	duration("dispatcher.campaign_idle", c.Dispatcher.CampaignIdle)

@@ -81,6 +81,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 		"PUSHD_STORE_DSN":                 "postgres://db/pushd",
 		"PUSHD_APNS_TOPIC":                "com.example.app",
 		"PUSHD_DISPATCHER_MAX_ATTEMPTS":   "7",
+		"PUSHD_DISPATCHER_BREAKER_PROBE":  "250ms",
 		"PUSHD_RATELIMIT_APNS_PER_SECOND": "1200.5",
 	}))
 	if err != nil {
@@ -89,7 +90,8 @@ func TestEnvironmentOverrides(t *testing.T) {
 	if c.AMQP.URL != "amqp://u:p@rabbit:5672/v" || c.APNs.Host != "https://127.0.0.1:8443" ||
 		c.FCM.Endpoint != "http://127.0.0.1:9000/v1" || c.AMQP.Prefetch != 3 || c.AMQP.Heartbeat != 2*time.Second ||
 		c.Metrics.Addr != "127.0.0.1:0" || c.Store.DSN != "postgres://db/pushd" || c.APNs.Topic != "com.example.app" ||
-		c.Dispatcher.MaxAttempts != 7 || c.RateLimit.APNsPerSecond != 1200.5 || c.RateLimit.FCMPerSecond != 9500 {
+		c.Dispatcher.MaxAttempts != 7 || c.RateLimit.APNsPerSecond != 1200.5 || c.RateLimit.FCMPerSecond != 9500 ||
+		c.Dispatcher.BreakerProbe != 250*time.Millisecond || c.Dispatcher.BreakerFailures != 10 {
 		t.Errorf("overrides not applied: %+v", c)
 	}
 }
@@ -130,6 +132,8 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{env: map[string]string{"PUSHD_RATELIMIT_GLOBAL_BURST": "-2"}, want: "ratelimit.global_burst"},
 		{env: map[string]string{"PUSHD_RATELIMIT_APNS_BURST": "9223372036854775807"}, want: "ratelimit.apns_burst"},
 		{env: map[string]string{"PUSHD_DISPATCHER_MAX_HOLD": "0s"}, want: "dispatcher.max_hold"},
+		{env: map[string]string{"PUSHD_DISPATCHER_BREAKER_FAILURES": "0"}, want: "dispatcher.breaker_failures"},
+		{env: map[string]string{"PUSHD_DISPATCHER_BREAKER_PROBE": "-1s"}, want: "dispatcher.breaker_probe"},
 		{env: map[string]string{"PUSHD_ADMIN_TIME_ZONE": "Mars/Olympus"}, want: "admin.time_zone"},
 		{env: map[string]string{"PUSHD_SCHEDULER_MAX_LATE": "0s"}, want: "scheduler.max_late"},
 		{env: map[string]string{"PUSHD_SCHEDULER_LEASE": "-1s"}, want: "scheduler.lease"},

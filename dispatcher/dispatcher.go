@@ -299,6 +299,10 @@ type Metrics interface {
 	// EnqueueToSend records, for a producer's batch that says when it was
 	// published, the time from then to the first send of its recipients.
 	EnqueueToSend(l Lane, d time.Duration)
+	// ProviderUp reports a provider's breaker: up while closed, down from
+	// the consecutive failures that open it to the answer that closes it.
+	// Called on each change, and once per provider at construction.
+	ProviderUp(p Platform, up bool)
 }
 
 // Limits are the rates of the global and provider token buckets, for the
@@ -324,6 +328,14 @@ type Config struct {
 	// longer.
 	RetryBase time.Duration
 	RetryMax  time.Duration
+	// BreakerFailures is how many consecutive provider-down answers (no
+	// answer, or a 5xx) open a provider's breaker (default 10).
+	// BreakerProbe is how often an open breaker lets one send through as
+	// a probe (default 1s); while it is open, recipients of that provider
+	// wait for it without spending attempts, and once it closed the
+	// retries of the outage are due at once (or at their Retry-After).
+	BreakerFailures int
+	BreakerProbe    time.Duration
 	// Limits are the global and provider rates.
 	Limits Limits
 	// MaxHold is the longest a delivery is kept unacknowledged while its
@@ -377,6 +389,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = 5 * time.Minute
+	}
+	if c.BreakerFailures <= 0 {
+		c.BreakerFailures = 10
+	}
+	if c.BreakerProbe <= 0 {
+		c.BreakerProbe = time.Second
 	}
 	if c.MaxHold <= 0 {
 		c.MaxHold = 10 * time.Minute
@@ -530,7 +548,11 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		gate:      d.store,
 		signals:   &d.signals,
 	}, deps.Events, cfg.CampaignIdle)
-	d.send = newSenders(d.log, d.met, cfg.Clock, d.lim, d.providers, cfg.Workers)
+	var brk breakers
+	for _, p := range Platforms {
+		brk[p] = newBreaker(p, cfg.Clock, d.met, d.log, cfg.BreakerFailures, cfg.BreakerProbe)
+	}
+	d.send = newSenders(d.log, d.met, cfg.Clock, d.lim, d.providers, cfg.Workers, &brk)
 	d.res = &resolver{
 		log:             d.log,
 		met:             d.met,
@@ -544,6 +566,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 		maxAttempts:     cfg.MaxAttempts,
 		retryBase:       cfg.RetryBase,
 		retryMax:        cfg.RetryMax,
+		breakers:        &brk,
 		handBackTimeout: cfg.HandBackTimeout,
 		owner:           cfg.Owner,
 		lease:           cfg.LedgerLease,

@@ -458,6 +458,8 @@ type countingMetrics struct {
 	storeUp                                      atomic.Bool
 	toSendMu                                     sync.Mutex
 	toSend                                       []laneWait // EnqueueToSend's observations
+	providerDown                                 [numPlatforms]atomic.Bool
+	providerOpened                               [numPlatforms]atomic.Int64
 }
 
 func (m *countingMetrics) BatchReceived(_ Lane, n int)       { m.received.Add(int64(n)) }
@@ -661,3 +663,9 @@ func processDirect(d *Dispatcher, del *fakeDelivery, b *Batch, c *campaign) {
 }
 
 func (m *countingMetrics) StoreUp(up bool) { m.storeUp.Store(up) }
+
+func (m *countingMetrics) ProviderUp(p Platform, up bool) {
+	if m.providerDown[p].Swap(!up) != !up && !up {
+		m.providerOpened[p].Add(1)
+	}
+}

@@ -149,6 +149,11 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	test := b.Campaign.Test || d.cfg.WhitelistOnly
 	var dropped [2]int // malformed token, unknown platform, for metrics
 	var filtered map[filterKey]int
+	// Recipients whose provider's breaker is open, by platform. Those of a
+	// high-lane batch do not wait (they would hold up the lane): like
+	// those left when ctx ends, they go back to the campaign's queue
+	// untried when the run is resolved, and wait there.
+	var waiting [numPlatforms][]int32
 	for i := range b.Recipients {
 		if ctx.Err() != nil {
 			break // the rest stays unsubmitted
@@ -178,6 +183,12 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 				continue
 			}
 		}
+		ok, probe, _, _ := d.send.brk[rc.Platform].admit()
+		if !ok {
+			// Its provider is down: it waits below, after the others.
+			waiting[rc.Platform] = append(waiting[rc.Platform], int32(i))
+			continue
+		}
 		if err := d.send.throttle(ctx, c, rc.Platform); err != nil {
 			break
 		}
@@ -185,7 +196,10 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 			d.met.EnqueueToSend(lane, d.now().Sub(del.Hop.Published))
 			timeToSend = false
 		}
-		d.send.submit(ctx, r, i, rc.Platform, lane)
+		d.send.submit(ctx, r, i, rc.Platform, lane, probe)
+	}
+	if lane == Normal {
+		d.awaitProviders(ctx, r, c, &waiting)
 	}
 	if dropped[0]+dropped[1] > 0 {
 		if dropped[0] > 0 {
@@ -203,6 +217,53 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 }
 
 type filterKey struct{ list, reason string }
+
+// awaitProviders submits the recipients of r that process held back
+// because their provider's breaker was open, as the breakers admit them:
+// one as a probe when a probe is due, and all at once when the breaker
+// closes (each still through the token buckets). It returns when all are
+// submitted or ctx ends (pause, cancel, MaxHold, hard stop); those left
+// are never tried, and go back to the campaign's queue with no attempt
+// spent when the run is resolved.
+func (d *Dispatcher) awaitProviders(ctx context.Context, r *run, c *campaign, waiting *[numPlatforms][]int32) {
+	for {
+		var closed [numPlatforms]<-chan struct{}
+		var next time.Time
+		left := false
+		for _, p := range Platforms {
+			for len(waiting[p]) > 0 {
+				ok, probe, ch, at := d.send.brk[p].admit()
+				if !ok {
+					closed[p], left = ch, true
+					if next.IsZero() || at.Before(next) {
+						next = at
+					}
+					break
+				}
+				if err := d.send.throttle(ctx, c, p); err != nil {
+					return
+				}
+				d.send.submit(ctx, r, int(waiting[p][0]), p, Normal, probe)
+				waiting[p] = waiting[p][1:]
+			}
+		}
+		if !left {
+			return
+		}
+		t := d.cfg.Clock.NewTimer(next.Sub(d.now()))
+		d.signals.providerWait.Signal(r.key)
+		select {
+		case <-closed[IOS]:
+		case <-closed[Android]:
+		case <-t.C():
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
 
 // waitClaim holds a copy of a message another instance is sending for up
 // to d (at most a second), so that it does not spin through the campaign's

@@ -38,6 +38,7 @@ type resolver struct {
 	maxAttempts     int
 	retryBase       time.Duration
 	retryMax        time.Duration
+	breakers        *breakers
 	handBackTimeout time.Duration
 	owner           string          // this instance in the ledger's claims
 	lease           time.Duration   // how long a ledger claim holds unrenewed
@@ -397,7 +398,13 @@ func (res *resolver) holdRetries(ctx context.Context, r *run, retry []Recipient)
 			ProviderReason: last.Reason,
 		})
 	}
-	at := res.clock.Now().Add(res.backoff(attempt, retryAfter))
+	wait := res.backoff(attempt, retryAfter)
+	if r.outageOver(res.breakers) {
+		// They failed in an outage that is over: due at once, unless
+		// the provider asked for more (Retry-After wins).
+		wait = retryAfter
+	}
+	at := res.clock.Now().Add(wait)
 	if err := res.out.Hold(ctx, r.del.Lane, body, Hop{Attempt: attempt, Key: childKey(r.key, "retry", body)}, at); err != nil {
 		return err
 	}

@@ -60,6 +60,9 @@ type run struct {
 	lastRetry         Result
 	lastRetryPlatform Platform
 	maxRetryAfter     time.Duration
+	retryDown         [numPlatforms]bool   // a retry of the platform was a provider-down answer
+	retryGen          [numPlatforms]uint64 // the platform's breaker generation at the first
+	retryOther        bool                 // a retry was something else (429, credentials...)
 	invalid           []invalidToken
 }
 
@@ -255,12 +258,46 @@ func (r *run) done() {
 // release drops the guard held while submitting.
 func (r *run) release() { r.done() }
 
-func (r *run) noteRetry(p Platform, res Result) {
+// noteRetry records a send that failed for now; gen is the generation of
+// p's breaker when its answer came.
+func (r *run) noteRetry(p Platform, res Result, gen uint64) {
 	r.mu.Lock()
 	r.lastRetry = res
 	r.lastRetryPlatform = p
 	r.maxRetryAfter = max(r.maxRetryAfter, res.RetryAfter)
+	switch {
+	case health(res) != healthDown:
+		r.retryOther = true
+	case !r.retryDown[p]:
+		r.retryDown[p], r.retryGen[p] = true, gen
+	}
 	r.mu.Unlock()
+}
+
+// outageOver reports whether every retry of r failed because its
+// provider was down, in an outage that the provider's breaker caught and
+// that is over: the breaker moved since the failure and is closed now.
+// Those retries are due at once: the provider is back. While a breaker is
+// open they keep their backoff: they are its probes and the sends in
+// flight when it opened, and a lone recipient probed again each time it
+// came back would spend its attempts within seconds.
+func (r *run) outageOver(brk *breakers) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.retryOther {
+		return false
+	}
+	found := false
+	for _, p := range Platforms {
+		if !r.retryDown[p] {
+			continue
+		}
+		if g := brk[p].generation(); g == r.retryGen[p] || g%2 == 1 {
+			return false // a passing failure, or the outage goes on
+		}
+		found = true
+	}
+	return found
 }
 
 func (r *run) retrySummary() (Result, Platform, time.Duration) {

@@ -22,19 +22,22 @@ type senders struct {
 	lim       *limiter
 	providers [numPlatforms]Provider
 	workers   [numPlatforms]int
+	brk       *breakers
 
 	// jobs[p][lane] feed the workers of platform p.
 	jobs [numPlatforms][2]chan job
 }
 
-// job is one recipient of one run, small enough to pass by value.
+// job is one recipient of one run, small enough to pass by value. probe
+// marks the send an open breaker admitted as its probe.
 type job struct {
-	r *run
-	i int32
+	r     *run
+	i     int32
+	probe bool
 }
 
-func newSenders(log *slog.Logger, met Metrics, clock ratelimit.Clock, lim *limiter, providers [numPlatforms]Provider, workers [numPlatforms]int) *senders {
-	s := &senders{log: log, met: met, clock: clock, lim: lim, providers: providers, workers: workers}
+func newSenders(log *slog.Logger, met Metrics, clock ratelimit.Clock, lim *limiter, providers [numPlatforms]Provider, workers [numPlatforms]int, brk *breakers) *senders {
+	s := &senders{log: log, met: met, clock: clock, lim: lim, providers: providers, workers: workers, brk: brk}
 	for _, p := range Platforms {
 		for l := range s.jobs[p] {
 			s.jobs[p][l] = make(chan job, workers[p])
@@ -82,13 +85,14 @@ func (s *senders) throttle(ctx context.Context, c *campaign, p Platform) error {
 }
 
 // submit hands recipient i of r to the workers of platform p, counting it
-// in flight. It reports false, counting nothing, if ctx ended first.
-func (s *senders) submit(ctx context.Context, r *run, i int, p Platform, lane Lane) bool {
+// in flight; probe marks it as the probe of p's open breaker. It reports
+// false, counting nothing, if ctx ended first.
+func (s *senders) submit(ctx context.Context, r *run, i int, p Platform, lane Lane, probe bool) bool {
 	r.pending.Add(1)
 	s.met.InFlight(1)
 	r.c.inFlight.Add(1)
 	select {
-	case s.jobs[p][lane] <- job{r: r, i: int32(i)}:
+	case s.jobs[p][lane] <- job{r: r, i: int32(i), probe: probe}:
 		return true
 	case <-ctx.Done():
 		s.met.InFlight(-1)
@@ -131,10 +135,22 @@ func (s *senders) send(ctx context.Context, p Platform, j job) {
 		r.done()
 		return
 	}
+	brk := s.brk[p]
+	if !j.probe && !brk.up() {
+		// The provider went down since it was submitted: not sent, no
+		// attempt spent; the run hands it back to the campaign's queue,
+		// where it waits for the breaker like the rest.
+		r.done()
+		return
+	}
 	rc := &r.batch.Recipients[j.i]
 	start := s.clock.Now()
 	res := s.safeSend(ctx, r.msgs[p], rc)
 	s.met.SendDone(p, res.Outcome, s.clock.Now().Sub(start))
+	gen := brk.generation()
+	if ctx.Err() == nil {
+		brk.record(res)
+	}
 	// Sent or failed for good: a redelivery skips it, and it is counted
 	// with its ledger bit. Not an invalid token yet: its token.invalid
 	// event and blacklist entry are made, and it is counted as failed,
@@ -162,7 +178,7 @@ func (s *senders) send(ctx context.Context, p Platform, j job) {
 			s.log.Warn("provider refused pushd's credentials", "provider", p.Provider(), "status", res.Status, "reason", res.Reason)
 		}
 		r.state[j.i] = stateRetry
-		r.noteRetry(p, res)
+		r.noteRetry(p, res, gen)
 	}
 	r.done()
 }

@@ -32,6 +32,9 @@ type testSignals struct {
 	// claimWait: a copy of a message another instance holds the claim on
 	// waits; the value is its key. The timer is armed.
 	claimWait testsignal.Signal[string]
+	// providerWait: a run waits for an open breaker (its close or its
+	// next probe); the value is the run's key. The timer is armed.
+	providerWait testsignal.Signal[string]
 }
 
 func (s *testSignals) init() {
@@ -44,6 +47,7 @@ func (s *testSignals) init() {
 	s.finalLedgerWrite.Init()
 	s.storeRetry.Init()
 	s.claimWait.Init()
+	s.providerWait.Init()
 }
 
 // ticker calls a function each time an interval has passed on a clock.

@@ -38,6 +38,8 @@ type Metrics struct {
 	invalid      *prometheus.CounterVec
 	ledgerSkip   prometheus.Counter
 	storeUp      prometheus.Gauge
+	providerUp   [3]prometheus.Gauge   // [platform]
+	breakerOpens [3]prometheus.Counter // [platform]
 	reasons      reasonLabels
 	throttleWait [4]prometheus.Observer // by throttleLevel
 	rateLimit    *prometheus.GaugeVec
@@ -169,6 +171,19 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help:    "Time from a producer publishing a batch (header timestamp_in_ms, else the AMQP timestamp in whole seconds) to the first send of its recipients, by lane. Batches held by not_before, retries and remainders are not observed.",
 		Buckets: []float64{.001, .0025, .005, .01, .015, .02, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	}, []string{"lane"})
+	providerUp := f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pushd_provider_up",
+		Help: "1 while the provider's breaker is closed; 0 from the consecutive failures (no answer, or 5xx) that open it to the first answer that closes it. While 0 its recipients wait without spending attempts and one send per dispatcher.breaker_probe probes it.",
+	}, []string{"provider"})
+	breakerOpens := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushd_provider_breaker_opened_total",
+		Help: "Times the provider's breaker opened (the provider was taken for down), by provider.",
+	}, []string{"provider"})
+	for _, p := range dispatcher.Platforms {
+		m.providerUp[p] = providerUp.WithLabelValues(p.Provider())
+		m.providerUp[p].Set(1)
+		m.breakerOpens[p] = breakerOpens.WithLabelValues(p.Provider())
+	}
 	for _, l := range []dispatcher.Lane{dispatcher.Normal, dispatcher.High} {
 		m.toSend[l] = toSend.WithLabelValues(l.String())
 		m.lanes[l][0] = m.batchesReceived.WithLabelValues(l.String())
@@ -262,6 +277,14 @@ func (m *Metrics) EnqueueToSend(l dispatcher.Lane, d time.Duration) {
 
 // StoreUp implements dispatcher.Metrics.
 func (m *Metrics) StoreUp(up bool) { m.storeUp.Set(b2f(up)) }
+
+// ProviderUp implements dispatcher.Metrics.
+func (m *Metrics) ProviderUp(p dispatcher.Platform, up bool) {
+	if !up {
+		m.breakerOpens[p].Inc()
+	}
+	m.providerUp[p].Set(b2f(up))
+}
 
 // reasonLabels keeps the reason label of pushd_recipients_filtered_total a
 // bounded set: list entries carry free-text reasons.

@@ -112,6 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	dc.Workers[dispatcher.Android] = cfg.FCM.Workers
 	dc.MaxAttempts = cfg.Dispatcher.MaxAttempts
 	dc.RetryBase, dc.RetryMax = cfg.Dispatcher.RetryBase, cfg.Dispatcher.RetryMax
+	dc.BreakerFailures, dc.BreakerProbe = cfg.Dispatcher.BreakerFailures, cfg.Dispatcher.BreakerProbe
 	dc.MaxHold, dc.CampaignIdle = cfg.Dispatcher.MaxHold, cfg.Dispatcher.CampaignIdle
 	dc.LedgerFlush = cfg.Dispatcher.LedgerFlush
 	dc.LedgerLease = cfg.Dispatcher.LedgerLease
