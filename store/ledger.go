@@ -101,11 +101,13 @@ func (s *Store) RecordLedger(ctx context.Context, entries map[string]dispatcher.
 // RecordReceived records a message taken from a producer: when the ledger
 // has no row for key it inserts one, with resolved, and adds counts to the
 // campaign's counters, in one transaction, and reports true; when it has
-// one it changes nothing and reports false. It implements
-// dispatcher.Ledger.
+// one it changes nothing and reports false. The row's key decides, so it
+// needs no write lock (writeShared): one write per batch on the lane, it
+// was the last hot write that waited for the lock and the WAL flush on
+// PostgreSQL. It implements dispatcher.Ledger.
 func (s *Store) RecordReceived(ctx context.Context, key, campaign string, resolved []byte, counts dispatcher.Counters) (bool, error) {
 	var inserted bool
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeShared(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, sqlLedgerInsert, key, hex.EncodeToString(resolved), toMillis(s.now()))
 		if err != nil {
 			return err
