@@ -254,3 +254,51 @@ func UnescapeFormula(s string) string {
 	}
 	return s
 }
+
+// A LineTooLongError is the error of a LineLimitReader: line Line of its
+// input grew longer than Max bytes.
+type LineTooLongError struct {
+	Line, Max int
+}
+
+func (e *LineTooLongError) Error() string {
+	return fmt.Sprintf("line %d is longer than %d bytes", e.Line, e.Max)
+}
+
+// LineLimitReader reads from R and fails with a *LineTooLongError as soon
+// as a line (ended by '\n', counted from 1) grows longer than Max bytes,
+// so that a file without line ends cannot fill the memory of the CSV
+// reader that reads it: encoding/csv holds a whole line.
+type LineLimitReader struct {
+	R   io.Reader
+	Max int
+
+	line int // lines ended so far
+	cur  int // bytes of the current line so far
+}
+
+// Read reads from R, failing once a line is too long.
+func (l *LineLimitReader) Read(p []byte) (int, error) {
+	n, err := l.R.Read(p)
+	for i := 0; i < n; {
+		j := bytes.IndexByte(p[i:n], '\n')
+		if j < 0 {
+			l.cur += n - i
+			break
+		}
+		if l.cur+j > l.Max {
+			l.cur += j
+			break
+		}
+		l.line++
+		l.cur = 0
+		i += j + 1
+	}
+	if l.cur > l.Max {
+		return 0, &LineTooLongError{Line: l.line + 1, Max: l.Max}
+	}
+	return n, err
+}
+
+// Line returns the number of the line being read, from 1.
+func (l *LineLimitReader) Line() int { return l.line + 1 }

@@ -358,7 +358,7 @@ type audienceImport struct {
 }
 
 func (imp *audienceImport) run(ctx context.Context, r io.Reader) error {
-	lr := &lineLimitReader{r: r, max: MaxAudienceLine, line: 1}
+	lr := &lists.LineLimitReader{R: r, Max: MaxAudienceLine}
 	br := bufio.NewReader(lr)
 	if b, err := br.Peek(3); err == nil && bytes.Equal(b, []byte{0xEF, 0xBB, 0xBF}) {
 		_, _ = br.Discard(3)
@@ -567,53 +567,18 @@ func blankRecord(rec []string) bool {
 
 // readError turns an error reading the CSV file into an *ImportError
 // where it is the file's fault.
-func readError(err error, lr *lineLimitReader) error {
-	var long *lineTooLongError
+func readError(err error, lr *lists.LineLimitReader) error {
+	var long *lists.LineTooLongError
 	var pe *csv.ParseError
 	switch {
 	case errors.As(err, &long):
-		return &ImportError{Line: long.line, Msg: fmt.Sprintf("line longer than %d bytes", MaxAudienceLine)}
+		return &ImportError{Line: long.Line, Msg: fmt.Sprintf("line longer than %d bytes", MaxAudienceLine)}
 	case errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount):
 		return &ImportError{Line: pe.Line, Msg: "a different number of fields than the header"}
 	case errors.As(err, &pe):
 		return &ImportError{Line: pe.Line, Msg: fmt.Sprintf("column %d: %v", pe.Column, pe.Err)}
 	}
-	return fmt.Errorf("read csv near line %d: %w", lr.line, err)
-}
-
-// lineLimitReader fails a read once a line grows longer than max bytes;
-// it counts lines from 1.
-type lineLimitReader struct {
-	r    io.Reader
-	max  int
-	line int
-	cur  int // bytes of the current line so far
-}
-
-type lineTooLongError struct{ line int }
-
-func (e *lineTooLongError) Error() string { return fmt.Sprintf("line %d too long", e.line) }
-
-func (l *lineLimitReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	for i := 0; i < n; {
-		j := bytes.IndexByte(p[i:n], '\n')
-		if j < 0 {
-			l.cur += n - i
-			break
-		}
-		if l.cur+j > l.max {
-			l.cur += j
-			break
-		}
-		l.line++
-		l.cur = 0
-		i += j + 1
-	}
-	if l.cur > l.max {
-		return 0, &lineTooLongError{l.line}
-	}
-	return n, err
+	return fmt.Errorf("read csv near line %d: %w", lr.Line(), err)
 }
 
 // formulaProblem says why a value that must not start a spreadsheet
