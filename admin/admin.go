@@ -133,6 +133,11 @@ type Config struct {
 	OnListChange func(lists.Name)
 	// MaxImportBytes bounds the body of a CSV import. Default: 256 MiB.
 	MaxImportBytes int64
+	// ImportReadTimeout is how long the body of a list or audience import
+	// may wait for its next bytes before the import fails (400), so that
+	// a client that stops sending does not hold an import, and the list
+	// import lock, for the import's whole time limit. Default: 30s.
+	ImportReadTimeout time.Duration
 	// Audiences keeps the audiences. Default: none, and then the audience
 	// routes answer 503.
 	Audiences AudienceStore
@@ -169,8 +174,9 @@ type Config struct {
 }
 
 const (
-	defaultMaxBodyBytes   = 1 << 20
-	defaultMaxImportBytes = 256 << 20
+	defaultMaxBodyBytes      = 1 << 20
+	defaultMaxImportBytes    = 256 << 20
+	defaultImportReadTimeout = 30 * time.Second
 	// shutdownTimeout bounds how long Run waits for requests in flight.
 	shutdownTimeout = 10 * time.Second
 	// auditTimeout bounds one audit write.
@@ -204,6 +210,7 @@ type Server struct {
 	lists        ListStore // nil: the list routes answer 503
 	onListChange func(lists.Name)
 	maxImport    int64
+	importIdle   time.Duration // Config.ImportReadTimeout
 	importing    chan struct{} // holds a value while an import runs
 
 	audiences       AudienceStore // nil: the audience routes answer 503
@@ -236,6 +243,7 @@ func New(cfg Config, ctl Control, audit Auditor, logger *slog.Logger) (*Server, 
 		lists:        cfg.Lists,
 		onListChange: cfg.OnListChange,
 		maxImport:    cfg.MaxImportBytes,
+		importIdle:   cmp.Or(max(cfg.ImportReadTimeout, 0), defaultImportReadTimeout),
 		importing:    make(chan struct{}, 1),
 
 		audiences:       cfg.Audiences,

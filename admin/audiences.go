@@ -78,11 +78,8 @@ func (s *Server) importAudience(w http.ResponseWriter, r *http.Request, p princi
 		return badRequest("name is required: POST /api/audiences?name=NAME")
 	}
 	// A big file takes longer to send and to store than the server's
-	// timeouts allow. Unsupported only by test recorders: ignored.
-	rc := http.NewResponseController(w)
-	deadline := time.Now().Add(audienceImportTimeout)
-	_ = rc.SetReadDeadline(deadline)
-	_ = rc.SetWriteDeadline(deadline)
+	// timeouts allow, but it must keep arriving.
+	s.longUpload(w, r, audienceImportTimeout)
 
 	body := &bodyReader{r: r.Body}
 	a, err := s.audiences.ImportAudience(r.Context(), r.URL.Query().Get("name"), p.actor, body)

@@ -78,14 +78,42 @@ func multipartFields(r *http.Request, file string, fields map[string]string, rea
 	}
 }
 
-// longUpload gives a request that uploads a big file the time it takes,
-// in place of the server's read and write timeouts. Unsupported only by
-// test recorders: ignored.
-func longUpload(w http.ResponseWriter, d time.Duration) {
+// longUpload gives a request that uploads a big file up to total to be
+// read and answered, in place of the server's read and write timeouts,
+// as long as its body keeps arriving: a read of r.Body that waits longer
+// than the import read timeout (Config.ImportReadTimeout) for the next
+// bytes fails, so that a client that stops sending cannot hold an import
+// (and the list import lock) until total. Unsupported only by test
+// recorders: ignored.
+func (s *Server) longUpload(w http.ResponseWriter, r *http.Request, total time.Duration) {
 	rc := http.NewResponseController(w)
-	deadline := time.Now().Add(d)
-	_ = rc.SetReadDeadline(deadline)
-	_ = rc.SetWriteDeadline(deadline)
+	end := time.Now().Add(total)
+	_ = rc.SetWriteDeadline(end)
+	_ = rc.SetReadDeadline(end)
+	r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: s.importIdle, end: end}
+}
+
+// idleBody moves the connection's read deadline to idle from now before
+// each read of a request body, and back to end once the body fails or
+// ends (then the server's own read of the next request takes over).
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+	end  time.Time
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	d := time.Now().Add(b.idle)
+	if d.After(b.end) {
+		d = b.end
+	}
+	_ = b.rc.SetReadDeadline(d)
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		_ = b.rc.SetReadDeadline(b.end)
+	}
+	return n, err
 }
 
 // uploadAnswer is the answer to the page's script.
@@ -98,7 +126,7 @@ type uploadAnswer struct {
 // uploadAudience imports the form's CSV file as a new audience named by
 // its Name field, streaming the file into the store.
 func (s *Server) uploadAudience(w http.ResponseWriter, r *http.Request, p principal) error {
-	longUpload(w, audienceImportTimeout)
+	s.longUpload(w, r, audienceImportTimeout)
 	fields := map[string]string{}
 	var a Audience
 	err := multipartFields(r, "csv", fields, func(filename string, part io.Reader) error {

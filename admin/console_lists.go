@@ -141,7 +141,7 @@ func (s *Server) removeListForm(w http.ResponseWriter, r *http.Request, p princi
 // importListForm imports the form's CSV file into list: added to it, or
 // replacing it with the Replace box ticked.
 func (s *Server) importListForm(w http.ResponseWriter, r *http.Request, p principal, list lists.Name) error {
-	longUpload(w, importTimeout)
+	s.longUpload(w, r, importTimeout)
 	fields := map[string]string{}
 	var res importResult
 	var replace bool

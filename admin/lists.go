@@ -61,7 +61,7 @@ const (
 	maxPageSize     = 1000
 	// importTimeout bounds reading and storing one CSV import, in place of
 	// the server's read and write timeouts, which are meant for small JSON
-	// requests.
+	// requests; its body must also keep arriving (Config.ImportReadTimeout).
 	importTimeout = 15 * time.Minute
 	// exportWriteTimeout is how long an export may take to write the
 	// next bytes; the deadline moves on as it progresses.
@@ -337,11 +337,8 @@ func (s *Server) importList(w http.ResponseWriter, r *http.Request, p principal,
 	}
 
 	// A big file takes longer to send and to store than the server's
-	// timeouts allow. Unsupported only by test recorders: ignored.
-	rc := http.NewResponseController(w)
-	deadline := time.Now().Add(importTimeout)
-	_ = rc.SetReadDeadline(deadline)
-	_ = rc.SetWriteDeadline(deadline)
+	// timeouts allow, but it must keep arriving.
+	s.longUpload(w, r, importTimeout)
 	res, err := s.importEntries(r, p, list, r.Body, replace)
 	if err != nil {
 		return err

@@ -273,6 +273,7 @@ type listOpts struct {
 	noLists        bool // no ListStore configured
 	maxBodyBytes   int64
 	maxImportBytes int64
+	importIdle     time.Duration     // Config.ImportReadTimeout
 	adjust         func(*listBundle) // before New
 }
 
@@ -303,12 +304,13 @@ func setupLists(t *testing.T, opts listOpts) *listBundle {
 		opts.adjust(b)
 	}
 	cfg := Config{
-		TokensFile:     b.tokensFile,
-		MaxBodyBytes:   opts.maxBodyBytes,
-		MaxImportBytes: opts.maxImportBytes,
-		Now:            b.clock.Now,
-		Lists:          b.lists,
-		OnListChange:   b.changes.add,
+		TokensFile:        b.tokensFile,
+		MaxBodyBytes:      opts.maxBodyBytes,
+		MaxImportBytes:    opts.maxImportBytes,
+		ImportReadTimeout: opts.importIdle,
+		Now:               b.clock.Now,
+		Lists:             b.lists,
+		OnListChange:      b.changes.add,
 	}
 	if opts.noLists {
 		cfg.Lists = nil
@@ -1011,6 +1013,40 @@ func TestListImportTooLargeOverHTTP(t *testing.T) {
 	msg, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !bytes.Contains(msg, []byte("larger than 65536 bytes")) {
 		t.Errorf("%s %s, want 413", resp.Status, msg)
+	}
+}
+
+// TestListImportStalledBody: a client that stops sending its file half
+// way gets a 400 once admin.import_read_timeout passes without bytes,
+// rather than holding the import lock for the import's 15 minutes; the
+// next import then runs.
+func TestListImportStalledBody(t *testing.T) {
+	b := setupLists(t, listOpts{importIdle: 50 * time.Millisecond})
+	srv := httptest.NewServer(b.handler)
+	t.Cleanup(srv.Close)
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { _ = pw.Close() })
+	go func() { _, _ = io.WriteString(pw, csvHeader+"user,u-1,,abuse\nuser,u-") }() // and no more
+	// Only a net for the test run: before the fix, the answer came after 15 minutes.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/api/lists/blacklist/import", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+operatorToken)
+	req.Header.Set("Content-Type", "text/csv")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("import with a stalled body: %v", err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(msg, []byte("timeout")) {
+		t.Errorf("%s %s, want 400 naming the timeout", resp.Status, msg)
+	}
+	if w := b.do(t, csvRequest("/api/lists/blacklist/import", operatorToken, csvHeader+"user,u-2,,\n")); w.Code != 200 {
+		t.Errorf("the next import: %d %s", w.Code, w.Body)
 	}
 }
 

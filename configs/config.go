@@ -156,6 +156,9 @@ type Admin struct {
 	// MaxAudienceBytes bounds an audience import's CSV, which is
 	// streamed rather than held in memory. Default: 2 GiB.
 	MaxAudienceBytes int64 `mapstructure:"max_audience_bytes"`
+	// ImportReadTimeout is how long an import's body may wait for its
+	// next bytes. Default 30s.
+	ImportReadTimeout time.Duration `mapstructure:"import_read_timeout"`
 	// RequireApproval: a scheduled console campaign waits for another
 	// user's approval. Default false.
 	RequireApproval bool `mapstructure:"require_approval"`
@@ -456,6 +459,7 @@ func (c *Config) Validate() error {
 		bad("admin.time_zone", "must be an IANA time zone such as UTC or Asia/Seoul")
 	}
 	duration("admin.session_idle", c.Admin.SessionIdle)
+	duration("admin.import_read_timeout", c.Admin.ImportReadTimeout)
 	duration("admin.session_max", c.Admin.SessionMax)
 	positive("admin.signin_user_failures", c.Admin.SignInUserFailures)
 	positive("admin.signin_address_failures", c.Admin.SignInAddressFailures)

@@ -63,13 +63,15 @@ func (e *LineError) Unwrap() error { return e.Err }
 // Every entry is checked with Entry.Validate; the whole input is refused
 // at the first problem with a *LineError naming its line, that wraps
 // ErrInvalid for a bad header or entry, or the encoding/csv error for bad
-// CSV. Other errors are the reader's. ReadCSV holds the whole list in
-// memory: bound the size of what it reads.
+// CSV. A line longer than MaxLine is refused as soon as it is, with a
+// *LineError naming it that wraps ErrInvalid. Other errors are the
+// reader's. ReadCSV holds the whole list in memory: bound the size of
+// what it reads.
 func ReadCSV(r io.Reader, list Name) ([]Entry, error) {
 	if !list.Valid() {
 		return nil, fmt.Errorf("%w: list %q: want blacklist or whitelist", ErrInvalid, list)
 	}
-	br := bufio.NewReader(r)
+	br := bufio.NewReader(&LineLimitReader{R: r, Max: MaxLine})
 	if b, err := br.Peek(len(utf8BOM)); err == nil && bytes.Equal(b, utf8BOM) {
 		_, _ = br.Discard(len(utf8BOM))
 	}
@@ -172,7 +174,11 @@ func blank(rec []string) bool {
 // record read with it, for csv.ErrFieldCount.
 func csvError(err error, rec []string) error {
 	var pe *csv.ParseError
-	if !errors.As(err, &pe) {
+	var long *LineTooLongError
+	switch {
+	case errors.As(err, &long):
+		return &LineError{Line: long.Line, Err: invalidError(fmt.Sprintf("longer than %d bytes", long.Max))}
+	case !errors.As(err, &pe):
 		return fmt.Errorf("read csv: %w", err)
 	}
 	if errors.Is(pe.Err, csv.ErrFieldCount) {
@@ -254,3 +260,55 @@ func UnescapeFormula(s string) string {
 	}
 	return s
 }
+
+// MaxLine is the longest CSV line ReadCSV reads, in bytes: room for the
+// longest value and reason, quoted with every quote doubled.
+const MaxLine = 16 << 10
+
+// A LineTooLongError is the error of a LineLimitReader: line Line of its
+// input grew longer than Max bytes.
+type LineTooLongError struct {
+	Line, Max int
+}
+
+func (e *LineTooLongError) Error() string {
+	return fmt.Sprintf("line %d is longer than %d bytes", e.Line, e.Max)
+}
+
+// LineLimitReader reads from R and fails with a *LineTooLongError as soon
+// as a line (ended by '\n', counted from 1) grows longer than Max bytes,
+// so that a file without line ends cannot fill the memory of the CSV
+// reader that reads it: encoding/csv holds a whole line.
+type LineLimitReader struct {
+	R   io.Reader
+	Max int
+
+	line int // lines ended so far
+	cur  int // bytes of the current line so far
+}
+
+// Read reads from R, failing once a line is too long.
+func (l *LineLimitReader) Read(p []byte) (int, error) {
+	n, err := l.R.Read(p)
+	for i := 0; i < n; {
+		j := bytes.IndexByte(p[i:n], '\n')
+		if j < 0 {
+			l.cur += n - i
+			break
+		}
+		if l.cur+j > l.Max {
+			l.cur += j
+			break
+		}
+		l.line++
+		l.cur = 0
+		i += j + 1
+	}
+	if l.cur > l.Max {
+		return 0, &LineTooLongError{Line: l.line + 1, Max: l.Max}
+	}
+	return n, err
+}
+
+// Line returns the number of the line being read, from 1.
+func (l *LineLimitReader) Line() int { return l.line + 1 }

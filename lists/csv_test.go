@@ -321,3 +321,46 @@ func writeCSV(t *testing.T, entries []Entry) *bytes.Buffer {
 	}
 	return &buf
 }
+
+// TestReadCSVLongLine checks that a line without an end is refused once it
+// passes MaxLine, naming it, without reading the rest of the file.
+func TestReadCSVLongLine(t *testing.T) {
+	const size = 40 << 20 // a 40 MB line
+	src := &countingReader{r: io.MultiReader(
+		strings.NewReader("kind,value,platform,reason\ntoken,"),
+		io.LimitReader(repeatByte('a'), size),
+		strings.NewReader(",ios,\n"),
+	)}
+	_, err := ReadCSV(src, Blacklist)
+	var le *LineError
+	if !errors.As(err, &le) || le.Line != 2 || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("ReadCSV = %v, want a *LineError for line 2 that wraps ErrInvalid", err)
+	}
+	if want := "line 2: longer than 16384 bytes"; err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
+	}
+	if src.n > 1<<20 {
+		t.Errorf("read %d bytes of the file, want it refused within the first MB", src.n)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// repeatByte is an endless reader of one byte.
+type repeatByte byte
+
+func (b repeatByte) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/lists"
 	"github.com/pushd/pushd/scheduler"
+	"golang.org/x/sync/errgroup"
 )
 
 // With schedule.go's Claim, NextFire and Progress.
@@ -178,6 +179,14 @@ AND pos < (SELECT MIN(pos) FROM audience_members WHERE audience_id = $1) + $2`
 
 	memberColumns = `pos, platform, token, user_id, timezone`
 
+	// The members whose (platform, token) is held by a member at an
+	// earlier position: repeated lines of the file. The sort spills to
+	// disk past the database's sort memory.
+	sqlRepeatedMembers = `SELECT pos, platform FROM (
+    SELECT pos, platform, ROW_NUMBER() OVER (PARTITION BY platform, token ORDER BY pos) AS n
+    FROM audience_members WHERE audience_id = $1
+) r WHERE n > 1`
+
 	sqlMembers = `SELECT ` + memberColumns + ` FROM audience_members
 WHERE audience_id = $1 ORDER BY pos`
 
@@ -191,26 +200,33 @@ ORDER BY timezone, pos LIMIT $4`
 
 // Multi-row statements of audiences.
 var (
-	// The audience id is bound once a statement, not once a row:
-	// binding costs the square of a statement's parameters (listChunk).
-	// WHERE true tells SQLite's parser that ON CONFLICT is the upsert's.
+	// The audience id is bound once a statement, not once a row, and
+	// the placeholders are ? (see multiRow.qmarks). SQLite's dialect.
 	insertMembers = multiRow{
 		prefix: `INSERT INTO audience_members (audience_id, pos, platform, token, user_id, timezone)
-SELECT $1, column1, column2, column3, column4, column5 FROM (VALUES `,
-		suffix: `) WHERE true ON CONFLICT DO NOTHING`,
+SELECT ?, column1, column2, column3, column4, column5 FROM (VALUES `,
+		suffix: `)`,
 		shared: 1,
 		cols:   5,
+		qmarks: true,
 	}
-	// insertMembersPostgres is insertMembers in PostgreSQL's dialect: a
-	// VALUES list in FROM needs an alias, which names its columns, and
-	// its parameters their types.
+	// insertMembersPostgres is insertMembers in PostgreSQL's dialect: $n
+	// placeholders; a VALUES list in FROM needs an alias, which names its
+	// columns, and its parameters their types.
 	insertMembersPostgres = multiRow{
 		prefix: `INSERT INTO audience_members (audience_id, pos, platform, token, user_id, timezone)
 SELECT $1, column1, column2, column3, column4, column5 FROM (VALUES `,
-		suffix: `) AS v (column1, column2, column3, column4, column5) ON CONFLICT DO NOTHING`,
+		suffix: `) AS v (column1, column2, column3, column4, column5)`,
 		shared: 1,
 		cols:   5,
 		casts:  []string{"::bigint", "::text", "::text", "::text", "::text"},
+	}
+	// Deletes an audience's members at the given positions.
+	deleteMembersAt = multiRow{
+		prefix: `DELETE FROM audience_members WHERE audience_id = $1 AND pos IN (`,
+		suffix: `)`,
+		shared: 1,
+		cols:   1,
 	}
 	selectMembersOfUsers = multiRow{
 		prefix: `SELECT ` + memberColumns + ` FROM audience_members
@@ -239,10 +255,13 @@ WHERE audience_id = $1 AND user_id IN (VALUES `,
 // where it first appears.
 //
 // The first problem refuses the file with an *ImportError naming its line
-// and field. The file is streamed: the members go into the store in
-// transactions of a few thousand, into an audience that stays hidden
-// until one last transaction makes it ready, so memory stays flat however
-// large the file. An import that fails leaves a deleted audience whose
+// and field. The file is streamed: one goroutine reads and checks it while
+// another writes the members into the store in transactions of a few
+// thousand, in file order, into an audience that stays hidden until one
+// last transaction makes it ready, so memory stays flat however large the
+// file. Repeated lines are written too, then found by one query that sorts
+// the members by token (on disk, past the database's sort memory) and
+// deleted, before the audience is made ready. An import that fails leaves a deleted audience whose
 // members CleanAudiences removes.
 func (s *Store) ImportAudience(ctx context.Context, name, createdBy string, r io.Reader) (Audience, error) {
 	if err := checkAudienceName(name); err != nil {
@@ -309,10 +328,10 @@ const (
 
 // bulkWrites gives the writer connection a larger page cache and a
 // larger WAL between automatic checkpoints until restore is called (by
-// the last of imports running at once). An import writes its members in
-// token order into a token index far larger than SQLite's default 2 MB
-// cache: with it, pages were spilled and read back again and again, and
-// checkpointed every 1000 pages. The defaults come back after, so that
+// the last of imports running at once). An import's members go to the
+// end of two indexes (by position, and by zone and position in each
+// zone): a larger cache keeps those ends in memory, and checkpoints come
+// less often than every 1000 pages. The defaults come back after, so that
 // pushd's memory stays flat the rest of the time.
 func (s *Store) bulkWrites(ctx context.Context) (restore func(), err error) {
 	if s.dialect == dialectPostgres {
@@ -348,17 +367,41 @@ type audienceImport struct {
 	s  *Store
 	id string
 
+	// Owned by read until it returns.
 	cols [audColumns]int // index of each column in a line; -1: absent
 	pos  int64           // of the last member read
-	// Members read and not yet written, by platform: each platform's own
-	// statements count its distinct members.
-	pending      [2][]scheduler.Recipient
+	// Members by platform: lines read, then less the repeats deleted.
 	ios, android int64
 	zones        map[string]bool // the zones met so far, checked once each
 }
 
+// run reads the file and writes its members, in two goroutines, then
+// deletes the repeated ones.
 func (imp *audienceImport) run(ctx context.Context, r io.Reader) error {
-	lr := &lineLimitReader{r: r, max: MaxAudienceLine, line: 1}
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan []scheduler.Recipient, 1)
+	g.Go(func() error {
+		defer close(batches)
+		return imp.read(gctx, r, batches)
+	})
+	g.Go(func() error {
+		for ms := range batches {
+			if err := imp.write(gctx, ms); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return imp.dropRepeats(ctx)
+}
+
+// read reads and checks the file, and sends its members to out in
+// batches of importTxRows.
+func (imp *audienceImport) read(ctx context.Context, r io.Reader, out chan<- []scheduler.Recipient) error {
+	lr := &lists.LineLimitReader{R: r, Max: MaxAudienceLine}
 	br := bufio.NewReader(lr)
 	if b, err := br.Peek(3); err == nil && bytes.Equal(b, []byte{0xEF, 0xBB, 0xBF}) {
 		_, _ = br.Discard(3)
@@ -379,6 +422,19 @@ func (imp *audienceImport) run(ctx context.Context, r io.Reader) error {
 		return &ImportError{Line: line, Field: "header", Msg: err.Error()}
 	}
 	cr.FieldsPerRecord = len(header)
+	batch := make([]scheduler.Recipient, 0, imp.s.importTxRows)
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		batch = make([]scheduler.Recipient, 0, imp.s.importTxRows)
+		return nil
+	}
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
@@ -391,16 +447,18 @@ func (imp *audienceImport) run(ctx context.Context, r io.Reader) error {
 			continue
 		}
 		line, _ := cr.FieldPos(0)
-		if err := imp.add(rec, line); err != nil {
+		m, err := imp.member(rec, line)
+		if err != nil {
 			return err
 		}
-		if len(imp.pending[0])+len(imp.pending[1]) >= imp.s.importTxRows {
-			if err := imp.flush(ctx); err != nil {
+		batch = append(batch, m)
+		if len(batch) >= imp.s.importTxRows {
+			if err := send(); err != nil {
 				return err
 			}
 		}
 	}
-	return imp.flush(ctx)
+	return send()
 }
 
 // parseHeader finds the columns in a header line.
@@ -427,10 +485,11 @@ func (imp *audienceImport) parseHeader(header []string) error {
 	return nil
 }
 
-// add checks the record read at line and queues it.
-func (imp *audienceImport) add(rec []string, line int) error {
-	bad := func(field, format string, args ...any) error {
-		return &ImportError{Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
+// member checks the record read at line and returns it as the next
+// member.
+func (imp *audienceImport) member(rec []string, line int) (scheduler.Recipient, error) {
+	bad := func(field, format string, args ...any) (scheduler.Recipient, error) {
+		return scheduler.Recipient{}, &ImportError{Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
 	var m scheduler.Recipient
 	var p dispatcher.Platform
@@ -465,12 +524,12 @@ func (imp *audienceImport) add(rec []string, line int) error {
 	// The record's fields share one string per line: copy them out of it
 	// rather than keep the line alive.
 	m.Token, m.UserID, m.TimeZone = strings.Clone(m.Token), strings.Clone(m.UserID), strings.Clone(m.TimeZone)
-	i := 0
 	if p == dispatcher.Android {
-		i = 1
+		imp.android++
+	} else {
+		imp.ios++
 	}
-	imp.pending[i] = append(imp.pending[i], m)
-	return nil
+	return m, nil
 }
 
 // zoneProblem checks a time zone, loading each distinct one once.
@@ -488,49 +547,88 @@ func (imp *audienceImport) zoneProblem(z string) string {
 	return ""
 }
 
-// flush writes the queued members in one transaction.
-func (imp *audienceImport) flush(ctx context.Context) error {
-	if len(imp.pending[0])+len(imp.pending[1]) == 0 {
-		return nil
+// write writes members in one transaction, in file order: each goes to
+// the end of the primary key. The audience is hidden, so no other
+// transaction reads its members: on PostgreSQL the writes need not take
+// the store's write lock (writeShared).
+func (imp *audienceImport) write(ctx context.Context, ms []scheduler.Recipient) error {
+	ins := insertMembers
+	if imp.s.dialect == dialectPostgres {
+		ins = insertMembersPostgres
 	}
-	// Written in token order, each platform's: the token index then
-	// takes them in one sweep rather than at random pages; positions
-	// and zones go at the end of their indexes whatever the order.
-	for _, ms := range imp.pending {
-		slices.SortStableFunc(ms, func(a, b scheduler.Recipient) int { return strings.Compare(a.Token, b.Token) })
-	}
-	var added [2]int64
-	err := imp.s.write(ctx, func(tx *sql.Tx) error {
-		ins := insertMembers
-		if imp.s.dialect == dialectPostgres {
-			ins = insertMembersPostgres
-		}
+	err := imp.s.writeShared(ctx, func(tx *sql.Tx) error {
 		b := newBulk(tx, ins)
 		defer b.close()
-		for i, ms := range imp.pending {
-			added[i] = 0
-			err := chunks(len(ms), func(lo, hi int) error {
-				args := append(b.args[:0], imp.id)
-				for _, m := range ms[lo:hi] {
-					args = append(args, m.Pos, m.Platform, m.Token, m.UserID, m.TimeZone)
-				}
-				n, err := b.exec(ctx, hi-lo, args)
-				added[i] += n
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("write members: %w", err)
+		return chunks(len(ms), func(lo, hi int) error {
+			args := append(b.args[:0], imp.id)
+			for _, m := range ms[lo:hi] {
+				args = append(args, m.Pos, m.Platform, m.Token, m.UserID, m.TimeZone)
 			}
-		}
-		return nil
+			_, err := b.exec(ctx, hi-lo, args)
+			return err
+		})
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("write members: %w", err)
 	}
-	imp.ios += added[0]
-	imp.android += added[1]
-	imp.pending[0], imp.pending[1] = imp.pending[0][:0], imp.pending[1][:0]
 	return nil
+}
+
+// dropRepeats deletes the members whose (platform, token) a member at an
+// earlier position holds, a few thousand a transaction, and takes them off
+// the counts. Tokens are compared whole, so the counts are exact.
+func (imp *audienceImport) dropRepeats(ctx context.Context) error {
+	rows, err := imp.s.r.QueryContext(ctx, sqlRepeatedMembers, imp.id)
+	if err != nil {
+		return fmt.Errorf("find repeats: %w", err)
+	}
+	defer rows.Close()
+	var at []int64
+	drop := func() error {
+		if len(at) == 0 {
+			return nil
+		}
+		err := imp.s.writeShared(ctx, func(tx *sql.Tx) error {
+			b := newBulk(tx, deleteMembersAt)
+			defer b.close()
+			return chunks(len(at), func(lo, hi int) error {
+				args := append(b.args[:0], imp.id)
+				for _, p := range at[lo:hi] {
+					args = append(args, p)
+				}
+				_, err := b.exec(ctx, hi-lo, args)
+				return err
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("delete repeats: %w", err)
+		}
+		at = at[:0]
+		return nil
+	}
+	for rows.Next() {
+		var (
+			pos      int64
+			platform string
+		)
+		if err := rows.Scan(&pos, &platform); err != nil {
+			return fmt.Errorf("find repeats: %w", err)
+		}
+		if platform == "android" {
+			imp.android--
+		} else {
+			imp.ios--
+		}
+		if at = append(at, pos); len(at) >= audienceCleanRows {
+			if err := drop(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("find repeats: %w", err)
+	}
+	return drop()
 }
 
 // memberZones returns the distinct non-empty zones of an audience's
@@ -567,53 +665,18 @@ func blankRecord(rec []string) bool {
 
 // readError turns an error reading the CSV file into an *ImportError
 // where it is the file's fault.
-func readError(err error, lr *lineLimitReader) error {
-	var long *lineTooLongError
+func readError(err error, lr *lists.LineLimitReader) error {
+	var long *lists.LineTooLongError
 	var pe *csv.ParseError
 	switch {
 	case errors.As(err, &long):
-		return &ImportError{Line: long.line, Msg: fmt.Sprintf("line longer than %d bytes", MaxAudienceLine)}
+		return &ImportError{Line: long.Line, Msg: fmt.Sprintf("line longer than %d bytes", MaxAudienceLine)}
 	case errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount):
 		return &ImportError{Line: pe.Line, Msg: "a different number of fields than the header"}
 	case errors.As(err, &pe):
 		return &ImportError{Line: pe.Line, Msg: fmt.Sprintf("column %d: %v", pe.Column, pe.Err)}
 	}
-	return fmt.Errorf("read csv near line %d: %w", lr.line, err)
-}
-
-// lineLimitReader fails a read once a line grows longer than max bytes;
-// it counts lines from 1.
-type lineLimitReader struct {
-	r    io.Reader
-	max  int
-	line int
-	cur  int // bytes of the current line so far
-}
-
-type lineTooLongError struct{ line int }
-
-func (e *lineTooLongError) Error() string { return fmt.Sprintf("line %d too long", e.line) }
-
-func (l *lineLimitReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	for i := 0; i < n; {
-		j := bytes.IndexByte(p[i:n], '\n')
-		if j < 0 {
-			l.cur += n - i
-			break
-		}
-		if l.cur+j > l.max {
-			l.cur += j
-			break
-		}
-		l.line++
-		l.cur = 0
-		i += j + 1
-	}
-	if l.cur > l.max {
-		return 0, &lineTooLongError{l.line}
-	}
-	return n, err
+	return fmt.Errorf("read csv near line %d: %w", lr.Line(), err)
 }
 
 // formulaProblem says why a value that must not start a spreadsheet

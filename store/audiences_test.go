@@ -214,8 +214,39 @@ func TestImportAudienceFailsAfterChunks(t *testing.T) {
 	s, _ := setup(t)
 	ctx := context.Background()
 	txRows := smallTransactions(s)
-	in, _ := bigCSV(2*txRows+5, "ios,bad,u,\n")
-	_, err := s.ImportAudience(ctx, "big", "operator:alice", strings.NewReader(in))
+	in, _ := bigCSV(2*txRows+5, "")
+	// The file arrives in two parts: the bad line only once the members
+	// before it are in the store (they are written as the file is read).
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.ImportAudience(ctx, "big", "operator:alice", pr)
+		_ = pr.CloseWithError(err) // unblocks the writes below if it failed early
+		done <- err
+	}()
+	if _, err := io.WriteString(pw, in); err != nil {
+		t.Fatalf("write the file: %v", err)
+	}
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var n int
+		err := s.r.QueryRow(`SELECT COUNT(*) FROM audience_members m JOIN audiences a ON a.id = m.audience_id
+WHERE a.state = 'importing'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= 2*txRows {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d members written, want %d before the bad line is sent", n, 2*txRows)
+		}
+		<-poll.C
+	}
+	_, _ = io.WriteString(pw, "ios,bad,u,\n")
+	_ = pw.Close()
+	err := <-done
 	if want := fmt.Sprintf("line %d: token: ", 2*txRows+7); err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("ImportAudience = %v, want %q...", err, want)
 	}

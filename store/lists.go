@@ -757,6 +757,11 @@ type multiRow struct {
 	// casts, when set, follows each row's placeholder of that column
 	// (PostgreSQL types a VALUES list's parameters as text otherwise).
 	casts []string
+	// qmarks writes the rows' placeholders as ? rather than $n, for
+	// SQLite only: modernc's SQLite binds $n by a search of the
+	// statement's parameter names, which costs the square of their number
+	// in a statement; ? binds by position. The prefix then uses ? too.
+	qmarks bool
 }
 
 // sql returns the statement with rows rows.
@@ -775,8 +780,12 @@ func (m multiRow) sql(rows int) string {
 				b.WriteByte(',')
 			}
 			p++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(p))
+			if m.qmarks {
+				b.WriteByte('?')
+			} else {
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(p))
+			}
 			if c < len(m.casts) {
 				b.WriteString(m.casts[c])
 			}

@@ -11,52 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pushd/pushd/internal/audiencecsv"
 )
-
-// audienceZones are the time zones of the generated recipients; "" is
-// none (the campaign's zone).
-var audienceZones = [...]string{"", "Asia/Seoul", "America/New_York", "Europe/Paris"}
-
-// audienceCSV is a CSV audience file of n distinct recipients, half iOS
-// and half Android, generated as it is read: the file is never held in
-// memory. Tokens are pseudo-random (a hash of the line), as real ones are,
-// so that the store's token index is written in random order.
-type audienceCSV struct {
-	n, i int
-	buf  []byte
-}
-
-func (c *audienceCSV) Read(p []byte) (int, error) {
-	for len(c.buf) < len(p) && c.i <= c.n {
-		if c.i == 0 {
-			c.buf = append(c.buf, "platform,token,user_id,timezone\n"...)
-		} else {
-			h1, h2 := splitmix(uint64(c.i)), splitmix(uint64(c.i)^0x9e3779b97f4a7c15)
-			zone := audienceZones[c.i%len(audienceZones)]
-			if c.i%2 == 0 {
-				c.buf = fmt.Appendf(c.buf, "ios,%016x%016x%016x%016x,user-%d,%s\n", h1, h2, h1^h2, h1+h2, c.i, zone)
-			} else {
-				c.buf = fmt.Appendf(c.buf, "android,fcm:%016x%016x,user-%d,%s\n", h1, h2, c.i, zone)
-			}
-		}
-		c.i++
-	}
-	if len(c.buf) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, c.buf)
-	c.buf = c.buf[:copy(c.buf, c.buf[n:])]
-	return n, nil
-}
-
-// splitmix is SplitMix64's output function: a bijection of 64-bit
-// numbers that looks random.
-func splitmix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	x = (x ^ x>>27) * 0x94d049bb133111eb
-	return x ^ x>>31
-}
 
 // audienceResult is what runAudience measured.
 type audienceResult struct {
@@ -142,7 +99,7 @@ func (b *bench) runAudience(ctx context.Context, rows int, stdout io.Writer) (re
 	}
 
 	fmt.Fprintf(stdout, "audience: importing %d rows through POST /api/audiences ...\n", rows)
-	body := &countingReader{r: &audienceCSV{n: rows}}
+	body := &countingReader{r: &audiencecsv.Reader{N: rows}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+adminAddr+"/api/audiences?name=pushbench", body)
 	if err != nil {
 		return res, err

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/pushd/pushd/internal/audiencecsv"
 	"github.com/pushd/pushd/store"
 )
 
@@ -16,11 +17,11 @@ func TestAudienceCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	a, err := st.ImportAudience(context.Background(), "bench", "pushbench", &audienceCSV{n: 5000})
+	a, err := st.ImportAudience(context.Background(), "bench", "pushbench", &audiencecsv.Reader{N: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Recipients != 5000 || a.IOS != 2500 || len(a.Zones) != len(audienceZones)-1 {
+	if a.Recipients != 5000 || a.IOS != 2500 || len(a.Zones) != len(audiencecsv.Zones)-1 {
 		t.Errorf("imported %+v", a)
 	}
 }

@@ -1,0 +1,13 @@
+-- 0011: audience imports find repeated tokens after writing, not while.
+--
+-- Portable between SQLite and PostgreSQL, like 0001.
+--
+-- The unique (audience_id, platform, token) index made every member an
+-- insert at a random place of a large index: it was most of the cost of
+-- an import (a 1,000,000-row import took 26-37 s). Members are now written
+-- in file order, appended to their primary key (audience_id, pos), and an
+-- import then deletes the members whose (platform, token) came earlier in
+-- the file, before the audience becomes ready. Nothing reads members by
+-- token, so the index goes. Existing members need no change: they were
+-- already distinct.
+DROP INDEX audience_members_token;
