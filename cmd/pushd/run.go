@@ -168,7 +168,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			}
 		},
 		MaxImportBytes:    cfg.Admin.MaxImportBytes,
-		Audiences:         audienceStore{st},
+		Audiences:         adminstore.Audiences{Store: st},
 		MaxAudienceBytes:  cfg.Admin.MaxAudienceBytes,
 		ImportReadTimeout: cfg.Admin.ImportReadTimeout,
 		Campaigns:         st,

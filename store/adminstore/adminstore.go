@@ -1,6 +1,7 @@
 // Package adminstore adapts the store to the admin module's ports whose
-// types are the admin module's own: users and sessions (admin.UserStore)
-// and the audit log (admin.Auditor, admin.AuditReader). cmd/pushd wires
+// types are the admin module's own: users and sessions (admin.UserStore),
+// audiences (admin.AudienceStore) and the audit log (admin.Auditor,
+// admin.AuditReader). cmd/pushd wires
 // them, and the store's conformance suite runs through them.
 //
 // It converts and nothing more: the store decides, the admin module shows.

@@ -2,10 +2,8 @@ package storetest_test
 
 import (
 	"context"
-	"io"
 	"testing"
 
-	"github.com/pushd/pushd/admin"
 	"github.com/pushd/pushd/store"
 	"github.com/pushd/pushd/store/adminstore"
 	"github.com/pushd/pushd/store/pgtest"
@@ -51,7 +49,7 @@ func open(t *testing.T, dsn string) storetest.Backend {
 		Limits:       s,
 		Lists:        s,
 		Source:       s,
-		Audiences:    audiences{s},
+		Audiences:    adminstore.Audiences{Store: s},
 		Users:        adminstore.Users{Store: s},
 		Auditor:      adminstore.Audit{Store: s},
 		AuditLog:     adminstore.Audit{Store: s},
@@ -60,35 +58,4 @@ func open(t *testing.T, dsn string) storetest.Backend {
 		SetClock:     s.SetClock,
 		Peer:         func(t *testing.T) storetest.Backend { return open(t, dsn) },
 	}
-}
-
-// audiences is admin.AudienceStore backed by the store, as
-// cmd/pushd/audiences.go adapts it (kept apart while that port changes).
-type audiences struct{ s *store.Store }
-
-func (a audiences) ImportAudience(ctx context.Context, name, createdBy string, r io.Reader) (admin.Audience, error) {
-	au, err := a.s.ImportAudience(ctx, name, createdBy, r)
-	return admin.Audience(au), err
-}
-
-func (a audiences) Audiences(ctx context.Context) ([]admin.Audience, error) {
-	as, err := a.s.Audiences(ctx)
-	out := make([]admin.Audience, len(as))
-	for i, au := range as {
-		out[i] = admin.Audience(au)
-	}
-	return out, err
-}
-
-func (a audiences) Audience(ctx context.Context, id string) (admin.Audience, error) {
-	au, err := a.s.Audience(ctx, id)
-	return admin.Audience(au), err
-}
-
-func (a audiences) ExportAudience(ctx context.Context, id string, w io.Writer) error {
-	return a.s.ExportAudience(ctx, id, w)
-}
-
-func (a audiences) DeleteAudience(ctx context.Context, id, actor string) error {
-	return a.s.DeleteAudience(ctx, id, actor)
 }
