@@ -992,6 +992,18 @@ func TestListExportCutShort(t *testing.T) {
 	checkCutShort(t, b.bundle, "/api/lists/blacklist/export")
 }
 
+// postImport posts body, a CSV of unknown length, to the blacklist's
+// import on srv as an operator.
+func postImport(ctx context.Context, srv *httptest.Server, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/api/lists/blacklist/import", body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+operatorToken)
+	req.Header.Set("Content-Type", "text/csv")
+	return srv.Client().Do(req)
+}
+
 // TestListImportTooLargeOverHTTP: a client streaming a file of unknown
 // length gets the 413, not a broken connection.
 func TestListImportTooLargeOverHTTP(t *testing.T) {
@@ -999,13 +1011,7 @@ func TestListImportTooLargeOverHTTP(t *testing.T) {
 	srv := httptest.NewServer(b.handler)
 	t.Cleanup(srv.Close)
 	body := io.MultiReader(strings.NewReader(csvHeader), strings.NewReader(strings.Repeat("user,u-99,,abuse\n", 100_000)))
-	req, err := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/api/lists/blacklist/import", io.NopCloser(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+operatorToken)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := srv.Client().Do(req)
+	resp, err := postImport(t.Context(), srv, io.NopCloser(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1030,13 +1036,7 @@ func TestListImportStalledBody(t *testing.T) {
 	// Only a net for the test run: before the fix, the answer came after 15 minutes.
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/api/lists/blacklist/import", pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+operatorToken)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := srv.Client().Do(req)
+	resp, err := postImport(ctx, srv, pr)
 	if err != nil {
 		t.Fatalf("import with a stalled body: %v", err)
 	}
