@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 n=${2:-100000}
 server=${PUSHD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-go build -o bin/ ./cmd/pushd ./cmd/pushsim ./cmd/pushbench
+scripts/build.sh ./cmd/pushd ./cmd/pushsim ./cmd/pushbench
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

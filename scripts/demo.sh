@@ -28,7 +28,7 @@ fi
 scripts/services.sh
 mkdir -p "$demo" bin
 echo "demo: building pushd, pushctl, pushsim"
-go build -o bin/ ./cmd/pushd ./cmd/pushctl ./cmd/pushsim
+scripts/build.sh ./cmd/pushd ./cmd/pushctl ./cmd/pushsim
 
 pids=()
 cleanup() {

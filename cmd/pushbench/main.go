@@ -8,7 +8,7 @@
 //
 // Usage:
 //
-//	go build -o bin/ ./cmd/...
+//	scripts/build.sh
 //	pushbench [-n 100000] [-rounds 3] [-concurrency 256] [-latency 0] [-timeout 5m]
 //	          [-pushd ./bin/pushd] [-pushsim ./bin/pushsim]
 //	          [-amqp-url amqp://guest:guest@127.0.0.1:5672/] [-blacklist 0]

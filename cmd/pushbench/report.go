@@ -134,6 +134,8 @@ type report struct {
 	Started  time.Time `json:"started"`
 	ClockTck int64     `json:"clock_ticks_per_second"`
 	PushdEnv []string  `json:"pushd_env,omitempty"`
+	// PushdTags are the build tags of the pushd binary measured.
+	PushdTags string `json:"pushd_tags"`
 	// Blacklist is the size of pushd+blacklist's blacklist (-blacklist),
 	// of which BlacklistUsers are user ids, the rest tokens;
 	// BlacklistImport is the time its import into the store took.
@@ -242,6 +244,7 @@ func (r *report) printTable(w io.Writer) {
 	fmt.Fprintf(w, "settings: %s\n", r.Settings)
 	fmt.Fprintf(w, "machine:  %s\n", r.Machine)
 	fmt.Fprintf(w, "date:     %s\n", r.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "pushd:    built with -tags %q\n", r.PushdTags)
 	if len(r.PushdEnv) > 0 {
 		fmt.Fprintf(w, "pushd also got from the environment: %s\n", strings.Join(r.PushdEnv, " "))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -59,6 +60,23 @@ func (c *config) contenders() []string {
 	}
 }
 
+// shippedTags is the build tag scripts/build.sh builds pushd with.
+const shippedTags = "disable_grpc_modules"
+
+// buildTags returns the -tags setting the Go binary at path was built with.
+func buildTags(path string) (string, error) {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-tags" {
+			return s.Value, nil
+		}
+	}
+	return "", nil
+}
+
 // parseFlags reads args; -amqp-url defaults to $PUSHD_AMQP_URL when set.
 func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*config, error) {
 	var c config
@@ -71,7 +89,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.IntVar(&c.n, "n", 100000, "notifications per contender and round (iOS, or as -android splits them)")
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds; each runs every contender, in rotating order")
 	fs.IntVar(&c.concurrency, "concurrency", 256, "goroutines of the bare client (pushd's default apns.workers is 256)")
-	fs.StringVar(&c.pushd, "pushd", "./bin/pushd", "pushd `binary` (go build -o bin/ ./cmd/...)")
+	fs.StringVar(&c.pushd, "pushd", "./bin/pushd", "pushd `binary` (scripts/build.sh)")
 	fs.StringVar(&c.pushsim, "pushsim", "./bin/pushsim", "pushsim `binary`")
 	fs.StringVar(&c.amqpURL, "amqp-url", defURL, "RabbitMQ `URL` ($PUSHD_AMQP_URL when set)")
 	fs.DurationVar(&c.latency, "latency", 0, "latency the simulator adds to every answer")
@@ -154,7 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			continue
 		}
 		if _, err := os.Stat(bin.path); err != nil {
-			return fmt.Errorf("%s: %w (build the binaries with: go build -o bin/ ./cmd/...)", bin.flag, err)
+			return fmt.Errorf("%s: %w (build the binaries with: scripts/build.sh)", bin.flag, err)
 		}
 	}
 
@@ -196,7 +214,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	}
 
+	tags, err := buildTags(cfg.pushd)
+	if err != nil && cfg.only != bare {
+		return fmt.Errorf("-pushd: %w", err)
+	}
+	if !slices.Contains(strings.Split(tags, ","), shippedTags) && cfg.only != bare {
+		fmt.Fprintf(stdout, "pushbench: WARNING: %s was built without -tags %s, as pushd is not shipped: expect about 9 MB more RSS (build with scripts/build.sh)\n", cfg.pushd, shippedTags)
+	}
 	rep := &report{
+		PushdTags: tags,
 		Command:   "pushbench " + shellJoin(args),
 		Settings:  settings(cfg),
 		N:         cfg.n,

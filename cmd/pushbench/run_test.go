@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -70,7 +71,7 @@ func TestParseFlags(t *testing.T) {
 func TestRunFailsWithoutBinaries(t *testing.T) {
 	var out bytes.Buffer
 	err := run(t.Context(), []string{"-pushsim", "/nonexistent/pushsim"}, func(string) string { return "" }, &out)
-	if err == nil || !strings.Contains(err.Error(), "go build -o bin/ ./cmd/...") {
+	if err == nil || !strings.Contains(err.Error(), "scripts/build.sh") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -204,5 +205,18 @@ func TestCampaignTopologyIsDeleted(t *testing.T) {
 			t.Errorf("%s still exists (%v)", q, qerr)
 			_ = ch.Close()
 		}
+	}
+}
+
+func TestBuildTagsReadsTheBinarysBuildInfo(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := buildTags(exe); err != nil {
+		t.Errorf("buildTags(test binary): %v", err)
+	}
+	if _, err := buildTags("run_test.go"); err == nil {
+		t.Error("buildTags(a source file) gave no error")
 	}
 }

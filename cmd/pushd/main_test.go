@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "pushd")
-	args := []string{"build", "-o", binary}
+	args := []string{"build", "-tags", shippedTags, "-o", binary}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -73,7 +73,7 @@ func TestMain(m *testing.M) {
 	plainBinary = binary
 	if raceEnabled {
 		plainBinary = filepath.Join(dir, "pushd-norace")
-		if out, err := exec.Command("go", "build", "-o", plainBinary, ".").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-tags", shippedTags, "-o", plainBinary, ".").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building pushd without -race: %v\n%s", err, out)
 			os.Exit(1)
 		}

@@ -1,0 +1,6 @@
+//go:build !disable_grpc_modules
+
+package main
+
+// withGRPCModules reports that this binary was built without shippedTags.
+const withGRPCModules = true
