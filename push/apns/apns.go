@@ -29,6 +29,7 @@ import (
 	"github.com/sideshow/apns2/token"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/push"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -124,7 +125,8 @@ type Sender struct {
 	next      atomic.Uint64
 	topic     string
 	needTopic bool
-	timeout   time.Duration
+	// deadlines gives each push its context with the configured timeout.
+	deadlines push.Deadlines
 }
 
 var _ dispatcher.Provider = (*Sender)(nil)
@@ -189,7 +191,7 @@ func New(cfg Config, logger *slog.Logger) (*Sender, error) {
 		tok:       tok,
 		topic:     cfg.Topic,
 		needTopic: tok != nil,
-		timeout:   cfg.Timeout,
+		deadlines: push.Deadlines{Timeout: cfg.Timeout},
 	}
 	for range cfg.Connections {
 		var c *apns2.Client

@@ -202,16 +202,15 @@ func replaceInvalidUTF8(b []byte) []byte {
 
 // Send pushes the message to one device and classifies Apple's answer. It is
 // called concurrently; per push it copies the template, picks a connection
-// and waits at most the configured timeout.
+// and waits at most the configured timeout (and at most 10 ms more: see
+// push.Deadlines).
 func (m *message) Send(ctx context.Context, to *dispatcher.Recipient) dispatcher.Result {
 	n := m.tmpl
 	n.DeviceToken = to.Token
 	if m.ttl >= 0 {
 		n.Expiration = time.Now().Add(m.ttl)
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.s.timeout)
-	defer cancel()
-	c := &capture{Context: ctx}
+	c := &capture{Context: m.s.deadlines.Context(ctx)}
 	resp, err := m.s.client().PushWithContext(c, &n)
 	if err != nil {
 		err = hideToken(err, to.Token)

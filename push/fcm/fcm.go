@@ -36,6 +36,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/pushd/pushd/dispatcher"
+	"github.com/pushd/pushd/push"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -138,9 +139,10 @@ func parseEndpoint(endpoint string) (string, error) {
 
 // Sender sends notifications to FCM. It is safe for concurrent use.
 type Sender struct {
-	client  *messaging.Client
-	base    *http.Transport
-	timeout time.Duration
+	client *messaging.Client
+	base   *http.Transport
+	// deadlines gives each send its context with the configured timeout.
+	deadlines push.Deadlines
 }
 
 var _ dispatcher.Provider = (*Sender)(nil)
@@ -217,7 +219,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Sender, error) 
 	if auth == "none" {
 		logger.Warn("fcm sender has no credentials; only a stand-in will accept its sends", "endpoint", endpoint)
 	}
-	return &Sender{client: client, base: base, timeout: cfg.Timeout}, nil
+	return &Sender{client: client, base: base, deadlines: push.Deadlines{Timeout: cfg.Timeout}}, nil
 }
 
 // checkServiceAccount checks, without any network call, what the token

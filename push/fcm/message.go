@@ -126,13 +126,11 @@ func dataValue(v json.RawMessage) (string, error) {
 
 // Send sends the message to one device and classifies FCM's answer. It makes
 // exactly one HTTP request (see oneAttempt) and waits at most the configured
-// timeout.
+// timeout (and at most 10 ms more: see push.Deadlines).
 func (m *message) Send(ctx context.Context, to *dispatcher.Recipient) dispatcher.Result {
 	msg := m.tmpl
 	msg.Token = to.Token
-	ctx, cancel := context.WithTimeout(ctx, m.s.timeout)
-	defer cancel()
-	_, err := m.s.client.Send(ctx, &msg)
+	_, err := m.s.client.Send(m.s.deadlines.Context(ctx), &msg)
 	r := classify(err, time.Now())
 	if r.Err != nil {
 		r.Err = fmt.Errorf("fcm: send to %s: %w", dispatcher.ShortToken(to.Token), r.Err)
