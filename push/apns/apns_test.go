@@ -21,12 +21,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sideshow/apns2"
+	"golang.org/x/net/http2"
 
 	"github.com/pushd/pushd/dispatcher"
 )
@@ -48,6 +53,8 @@ type fakeRequest struct {
 	remote string
 	header http.Header
 	body   []byte
+	// wire is the request line and headers as received.
+	wire string
 }
 
 func (f *fakeAPNs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -59,7 +66,8 @@ func (f *fakeAPNs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
-	f.requests = append(f.requests, fakeRequest{token: tok, proto: r.ProtoMajor, remote: r.RemoteAddr, header: r.Header.Clone(), body: body})
+	wire, _ := httputil.DumpRequest(r, false)
+	f.requests = append(f.requests, fakeRequest{token: tok, proto: r.ProtoMajor, remote: r.RemoteAddr, header: r.Header.Clone(), body: body, wire: string(wire)})
 	a, ok := f.answers[tok]
 	f.mu.Unlock()
 	if !ok {
@@ -533,6 +541,69 @@ func TestExpiredProviderTokenIsRenewedWithinApplesRules(t *testing.T) {
 			before, after := reqs[0].header.Get("Authorization"), reqs[1].header.Get("Authorization")
 			if renewed := before != after; renewed != tc.renew {
 				t.Errorf("token renewed: %v, want %v", renewed, tc.renew)
+			}
+		})
+	}
+}
+
+// TestRequestIsApns2s checks that a push is the request apns2's Client.Push
+// sends for the same notification: method, path, every header, body, with
+// a certificate or a provider token, with and without an expiration.
+func TestRequestIsApns2s(t *testing.T) {
+	ttl := 3600
+	for _, tc := range []struct {
+		name     string
+		n        *dispatcher.Notification
+		tokenAut bool
+	}{
+		{"alert", alert(), false},
+		{"everything", &dispatcher.Notification{Title: "a <b>", Body: "c", Sound: "default", CollapseKey: "sale", TTLSeconds: &ttl,
+			Priority: "normal", APNs: dispatcher.APNsOptions{Topic: "com.example.other", PushType: "alert"},
+			Data: map[string]json.RawMessage{"k": json.RawMessage(`[1, "\u2028"]`)}}, false},
+		{"background", &dispatcher.Notification{APNs: dispatcher.APNsOptions{PushType: "background"}}, false},
+		{"provider token", alert(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFake(t, nil)
+			cfg := Config{Host: f.srv.URL, Topic: "com.example.app", RootCAs: f.roots(), Connections: 1}
+			if tc.tokenAut {
+				cfg.KeyFile, _ = writeP8(t)
+				cfg.KeyID, cfg.TeamID = "ABC123DEFG", "TEAM123456"
+			}
+			s := newSender(t, cfg)
+			m := prepare(t, s, tc.n)
+			tok := deviceToken(tc.name)
+			if r := send(m, tok); r.Outcome != dispatcher.Sent {
+				t.Fatalf("pushd: %+v", r)
+			}
+
+			var c *apns2.Client
+			if s.tok != nil {
+				c = apns2.NewTokenClient(s.tok)
+			} else {
+				c = apns2.NewClient(tls.Certificate{})
+			}
+			c.Host = f.srv.URL
+			c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{RootCAs: f.roots()} //lint:ignore SA1019 apns2's own transport type
+			n := m.(*message).tmpl
+			n.DeviceToken = tok
+			pushd := f.received()[0]
+			if v := pushd.header.Get("apns-expiration"); v != "" {
+				exp, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n.Expiration = time.Unix(exp, 0)
+			}
+			if resp, err := c.Push(&n); err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("apns2: %v, %v", resp, err)
+			}
+			bare := f.received()[1]
+			if pushd.wire != bare.wire {
+				t.Errorf("pushd sends\n%s\napns2 sends\n%s", pushd.wire, bare.wire)
+			}
+			if string(pushd.body) != string(bare.body) {
+				t.Errorf("pushd sends %s\napns2 sends %s", pushd.body, bare.body)
 			}
 		})
 	}

@@ -2,8 +2,10 @@ package apns
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -22,70 +24,36 @@ const (
 	reasonUnknown  = "unknown"  // an answer with a reason APNs does not document
 )
 
-// capture is the context of one push. Besides carrying the deadline, it is
-// a slot that captureTransport fills with what apns2.Response does not
-// expose: the HTTP status and the Retry-After header. One allocation per
-// push holds both the context node and the slot.
-type capture struct {
-	context.Context
-	status     int
-	retryAfter time.Duration
-}
+// maxAnswer bounds the body of an answer read: APNs answers with a small
+// JSON object (reason, timestamp).
+const maxAnswer = 64 << 10
 
-type captureKey struct{}
-
-// Value returns the capture itself for captureKey.
-func (c *capture) Value(key any) any {
-	if key == (captureKey{}) {
-		return c
+// answerResult classifies an answer from APNs and closes its body. The body
+// is read only when the push was refused: a 200 has none.
+func answerResult(resp *http.Response) dispatcher.Result {
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return classifyStatus(resp.StatusCode, "", time.Time{}, 0)
 	}
-	return c.Context.Value(key)
-}
-
-// captureTransport records the status and Retry-After of each answer into the
-// capture found in the request's context. It runs in the pushing goroutine
-// (http.Client calls RoundTrip synchronously), so the capture needs no lock.
-type captureTransport struct {
-	next http.RoundTripper
-}
-
-// RoundTrip implements http.RoundTripper.
-func (t *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(req)
-	if err != nil {
-		return resp, err
-	}
-	if c, ok := req.Context().Value(captureKey{}).(*capture); ok {
-		c.status = resp.StatusCode
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			c.retryAfter = push.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		}
-	}
-	return resp, nil
-}
-
-// classify maps the outcome of one push to a dispatcher.Result. c holds what
-// captureTransport saw of the answer (nil when nothing was captured).
-func classify(resp *apns2.Response, err error, c *capture) dispatcher.Result {
-	var status int
 	var retryAfter time.Duration
-	if c != nil {
-		status, retryAfter = c.status, c.retryAfter
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		retryAfter = push.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
-	if err != nil {
-		if status != 0 {
-			// An answer came but its body could not be read or
-			// decoded: judge by its status alone.
-			r := classifyStatus(status, "", time.Time{}, retryAfter)
-			r.Err = err
-			return r
-		}
-		return dispatcher.Result{Outcome: dispatcher.RetryLater, Reason: transportReason(err), Err: err}
+	var answer apns2.Response
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(&answer); err != nil && err != io.EOF {
+		// The body could not be read or decoded: judge by the status
+		// alone.
+		r := classifyStatus(resp.StatusCode, "", time.Time{}, retryAfter)
+		r.Err = fmt.Errorf("apns: status %d, unreadable answer: %w", resp.StatusCode, err)
+		return r
 	}
-	if status == 0 {
-		status = resp.StatusCode
-	}
-	return classifyStatus(status, resp.Reason, resp.Timestamp.Time, retryAfter)
+	return classifyStatus(resp.StatusCode, answer.Reason, answer.Timestamp.Time, retryAfter)
+}
+
+// transportResult classifies a push that got no answer: it is retried
+// later.
+func transportResult(err error) dispatcher.Result {
+	return dispatcher.Result{Outcome: dispatcher.RetryLater, Reason: transportReason(err), Err: err}
 }
 
 // transportReason names a failure that left no HTTP answer.
@@ -163,11 +131,4 @@ func knownReason(r string) bool {
 		return true
 	}
 	return false
-}
-
-// CloseIdleConnections closes the idle connections of the wrapped transport.
-func (t *captureTransport) CloseIdleConnections() {
-	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
 }

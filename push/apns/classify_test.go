@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/sideshow/apns2"
 
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/push"
@@ -16,7 +17,7 @@ import (
 
 // answer is a canned APNs answer; want is its classification. The same rows
 // drive the unit test of classifyStatus and the end-to-end test through a
-// real apns2 client (TestSendClassifies).
+// Sender over HTTP/2 (TestSendClassifies).
 type answerRow struct {
 	name       string
 	status     int
@@ -105,7 +106,7 @@ func TestClassifyTransportError(t *testing.T) {
 		{"other", errors.New("http2: server sent GOAWAY"), "network"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := classify(nil, tc.err, &capture{Context: context.Background()})
+			got := transportResult(tc.err)
 			want := dispatcher.Result{Outcome: dispatcher.RetryLater, Reason: tc.want}
 			checkResult(t, got, want)
 			if got.Err == nil {
@@ -121,12 +122,34 @@ func (timeoutError) Error() string   { return "i/o timeout" }
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
 
-func TestClassifyUsesCapturedStatus(t *testing.T) {
-	// apns2 returns an empty Response and an error when the body does not
-	// decode; the status seen by captureTransport still decides.
-	c := &capture{Context: context.Background(), status: 503, retryAfter: 5 * time.Second}
-	got := classify(&apns2.Response{}, errors.New("invalid character '<'"), c)
-	checkResult(t, got, dispatcher.Result{Outcome: dispatcher.RetryLater, Reason: "unknown", Status: 503, RetryAfter: 5 * time.Second})
+func TestAnswerResult(t *testing.T) {
+	answer := func(status int, header http.Header, body string) *http.Response {
+		return &http.Response{StatusCode: status, Header: header, Body: io.NopCloser(strings.NewReader(body))}
+	}
+	at := time.UnixMilli(1700000000000)
+	for _, tc := range []struct {
+		name string
+		resp *http.Response
+		want dispatcher.Result
+	}{
+		{"sent", answer(200, http.Header{}, ""), dispatcher.Result{Outcome: dispatcher.Sent, Status: 200}},
+		{"unregistered", answer(410, http.Header{}, `{"reason":"Unregistered","timestamp":1700000000000}`),
+			dispatcher.Result{Outcome: dispatcher.InvalidToken, Reason: "Unregistered", Status: 410, At: at}},
+		{"throttled", answer(429, http.Header{"Retry-After": {"7"}}, `{"reason":"TooManyRequests"}`),
+			dispatcher.Result{Outcome: dispatcher.RetryLater, Reason: "TooManyRequests", Status: 429, RetryAfter: 7 * time.Second}},
+		// A body that does not decode (a proxy's HTML page): the status
+		// and its Retry-After still decide.
+		{"unreadable", answer(503, http.Header{"Retry-After": {"5"}}, "<html>"),
+			dispatcher.Result{Outcome: dispatcher.RetryLater, Reason: "unknown", Status: 503, RetryAfter: 5 * time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := answerResult(tc.resp)
+			checkResult(t, got, tc.want)
+			if (got.Err != nil) != (tc.want.Outcome != dispatcher.Sent) {
+				t.Errorf("Err = %v", got.Err)
+			}
+		})
+	}
 }
 
 // checkResult compares every field of a Result but Err.

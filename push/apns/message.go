@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -23,14 +27,32 @@ const maxCollapseID = 64
 // a batch.
 type message struct {
 	s *Sender
-	// tmpl is copied by value for each push; its Payload is the payload
-	// rendered once, as []byte, already in the form apns2's json.Marshal
-	// gives it, so it goes out byte for byte.
+	// tmpl is the notification as apns2 models it, without a device
+	// token; its Payload is the payload rendered once, as []byte, already
+	// in the form apns2's json.Marshal gives it, so it goes out byte for
+	// byte.
 	tmpl apns2.Notification
+	// payload is tmpl.Payload.
+	payload []byte
+	// header holds the request headers every push of the message sends:
+	// all but apns-expiration and authorization. Pushes share it: a
+	// RoundTripper does not modify a request.
+	header http.Header
+	// timed caches header with those two, for as long as they stay the
+	// same (a second; the provider token's 50 minutes).
+	timed atomic.Pointer[timedHeader]
 	// ttl is the notification's time to live, or -1 for none. The
 	// apns-expiration header is computed from it at each push, so a batch
 	// sent slowly by a throttled campaign does not expire early.
 	ttl time.Duration
+}
+
+// timedHeader is a message's header with an apns-expiration and a provider
+// token.
+type timedHeader struct {
+	expiration int64 // Unix seconds; 0 for none
+	bearer     string
+	header     http.Header
 }
 
 // Prepare renders n into an APNs payload:
@@ -73,12 +95,39 @@ func (s *Sender) Prepare(n *dispatcher.Notification) (dispatcher.Message, error)
 			PushType:   apns2.EPushType(pushType),
 			Payload:    payload,
 		},
-		ttl: -1,
+		payload: payload,
+		ttl:     -1,
 	}
+	m.header = requestHeader(&m.tmpl)
 	if ttl, ok := n.TTL(); ok {
 		m.ttl = ttl
 	}
 	return m, nil
+}
+
+// requestHeader returns the headers apns2's Client.Push sends for n, but
+// apns-expiration and authorization, which change over time.
+func requestHeader(n *apns2.Notification) http.Header {
+	h := make(http.Header, 6)
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	if n.Topic != "" {
+		h.Set("apns-topic", n.Topic)
+	}
+	if n.ApnsID != "" {
+		h.Set("apns-id", n.ApnsID)
+	}
+	if n.CollapseID != "" {
+		h.Set("apns-collapse-id", n.CollapseID)
+	}
+	if n.Priority > 0 {
+		h.Set("apns-priority", strconv.Itoa(n.Priority))
+	}
+	pushType := n.PushType
+	if pushType == "" {
+		pushType = apns2.PushTypeAlert
+	}
+	h.Set("apns-push-type", string(pushType))
+	return h
 }
 
 // RenderPayload returns the APNs payload JSON of n, byte for byte as the
@@ -201,25 +250,80 @@ func replaceInvalidUTF8(b []byte) []byte {
 }
 
 // Send pushes the message to one device and classifies Apple's answer. It is
-// called concurrently; per push it copies the template, picks a connection
-// and waits at most the configured timeout (and at most 10 ms more: see
-// push.Deadlines).
+// called concurrently; it waits at most the configured timeout (and at most
+// 10 ms more: see push.Deadlines).
 func (m *message) Send(ctx context.Context, to *dispatcher.Recipient) dispatcher.Result {
-	n := m.tmpl
-	n.DeviceToken = to.Token
-	if m.ttl >= 0 {
-		n.Expiration = time.Now().Add(m.ttl)
-	}
-	c := &capture{Context: m.s.deadlines.Context(ctx)}
-	resp, err := m.s.client().PushWithContext(c, &n)
+	resp, err := m.s.conn().RoundTrip(m.request(m.s.deadlines.Context(ctx), to.Token))
 	if err != nil {
-		err = hideToken(err, to.Token)
+		return transportResult(hideToken(err, to.Token))
 	}
-	res := classify(resp, err, c)
+	res := answerResult(resp)
 	if res.Credential && res.Reason == apns2.ReasonExpiredProviderToken {
 		m.s.renewToken()
 	}
 	return res
+}
+
+// request is the request apns2's Client.Push makes for the message to
+// token: POST <host>/3/device/<token>, the payload, the message's headers.
+func (m *message) request(ctx context.Context, token string) *http.Request {
+	u := *m.s.base
+	u.Path += "/3/device/" + token
+	r := (&http.Request{
+		Method:     http.MethodPost,
+		URL:        &u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     m.timedHeader(),
+		Host:       u.Host,
+	}).WithContext(ctx)
+	r.Body, _ = m.body()
+	r.GetBody = m.body // lets the transport resend it on a fresh connection
+	r.ContentLength = int64(len(m.payload))
+	return r
+}
+
+// timedHeader returns the message's headers with this push's
+// apns-expiration and provider token.
+func (m *message) timedHeader() http.Header {
+	if m.ttl < 0 && m.s.tok == nil {
+		return m.header
+	}
+	var (
+		exp    int64
+		bearer string
+	)
+	if m.ttl >= 0 {
+		exp = time.Now().Add(m.ttl).Unix()
+	}
+	if m.s.tok != nil {
+		bearer = m.s.tok.GenerateIfExpired()
+	}
+	if t := m.timed.Load(); t != nil && t.expiration == exp && t.bearer == bearer {
+		return t.header
+	}
+	h := m.header.Clone()
+	if m.ttl >= 0 {
+		h.Set("apns-expiration", strconv.FormatInt(exp, 10))
+	}
+	if bearer != "" {
+		h.Set("authorization", "bearer "+bearer)
+	}
+	m.timed.Store(&timedHeader{expiration: exp, bearer: bearer, header: h})
+	return h
+}
+
+// payloadBody is a request body reading a message's payload.
+type payloadBody struct{ bytes.Reader }
+
+func (*payloadBody) Close() error { return nil }
+
+// body returns a new reader of the payload.
+func (m *message) body() (io.ReadCloser, error) {
+	b := new(payloadBody)
+	b.Reset(m.payload)
+	return b, nil
 }
 
 // hideToken strips the request URL, which holds the full device token, from
