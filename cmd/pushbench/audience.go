@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/pushd/pushd/internal/audiencecsv"
@@ -63,12 +62,7 @@ func (b *bench) runAudience(ctx context.Context, rows int, stdout io.Writer) (re
 		return res, err
 	}
 	env = append(env, "PUSHD_ADMIN_TOKENS_FILE="+tokens)
-	var adminAddr string
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PUSHD_ADMIN_ADDR="); ok {
-			adminAddr = v
-		}
-	}
+	adminAddr := envValue(env, "PUSHD_ADMIN_ADDR")
 
 	d, err := startChild("pushd", b.cfg.pushd, nil, env, nil)
 	if err != nil {

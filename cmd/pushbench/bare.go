@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 
@@ -137,6 +138,7 @@ func runBareChild(ctx context.Context, args []string) error {
 	n := fs.Int("n", 0, "notifications")
 	workers := fs.Int("concurrency", 0, "goroutines")
 	android := fs.Int("android", 0, "percent of the notifications to Android")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pushes to `file`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -161,12 +163,23 @@ func runBareChild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	// Both run together, as two bare clients of one application would.
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	wg.Go(func() { errs[0] = bc.push(ctx, randomTokens(*n-nAndroid), *workers) })
 	wg.Go(func() { errs[1] = fc.push(ctx, randomTokens(nAndroid), bareFCMWorkers) })
 	wg.Wait()
+	pprof.StopCPUProfile() // a no-op without -cpuprofile
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

@@ -234,10 +234,17 @@ func (b *bench) runPushd(ctx context.Context, round int, bl *blacklistStore) (s 
 		return nil, err
 	}
 
+	penv, err := b.profileEnv(dir)
+	if err != nil {
+		return nil, err
+	}
+	env = append(env, penv...)
+
 	d, err := startChild(name, b.cfg.pushd, nil, env, nil)
 	if err != nil {
 		return nil, err
 	}
+	profiled := b.profilePushd(ctx, name, round, envValue(env, "PUSHD_ADMIN_ADDR"), base)
 	// The drain is timed from the simulator's counts; readiness from
 	// pushd's /readyz, polled meanwhile.
 	readyCtx, stopReady := context.WithCancel(ctx)
@@ -245,6 +252,9 @@ func (b *bench) runPushd(ctx context.Context, round int, bl *blacklistStore) (s 
 	go func() { ready <- waitReady(readyCtx, d, metricsAddr, pollInterval) }()
 	high := b.startHigh(ctx, top, campaign+"-high", base)
 	s, err = b.drainN(ctx, d, base, int64(b.cfg.n+b.cfg.high), func(s *sample) error {
+		if err := <-profiled; err != nil {
+			s.Notes = append(s.Notes, "no CPU profile: "+err.Error())
+		}
 		if b.cfg.high == 0 {
 			return nil
 		}

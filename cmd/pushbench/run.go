@@ -45,6 +45,10 @@ type config struct {
 	// storeDSN is pushd's store; "" for a SQLite file in each run's
 	// directory.
 	storeDSN string
+	// profile is the directory for the contenders' CPU profiles ("" for
+	// none); profileFor is how long pushd's is.
+	profile    string
+	profileFor time.Duration
 }
 
 // contenders returns the contenders of every round, in the order of the
@@ -100,6 +104,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.IntVar(&c.android, "android", 0, "`percent` of the notifications that go to Android (FCM; the rest to iOS): 100 for FCM only, 70 for the Korean market's mix. pushd's FCM limit is lifted for the measurement; the bare contender runs a firebase client beside apns2")
 	fs.IntVar(&c.high, "high", 0, "also publish `N` single-recipient high-lane batches while each pushd contender drains (from a quarter of the way on, one every 10 ms) and report their enqueue-to-first-send latency from pushd's histogram")
 	fs.BoolVar(&c.json, "json", false, "also print the results as JSON")
+	fs.StringVar(&c.profile, "profile", "", "write CPU profiles of the contenders into `DIR`: the bare client's over its pushes, pushd's (through its /debug/pprof) for -profile-for from a tenth of the way on")
+	fs.DurationVar(&c.profileFor, "profile-for", 10*time.Second, "length of pushd's CPU profile with -profile (whole seconds)")
 	fs.StringVar(&c.storeDSN, "store-dsn", "", "pushd's store.dsn, e.g. a postgres:// `URL` (default: a SQLite file in each run's directory)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -123,6 +129,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		return nil, fmt.Errorf("-android %d: a percentage, 0 to 100", c.android)
 	case c.high < 0:
 		return nil, fmt.Errorf("-high %d: must be 0 or more", c.high)
+	case c.profileFor < time.Second:
+		return nil, fmt.Errorf("-profile-for %v: must be 1s or more", c.profileFor)
 	case c.high > 0 && c.only == bare:
 		return nil, errors.New("-high is for the pushd contenders; -only bare runs none")
 	case c.audience < 0:
@@ -176,6 +184,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 
+	if cfg.profile != "" {
+		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
+			return err
+		}
+	}
 	dir, err := os.MkdirTemp("", "pushbench")
 	if err != nil {
 		return err
@@ -263,7 +276,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			)
 			switch who {
 			case bare:
-				smp, err = b.runBare(ctx)
+				smp, err = b.runBare(ctx, i)
 				r.Bare = smp
 			case pushd:
 				smp, err = b.runPushd(ctx, i, nil)
@@ -293,7 +306,7 @@ func order(i int, contenders []string) []string {
 
 // runBare is the bare contender: pushbench itself, started again in the
 // bare client's role, pushing n notifications to random tokens.
-func (b *bench) runBare(ctx context.Context) (*sample, error) {
+func (b *bench) runBare(ctx context.Context, round int) (*sample, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -308,11 +321,21 @@ func (b *bench) runBare(ctx context.Context) (*sample, error) {
 		"-n", strconv.Itoa(b.cfg.n),
 		"-concurrency", strconv.Itoa(b.cfg.concurrency),
 		"-android", strconv.Itoa(b.cfg.android),
+		"-cpuprofile", b.profileFile(bare, round),
 	}, []string{"PUSHBENCH_ROLE=" + bareRole}, nil)
 	if err != nil {
 		return nil, err
 	}
 	return b.drain(ctx, c, base)
+}
+
+// profileFile is where contender who's CPU profile of round goes, "" without
+// -profile.
+func (b *bench) profileFile(who string, round int) string {
+	if b.cfg.profile == "" {
+		return ""
+	}
+	return filepath.Join(b.cfg.profile, fmt.Sprintf("%s-round%d.pprof", who, round))
 }
 
 // drain times child c (the bare client or pushd) while the simulator

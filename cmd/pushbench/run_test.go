@@ -22,7 +22,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{n: 100000, rounds: 3, concurrency: 256, pushd: "./bin/pushd", pushsim: "./bin/pushsim",
-		amqpURL: "amqp://guest:guest@127.0.0.1:5672/", timeout: 5 * time.Minute}
+		amqpURL: "amqp://guest:guest@127.0.0.1:5672/", timeout: 5 * time.Minute, profileFor: 10 * time.Second}
 	if *c != want {
 		t.Errorf("defaults %+v, want %+v", *c, want)
 	}
@@ -61,6 +61,7 @@ func TestParseFlags(t *testing.T) {
 		{"-blacklist", "-1"}, {"-blacklist", "x"}, {"-only", "pushd+blacklist"},
 		{"-only", "pushd", "-blacklist", "10"}, {"-only", "bare", "-blacklist", "10"},
 		{"-blacklist", "10", "-store-dsn", "postgres://db/pushd"},
+		{"-profile", "p", "-profile-for", "500ms"},
 	} {
 		if _, err := parseFlags(args, noEnv, &bytes.Buffer{}); err == nil {
 			t.Errorf("%q: no error", args)
