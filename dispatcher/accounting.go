@@ -34,7 +34,7 @@ func (d *Dispatcher) receive(del Delivery, b *Batch, c *campaign, k int) (isNew,
 	if k >= 0 {
 		resolved = allBits(n)
 	}
-	err := d.store.retry(d.hardCtx, del.Acker.Lost(), func(ctx context.Context) (err error) {
+	err := d.store.retry(WithLane(d.hardCtx, del.Lane), del.Acker.Lost(), func(ctx context.Context) (err error) {
 		isNew, err = d.ledger.RecordReceived(ctx, messageKey(del), c.id, resolved, t.counters())
 		return err
 	})

@@ -58,6 +58,24 @@ func (l Lane) String() string {
 	return "normal"
 }
 
+// laneKey is the context key of WithLane.
+type laneKey struct{}
+
+// WithLane returns ctx marked as working for a batch of lane l. The store
+// calls a high-lane batch waits for (before its first send, and its last
+// ledger entry before the ack that frees its prefetch slot) carry it, so
+// that a store may serve them before the normal lane's writes waiting at
+// the time.
+func WithLane(ctx context.Context, l Lane) context.Context {
+	return context.WithValue(ctx, laneKey{}, l)
+}
+
+// LaneOf returns the lane WithLane marked ctx with: Normal when none.
+func LaneOf(ctx context.Context) Lane {
+	l, _ := ctx.Value(laneKey{}).(Lane)
+	return l
+}
+
 // Delivery is one message taken from a queue, as the dispatcher sees it:
 // what it carries, and the Acker that resolves it.
 type Delivery struct {

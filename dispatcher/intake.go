@@ -103,7 +103,7 @@ func (d *Dispatcher) handleLane(_ context.Context, del Delivery) {
 // delivery (at the hard stop) or left it to the broker (lost), only when
 // waiting ends without the campaign.
 func (d *Dispatcher) observe(del Delivery, b *Batch) (*campaign, bool) {
-	c, err := d.campaigns.observe(d.hardCtx, b, del.Acker.Lost())
+	c, err := d.campaigns.observe(WithLane(d.hardCtx, del.Lane), b, del.Acker.Lost())
 	if err == nil {
 		return c, true
 	}

@@ -343,3 +343,75 @@ func TestClaimsAreRenewedWhileSending(t *testing.T) {
 		t.Errorf("claim %+v left after the run's last write", cl)
 	}
 }
+
+// laneLedger is a fakeLedger that records the lane (LaneOf) each call's
+// context works for, by call and message key.
+type laneLedger struct {
+	fakeLedger
+	mu    sync.Mutex
+	lanes map[string]Lane // "call key" -> lane
+}
+
+func (l *laneLedger) note(ctx context.Context, call, key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lanes == nil {
+		l.lanes = map[string]Lane{}
+	}
+	l.lanes[call+" "+key] = LaneOf(ctx)
+}
+
+func (l *laneLedger) lane(call, key string) (Lane, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.lanes[call+" "+key]
+	return v, ok
+}
+
+func (l *laneLedger) RecordReceived(ctx context.Context, key, campaign string, resolved []byte, counts Counters) (bool, error) {
+	l.note(ctx, "received", key)
+	return l.fakeLedger.RecordReceived(ctx, key, campaign, resolved, counts)
+}
+
+func (l *laneLedger) ClaimLedger(ctx context.Context, key, owner string, now, until time.Time) (LedgerEntry, string, error) {
+	l.note(ctx, "claim", key)
+	return l.fakeLedger.ClaimLedger(ctx, key, owner, now, until)
+}
+
+func (l *laneLedger) RecordLedger(ctx context.Context, entries map[string]LedgerEntry, counts map[string]Counters) error {
+	for k, e := range entries {
+		if e.Release {
+			l.note(ctx, "release", k)
+		}
+	}
+	return l.fakeLedger.RecordLedger(ctx, entries, counts)
+}
+
+// TestHighLaneLedgerWritesSayTheirLane: the ledger writes a high-lane
+// batch waits for (recorded as received, claimed, and its last entry,
+// before its ack frees a prefetch slot) carry the high lane in their
+// context, so that the store serves them before the normal lane's
+// (store.writeGate); a normal-lane batch's carry the normal lane.
+func TestHighLaneLedgerWritesSayTheirLane(t *testing.T) {
+	led := &laneLedger{}
+	b := setupFull(t, Config{}, nil, nil, led)
+	high := newDelivery(t, iosBatch("otp", "a", 2))
+	high.lane = High
+	b.d.handleLane(context.Background(), high.value())
+	if acked, _ := high.wait(t); acked != 1 {
+		t.Fatal("high-lane batch not acked")
+	}
+	normal := newDelivery(t, iosBatch("bulk", "b", 2))
+	b.d.handleLane(context.Background(), normal.value())
+	normal.wait(t)
+	b.settle(t)
+	key := messageKey(high.value())
+	for _, call := range []string{"received", "claim", "release"} {
+		if l, ok := led.lane(call, key); !ok || l != High {
+			t.Errorf("%s of the high-lane batch: lane %v (made: %v), want high", call, l, ok)
+		}
+	}
+	if l, ok := led.lane("received", messageKey(normal.value())); !ok || l != Normal {
+		t.Errorf("received of the normal-lane batch: lane %v (made: %v), want normal", l, ok)
+	}
+}

@@ -102,7 +102,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	}()
 	if d.ledger != nil {
 		now := d.now()
-		e, holder, err := d.ledger.ClaimLedger(d.hardCtx, r.key, d.cfg.Owner, now, now.Add(d.cfg.LedgerLease))
+		e, holder, err := d.ledger.ClaimLedger(WithLane(d.hardCtx, del.Lane), r.key, d.cfg.Owner, now, now.Add(d.cfg.LedgerLease))
 		switch {
 		case err != nil:
 			d.log.Warn("cannot read the ledger; a redelivered batch may be sent twice", "batch_id", b.BatchID, "err", err)

@@ -146,6 +146,7 @@ func (res *resolver) run(ctx context.Context, tick *ticker) {
 // child keys: the copies are dropped) and sends and counts nothing. If a
 // hand-off cannot be published the delivery is requeued, to the same end.
 func (res *resolver) resolve(ctx context.Context, r *run) {
+	ctx = WithLane(ctx, r.del.Lane) // the ack of a high-lane batch frees its prefetch slot
 	defer res.signals.runResolved.Signal(r.key)
 	defer res.untrack(r)
 	if r.isLost() {

@@ -24,7 +24,7 @@ type Config struct {
 	// Topology names exchanges and queues.
 	Topology Topology
 	// Prefetch and HighPrefetch bound the unacknowledged batches per lane
-	// (defaults 8 and 4). They are what absorbs bursts, not memory.
+	// (defaults 8 and 32). They are what absorbs bursts, not memory.
 	Prefetch     int
 	HighPrefetch int
 	// Heartbeat is how long the connection may stay silent before it is
@@ -51,7 +51,7 @@ func (c *Config) setDefaults() {
 		c.Prefetch = 8
 	}
 	if c.HighPrefetch <= 0 {
-		c.HighPrefetch = 4
+		c.HighPrefetch = 32
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 10 * time.Second

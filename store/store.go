@@ -44,13 +44,17 @@ import (
 // writers in the pool rather than in SQLite's busy handler means they never
 // fail with SQLITE_BUSY), each in an IMMEDIATE transaction so that a
 // transaction that reads before it writes holds the write lock from the
-// start. Reads use their own pool of read-only connections and run
+// start. A writeGate hands that connection out, the high lane's writes
+// first. Reads use their own pool of read-only connections and run
 // concurrently with each other and with the writer (WAL).
 type Store struct {
 	w *sql.DB // writes: exactly one connection (SQLite), the pool (PostgreSQL)
 	r *sql.DB // reads: several read-only connections (SQLite), the pool (PostgreSQL)
 	// pool is the PostgreSQL connection pool behind w and r; nil for SQLite.
-	pool    *pgxpool.Pool
+	pool *pgxpool.Pool
+	// gate orders the write transactions on SQLite (high lane first);
+	// nil on PostgreSQL, whose writers do not share one connection.
+	gate    *writeGate
 	dialect dialect
 	now     func() time.Time
 
@@ -106,7 +110,7 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 
-	s := &Store{w: w, now: time.Now, importTxRows: audienceTxRows}
+	s := &Store{w: w, gate: &writeGate{}, now: time.Now, importTxRows: audienceTxRows}
 	applied, err := migrate(ctx, w, migrationFiles, s.now)
 	if err != nil {
 		_ = w.Close()
@@ -246,6 +250,12 @@ func (s *Store) writeShared(ctx context.Context, fn func(tx *sql.Tx) error) erro
 }
 
 func (s *Store) writeTx(ctx context.Context, exclusive bool, fn func(tx *sql.Tx) error) error {
+	if s.gate != nil {
+		if err := s.gate.acquireFor(ctx); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		defer s.gate.release() // after the rollback deferred below
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
