@@ -219,6 +219,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// its leases back (through the store, closed after g.Wait).
 	schedCtx, stopSched := context.WithCancel(bg)
 	defer stopSched()
+	g.Go(func() error { tuneGC(serveCtx, getenv, logger); return nil })
 	g.Go(func() error { return sched.Run(schedCtx) })
 	g.Go(func() error { return msrv.Run(serveCtx) })
 	g.Go(func() error { return adm.Run(serveCtx, aln) })
