@@ -3,7 +3,8 @@
 #
 #   scripts/build.sh [packages...]      (default: ./cmd/...)
 #
-# -tags disable_grpc_modules is cloud.google.com/go/storage's documented
+# -tags disable_grpc_modules (cmd/internal/buildtag.Shipped, which pushd and
+# pushbench check against) is cloud.google.com/go/storage's documented
 # switch (see its package doc) that leaves out its gRPC direct-path modules
 # (grpc/xds, grpc/balancer/rls and envoy's go-control-plane). pushd reaches
 # that package only because the firebase app imports its storage client;

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushd/pushd/cmd/internal/buildtag"
 	"github.com/pushd/pushd/push/sim"
 )
 
@@ -63,9 +64,6 @@ func (c *config) contenders() []string {
 		return []string{bare, pushd}
 	}
 }
-
-// shippedTags is the build tag scripts/build.sh builds pushd with.
-const shippedTags = "disable_grpc_modules"
 
 // buildTags returns the -tags setting the Go binary at path was built with.
 func buildTags(path string) (string, error) {
@@ -234,8 +232,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		// A wrapper script, say, that sets pushd's environment.
 		tags = "unknown: " + err.Error()
 		fmt.Fprintf(stdout, "pushbench: WARNING: %s is not a Go binary whose build tags can be read (%v)\n", cfg.pushd, err)
-	case !slices.Contains(strings.Split(tags, ","), shippedTags):
-		fmt.Fprintf(stdout, "pushbench: WARNING: %s was built without -tags %s, as pushd is not shipped: expect about 9 MB more RSS (build with scripts/build.sh)\n", cfg.pushd, shippedTags)
+	case !slices.Contains(strings.Split(tags, ","), buildtag.Shipped):
+		fmt.Fprintf(stdout, "pushbench: WARNING: %s was built without -tags %s, as pushd is not shipped: expect about 9 MB more RSS (build with scripts/build.sh)\n", cfg.pushd, buildtag.Shipped)
 	}
 	rep := &report{
 		PushdTags: tags,

@@ -2,5 +2,5 @@
 
 package main
 
-// withGRPCModules reports that this binary was built without shippedTags.
+// withGRPCModules reports that this binary was built without buildtag.Shipped.
 const withGRPCModules = false

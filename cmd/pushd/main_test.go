@@ -33,6 +33,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/pushd/pushd/cmd/internal/buildtag"
 	"github.com/pushd/pushd/cmd/internal/synth"
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/internal/testwait"
@@ -61,7 +62,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "pushd")
-	args := []string{"build", "-tags", shippedTags, "-o", binary}
+	args := []string{"build", "-tags", buildtag.Shipped, "-o", binary}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -73,7 +74,7 @@ func TestMain(m *testing.M) {
 	plainBinary = binary
 	if raceEnabled {
 		plainBinary = filepath.Join(dir, "pushd-norace")
-		if out, err := exec.Command("go", "build", "-tags", shippedTags, "-o", plainBinary, ".").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-tags", buildtag.Shipped, "-o", plainBinary, ".").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building pushd without -race: %v\n%s", err, out)
 			os.Exit(1)
 		}

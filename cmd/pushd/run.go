@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pushd/pushd/admin"
+	"github.com/pushd/pushd/cmd/internal/buildtag"
 	"github.com/pushd/pushd/configs"
 	"github.com/pushd/pushd/dispatcher"
 	"github.com/pushd/pushd/lists"
@@ -196,7 +197,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("pushd starting", "metrics_addr", msrv.Addr(), "admin_addr", aln.Addr().String(), "admin_tls", adminTLS != nil)
 	if withGRPCModules {
-		logger.Warn("pushd was built without -tags " + shippedTags + ": about 9 MB more resident memory for gRPC code it never runs; build it with scripts/build.sh")
+		logger.Warn("pushd was built without -tags " + buildtag.Shipped + ": about 9 MB more resident memory for gRPC code it never runs; build it with scripts/build.sh")
 	}
 
 	// The broker connection outlives the dispatcher, which hands back
