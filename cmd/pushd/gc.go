@@ -119,6 +119,12 @@ func tuneGC(ctx context.Context, getenv func(string) string, log *slog.Logger) {
 		}
 		mode = next
 	}
+	// The first reading sets the allocations' baseline: counted from the
+	// process's start, they would make start-up look busy.
+	metrics.Read(sample)
+	if sample[1].Value.Kind() == metrics.KindUint64 {
+		allocs = sample[1].Value.Uint64()
+	}
 	tune()
 	t := time.NewTicker(gcTuneEvery)
 	defer t.Stop()
