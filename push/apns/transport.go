@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/pushd/pushd/push"
 )
 
 // Connection tuning. The ping settings make a connection that silently died
@@ -33,7 +35,9 @@ const (
 // favour of net/http's Transport: net/http starts one dial for every request
 // waiting on a cold pool (hundreds of TLS handshakes at start-up, which Apple
 // treats as abuse), while http2.Transport makes the waiting requests share a
-// single dial.
+// single dial. Its connections coalesce the frames of concurrent pushes
+// into as few TLS records and writes as the network allows
+// (push.CoalesceWrites).
 func newTransport(roots *x509.CertPool, cert tls.Certificate, h2c bool) http.RoundTripper {
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: tcpKeepAlive}
 	tlsConf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
@@ -51,19 +55,18 @@ func newTransport(roots *x509.CertPool, cert tls.Certificate, h2c bool) http.Rou
 	if h2c {
 		tr.AllowHTTP = true
 		tr.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, addr)
+			conn, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return push.CoalesceWrites(conn), nil
 		}
 		return tr
 	}
 	tr.DialTLSContext = func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-		d := tls.Dialer{NetDialer: dialer, Config: cfg}
-		conn, err := d.DialContext(ctx, network, addr)
+		conn, err := push.DialHTTP2(ctx, dialer, network, addr, cfg)
 		if err != nil {
-			return nil, err
-		}
-		if p := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != http2.NextProtoTLS {
-			conn.Close()
-			return nil, fmt.Errorf("apns: %s does not speak HTTP/2 (ALPN %q)", addr, p)
+			return nil, fmt.Errorf("apns: %w", err)
 		}
 		return conn, nil
 	}

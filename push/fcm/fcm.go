@@ -140,7 +140,8 @@ func parseEndpoint(endpoint string) (string, error) {
 // Sender sends notifications to FCM. It is safe for concurrent use.
 type Sender struct {
 	client *messaging.Client
-	base   *http.Transport
+	// sends carries the sends (see newSendTransport).
+	sends transport
 	// deadlines gives each send its context with the configured timeout.
 	deadlines push.Deadlines
 }
@@ -167,7 +168,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Sender, error) 
 	}
 
 	base := newBaseTransport(cfg.RootCAs, cfg.Concurrency, strings.HasPrefix(endpoint, "https://"))
-	var rt http.RoundTripper = base
+	sends := newSendTransport(endpoint, cfg.RootCAs, base)
+	var rt http.RoundTripper = sends
 	projectID, auth := cfg.ProjectID, "none"
 	if cfg.CredentialsFile != "" {
 		data, err := os.ReadFile(cfg.CredentialsFile)
@@ -195,7 +197,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Sender, error) 
 		if projectID == "" {
 			return nil, fmt.Errorf("fcm: credentials_file %q has no project_id; set project_id", cfg.CredentialsFile)
 		}
-		rt = &oauth2.Transport{Source: oauth2.ReuseTokenSource(nil, creds.TokenSource), Base: base}
+		rt = &oauth2.Transport{Source: oauth2.ReuseTokenSource(nil, creds.TokenSource), Base: sends}
 		auth = "service_account"
 	}
 	hc := &http.Client{Transport: &oneAttempt{next: rt}}
@@ -219,7 +221,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Sender, error) 
 	if auth == "none" {
 		logger.Warn("fcm sender has no credentials; only a stand-in will accept its sends", "endpoint", endpoint)
 	}
-	return &Sender{client: client, base: base, deadlines: push.Deadlines{Timeout: cfg.Timeout}}, nil
+	return &Sender{client: client, sends: sends, deadlines: push.Deadlines{Timeout: cfg.Timeout}}, nil
 }
 
 // checkServiceAccount checks, without any network call, what the token
@@ -252,10 +254,12 @@ func checkServiceAccount(data []byte) error {
 	return nil
 }
 
-// newBaseTransport returns the transport shared by sends and token refreshes:
-// HTTP/2 over TLS when the server offers it (one connection carries many
-// sends, with ping health checks), HTTP/1.1 otherwise and for http://
-// endpoints, with an idle pool sized for concurrency parallel sends.
+// newBaseTransport returns net/http's transport, which fetches the access
+// tokens and carries the sends that sendTransport does not (http://
+// endpoints, servers that do not negotiate HTTP/2, endpoints reached
+// through a proxy): HTTP/2 over TLS when the server offers it (one
+// connection carries many sends, with ping health checks), HTTP/1.1
+// otherwise, with an idle pool sized for concurrency parallel sends.
 //
 // For a TLS endpoint, MaxConnsPerHost bounds the connections being dialed at
 // once. Without it, net/http dials one connection per request waiting on a
@@ -290,5 +294,5 @@ func newBaseTransport(roots *x509.CertPool, concurrency int, useTLS bool) *http.
 // Close closes the idle connections. Sends still in flight finish. Calling
 // Close twice is harmless.
 func (s *Sender) Close() {
-	s.base.CloseIdleConnections()
+	s.sends.CloseIdleConnections()
 }

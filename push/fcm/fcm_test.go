@@ -306,6 +306,9 @@ func TestSendOverHTTP2AndPlainHTTP(t *testing.T) {
 	if got.proto != 2 || got.path != "/v1/projects/demo/messages:send" || got.auth != "" {
 		t.Errorf("request over HTTP/%d to %s with auth %q; want HTTP/2 to /v1/projects/demo/messages:send without auth", got.proto, got.path, got.auth)
 	}
+	if st, ok := s.sends.(*sendTransport); !ok || st.noH2.Load() {
+		t.Errorf("sends to an HTTP/2 server through %T (no HTTP/2: %v), want the coalescing HTTP/2 transport", s.sends, ok && st.noH2.Load())
+	}
 
 	plain := &fakeFCM{answers: map[string]cannedAnswer{}}
 	srv := httptest.NewServer(plain)
@@ -316,6 +319,36 @@ func TestSendOverHTTP2AndPlainHTTP(t *testing.T) {
 	}
 	if got := plain.received(); len(got) != 1 || got[0].path != "/v1/projects/demo/messages:send" {
 		t.Errorf("plain stand-in got %+v", got)
+	}
+	if _, ok := s.sends.(*http.Transport); !ok {
+		t.Errorf("sends to an http:// endpoint through %T, want net/http's transport", s.sends)
+	}
+}
+
+// TestSendOverHTTP1TLS checks that an https stand-in that does not
+// negotiate HTTP/2 is still sent to, over HTTP/1.1, every time.
+func TestSendOverHTTP1TLS(t *testing.T) {
+	f := &fakeFCM{answers: map[string]cannedAnswer{}}
+	f.srv = httptest.NewTLSServer(f) // ALPN http/1.1 only
+	t.Cleanup(f.srv.Close)
+	s := newSender(t, Config{Endpoint: f.srv.URL + "/v1", ProjectID: "demo", RootCAs: f.roots(), Timeout: 5 * time.Second})
+	m := prepare(t, s, alert())
+	for i := range 3 {
+		if r := send(m, regToken(fmt.Sprint("h1-", i))); r.Outcome != dispatcher.Sent {
+			t.Fatalf("send %d: %+v", i, r)
+		}
+	}
+	got := f.received()
+	if len(got) != 3 {
+		t.Fatalf("stand-in got %d requests, want 3", len(got))
+	}
+	for _, r := range got {
+		if r.proto != 1 {
+			t.Errorf("request over HTTP/%d, want HTTP/1.1", r.proto)
+		}
+	}
+	if st, ok := s.sends.(*sendTransport); !ok || !st.noH2.Load() {
+		t.Errorf("sends through %T, want a sendTransport that noted the server's lack of HTTP/2", s.sends)
 	}
 }
 
