@@ -42,13 +42,16 @@ const (
 // while maxPending bytes are not yet flushed. Close flushes what was
 // written before it (up to closeFlushTimeout), then closes the connection.
 //
-// The returned connection keeps the TLS connection state of a *tls.Conn
-// (HTTP/2 clients read it through ConnectionState).
+// The connection returned for a *tls.Conn has its ConnectionState, which
+// HTTP/2 clients read; the one for another connection has none.
 func CoalesceWrites(conn net.Conn) net.Conn {
 	c := &coalescingConn{Conn: conn, flushed: make(chan struct{})}
 	c.work.L = &c.mu
 	c.room.L = &c.mu
 	go c.flush()
+	if tc, ok := conn.(*tls.Conn); ok {
+		return coalescingTLSConn{c, tc}
+	}
 	return c
 }
 
@@ -137,14 +140,15 @@ func (c *coalescingConn) Close() error {
 	return c.Conn.Close()
 }
 
-// ConnectionState returns the TLS state of the underlying connection, the
-// zero state when it is not TLS.
-func (c *coalescingConn) ConnectionState() tls.ConnectionState {
-	if tc, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
-		return tc.ConnectionState()
-	}
-	return tls.ConnectionState{}
+// coalescingTLSConn is a coalescing connection over a TLS connection: it
+// has the TLS connection's state, as HTTP/2 clients expect of one.
+type coalescingTLSConn struct {
+	*coalescingConn
+	tls *tls.Conn
 }
+
+// ConnectionState returns the state of the TLS connection.
+func (c coalescingTLSConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
 
 // ErrNoHTTP2 is returned by DialHTTP2 when the server did not negotiate
 // HTTP/2.
