@@ -499,6 +499,59 @@ func TestHighLaneIsServedFirst(t *testing.T) {
 	}
 }
 
+// androidThenIOS returns a batch of a Android recipients followed by i
+// iOS ones.
+func androidThenIOS(campaign string, a, i int) *Batch {
+	b := makeBatch(campaign, 0)
+	for n := range a {
+		b.Recipients = append(b.Recipients, Recipient{Platform: Android, Token: fmt.Sprintf("fcm-%d", n)})
+	}
+	b.Recipients = append(b.Recipients, iosBatch(campaign, "a", i).Recipients...)
+	return b
+}
+
+// TestBusyProviderDoesNotHoldUpTheOther: while every Android sender is
+// stuck on a send and Android's jobs channel is full, the iOS recipients
+// of the same batch are still sent.
+func TestBusyProviderDoesNotHoldUpTheOther(t *testing.T) {
+	b := setup(t, Config{Workers: [numPlatforms]int{IOS: 1, Android: 1}})
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // runs before the dispatcher's stop: its senders return
+	b.and.send = func(context.Context, *Recipient) Result {
+		<-gate
+		return Result{Outcome: Sent}
+	}
+	// Android first: one in the sender, one in the channel, the third
+	// would wait for room; the iOS ones come after them all.
+	batch := androidThenIOS("c", 3, 5)
+	b.handle(t, batch, Normal)
+	testwait.For(t, waitLong, "the iOS recipients sent while Android is stuck", func() bool { return b.ios.total() == 5 })
+	if n := b.and.total(); n != 1 {
+		t.Errorf("%d Android sends begun, want 1 (the stuck one)", n)
+	}
+	release()
+	b.settle(t)
+	if n := b.and.total(); n != 3 {
+		t.Errorf("%d Android sends, want 3", n)
+	}
+}
+
+// TestThrottledProviderDoesNotHoldUpTheOther: FCM's limit (one a second
+// here) paces the Android recipients of a batch, not its iOS ones, which
+// are all sent before the clock moves.
+func TestThrottledProviderDoesNotHoldUpTheOther(t *testing.T) {
+	b := setup(t, Config{Limits: Limits{ProviderPerSecond: [numPlatforms]float64{Android: 1}, ProviderBurst: [numPlatforms]int{Android: 1}}})
+	batch := androidThenIOS("c", 3, 5)
+	b.handle(t, batch, Normal)
+	testwait.For(t, waitLong, "the iOS recipients sent with the clock stopped", func() bool { return b.ios.total() == 5 })
+	if n := b.and.total(); n != 1 {
+		t.Errorf("%d Android sends with the clock stopped, want 1 (the burst)", n)
+	}
+	b.pump(t, time.Second, "the other Android recipients, one a second", func() bool { return b.and.total() == 3 })
+	b.settle(t)
+}
+
 // TestEnqueueToSendIsObservedOncePerProducerBatch: a producer's batch that
 // says when it was published records the time to its first send, once,
 // by lane, on the dispatcher's clock; through a campaign's queue too. A

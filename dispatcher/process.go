@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -141,13 +143,86 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	}
 	ctx, cancel := withClockTimeout(c.runContext(), d.cfg.Clock, d.cfg.MaxHold)
 	defer cancel()
-	lane := del.Lane
 	// A producer's batch (or pushd's copy routed to the campaign's queue)
 	// that says when it was published, not held by not_before, records
 	// the time to its first send.
 	timeToSend := !del.Hop.Published.IsZero() && del.Hop.Attempt == 0 && del.Hop.Key == "" && del.HoldUntil.IsZero()
-	test := b.Campaign.Test || d.cfg.WhitelistOnly
-	var dropped [2]int // malformed token, unknown platform, for metrics
+	sp := &submitPass{
+		r: r, c: c, lane: del.Lane,
+		test:       b.Campaign.Test || d.cfg.WhitelistOnly,
+		timeToSend: timeToSend,
+	}
+	// The recipients of each provider are submitted by a pass of their
+	// own when the batch has several: a provider whose senders are all
+	// busy (its jobs channel full) does not hold up the other's.
+	var split []Platform
+	for _, p := range Platforms {
+		if r.msgs[p] != nil {
+			split = append(split, p)
+		}
+	}
+	if len(split) < 2 {
+		d.submitRecipients(ctx, sp, PlatformUnknown, false)
+	} else {
+		var (
+			wg       sync.WaitGroup
+			panicked [numPlatforms]any
+		)
+		for _, p := range split {
+			wg.Go(func() {
+				defer func() { panicked[p] = recover() }()
+				d.submitRecipients(ctx, sp, p, true)
+			})
+		}
+		// The rest (unknown platforms, no provider) is only dropped.
+		d.submitRecipients(ctx, sp, PlatformUnknown, true)
+		wg.Wait()
+		for _, v := range panicked {
+			if v != nil {
+				panic(v) // the run is abandoned, as for a panic here
+			}
+		}
+	}
+	sp.mu.Lock()
+	dropped, filtered := sp.dropped, sp.filtered
+	sp.mu.Unlock()
+	if dropped[0]+dropped[1] > 0 {
+		if dropped[0] > 0 {
+			d.met.RecipientsDropped("malformed_token", dropped[0])
+		}
+		if dropped[1] > 0 {
+			d.met.RecipientsDropped("unknown_platform", dropped[1])
+		}
+		d.log.Debug("dropped recipients", "batch_id", b.BatchID, "malformed_token", dropped[0], "unknown_platform", dropped[1])
+	}
+	for k, n := range filtered {
+		d.met.RecipientsFiltered(k.list, k.reason, n)
+	}
+	r.release()
+}
+
+// submitPass is what the passes of process over one batch share.
+type submitPass struct {
+	r          *run
+	c          *campaign
+	lane       Lane
+	test       bool // whitelist only
+	timeToSend bool // the first send records the enqueue-to-send time
+	timed      atomic.Bool
+
+	mu       sync.Mutex
+	dropped  [2]int // malformed token, unknown platform, for metrics
+	filtered map[filterKey]int
+}
+
+// submitRecipients checks, filters, throttles (campaign, provider, global)
+// and submits to the senders the recipients of sp's run: all of them
+// when split is false; those of platform only when split is true, or, with
+// only PlatformUnknown, those of no provider (dropped). It stops when ctx
+// ends; the rest stays unsubmitted.
+func (d *Dispatcher) submitRecipients(ctx context.Context, sp *submitPass, only Platform, split bool) {
+	r, c, b := sp.r, sp.c, sp.r.batch
+	var dropped [2]int
 	var filtered map[filterKey]int
 	// Recipients whose provider's breaker is open, by platform. Those of a
 	// high-lane batch do not wait (they would hold up the lane): like
@@ -158,10 +233,19 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		if ctx.Err() != nil {
 			break // the rest stays unsubmitted
 		}
+		rc := &b.Recipients[i]
+		if split {
+			mine := rc.Platform == only
+			if only == PlatformUnknown {
+				mine = r.msgs[rc.Platform] == nil
+			}
+			if !mine {
+				continue // another pass's
+			}
+		}
 		if r.state[i] == stateDone {
 			continue // resolved by an earlier delivery of this message
 		}
-		rc := &b.Recipients[i]
 		if err := rc.Check(); err != nil || d.providers[rc.Platform] == nil {
 			if errors.Is(err, ErrBadToken) {
 				dropped[0]++
@@ -173,7 +257,7 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 			continue
 		}
 		if d.filter != nil {
-			if list, reason, blocked := d.filter.Filter(rc.Platform.String(), rc.Token, rc.UserID, test); blocked {
+			if list, reason, blocked := d.filter.Filter(rc.Platform.String(), rc.Token, rc.UserID, sp.test); blocked {
 				if filtered == nil {
 					filtered = make(map[filterKey]int)
 				}
@@ -192,28 +276,24 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		if err := d.send.throttle(ctx, c, rc.Platform); err != nil {
 			break
 		}
-		if timeToSend {
-			d.met.EnqueueToSend(lane, d.now().Sub(del.Hop.Published))
-			timeToSend = false
+		if sp.timeToSend && !sp.timed.Load() && sp.timed.CompareAndSwap(false, true) {
+			d.met.EnqueueToSend(sp.lane, d.now().Sub(r.del.Hop.Published))
 		}
-		d.send.submit(ctx, r, i, rc.Platform, lane, probe)
+		d.send.submit(ctx, r, i, rc.Platform, sp.lane, probe)
 	}
-	if lane == Normal {
+	if sp.lane == Normal {
 		d.awaitProviders(ctx, r, c, &waiting)
 	}
-	if dropped[0]+dropped[1] > 0 {
-		if dropped[0] > 0 {
-			d.met.RecipientsDropped("malformed_token", dropped[0])
-		}
-		if dropped[1] > 0 {
-			d.met.RecipientsDropped("unknown_platform", dropped[1])
-		}
-		d.log.Debug("dropped recipients", "batch_id", b.BatchID, "malformed_token", dropped[0], "unknown_platform", dropped[1])
-	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.dropped[0] += dropped[0]
+	sp.dropped[1] += dropped[1]
 	for k, n := range filtered {
-		d.met.RecipientsFiltered(k.list, k.reason, n)
+		if sp.filtered == nil {
+			sp.filtered = make(map[filterKey]int)
+		}
+		sp.filtered[k] += n
 	}
-	r.release()
 }
 
 type filterKey struct{ list, reason string }
