@@ -153,8 +153,9 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 		timeToSend: timeToSend,
 	}
 	// The recipients of each provider are submitted by a pass of their
-	// own when the batch has several: a provider whose senders are all
-	// busy (its jobs channel full) does not hold up the other's.
+	// own when the batch has several: a provider that cannot take more
+	// (its senders all busy, its rate limit reached) does not hold up the
+	// other's.
 	var split []Platform
 	for _, p := range Platforms {
 		if r.msgs[p] != nil {
@@ -164,22 +165,30 @@ func (d *Dispatcher) process(del Delivery, b *Batch, c *campaign) {
 	if len(split) < 2 {
 		d.submitRecipients(ctx, sp, PlatformUnknown, false)
 	} else {
+		// A pass that panics ends the others' context; the panic is
+		// raised again here once all have returned (none may submit
+		// after the run is abandoned), and abandons the run.
 		var (
 			wg       sync.WaitGroup
 			panicked [numPlatforms]any
 		)
-		for _, p := range split {
-			wg.Go(func() {
-				defer func() { panicked[p] = recover() }()
-				d.submitRecipients(ctx, sp, p, true)
-			})
+		pass := func(p Platform) {
+			defer func() {
+				if v := recover(); v != nil {
+					panicked[p] = v
+					cancel()
+				}
+			}()
+			d.submitRecipients(ctx, sp, p, true)
 		}
-		// The rest (unknown platforms, no provider) is only dropped.
-		d.submitRecipients(ctx, sp, PlatformUnknown, true)
+		for _, p := range split {
+			wg.Go(func() { pass(p) })
+		}
+		pass(PlatformUnknown) // the rest (no provider): only dropped
 		wg.Wait()
 		for _, v := range panicked {
 			if v != nil {
-				panic(v) // the run is abandoned, as for a panic here
+				panic(v)
 			}
 		}
 	}

@@ -66,10 +66,23 @@ func (f panicFilter) Filter(_, token, _ string, _ bool) (lists.Name, string, boo
 // redelivery would be routed back as a new message instead of counting
 // towards the delivery limit.
 func TestPanicAfterTrackAbandonsTheRun(t *testing.T) {
-	poison := fmt.Sprintf("%064x", 3)
+	for _, tc := range []struct {
+		name   string
+		batch  *Batch
+		poison string
+	}{
+		{"one provider", iosBatch("c", "", 8), fmt.Sprintf("%064x", 3)},
+		// A panic in the Android pass of a batch with both providers,
+		// while the iOS pass runs beside it.
+		{"a pass of two", makeBatch("c", 8), "fcm-3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testPanicAfterTrackAbandonsTheRun(t, tc.batch, tc.poison) })
+	}
+}
+
+func testPanicAfterTrackAbandonsTheRun(t *testing.T, batch *Batch, poison string) {
 	b := setupFull(t, Config{}, panicFilter{poison}, nil, &fakeLedger{})
 	c, _ := b.d.campaigns.observe(context.Background(), iosBatch("c", "", 1), nil)
-	batch := iosBatch("c", "", 8)
 	// What queue.(*Broker).handle does: recover, requeue unless resolved.
 	handle := func(del *fakeDelivery) (panicked bool) {
 		defer func() {
