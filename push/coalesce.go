@@ -135,8 +135,8 @@ func (c *coalescingConn) Close() error {
 	c.mu.Unlock()
 	if !already {
 		c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
-		<-c.flushed
 	}
+	<-c.flushed // a second Close does not cut the first one's flush short
 	return c.Conn.Close()
 }
 

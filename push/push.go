@@ -31,3 +31,10 @@ func RetryAfter(v string, now time.Time) time.Duration {
 	}
 	return max(0, min(d, MaxRetryAfter))
 }
+
+// Transport is what a provider sends through: an HTTP round tripper whose
+// idle connections its Close closes.
+type Transport interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}

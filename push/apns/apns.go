@@ -27,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -132,7 +131,7 @@ type Sender struct {
 	// base is the host URL; a push goes to base.Path+"/3/device/<token>".
 	base *url.URL
 	// conns are the HTTP/2 transports, one connection each.
-	conns     []http.RoundTripper
+	conns     []push.Transport
 	next      atomic.Uint64
 	topic     string
 	needTopic bool
@@ -242,7 +241,7 @@ func (s *Sender) renewToken() bool {
 }
 
 // conn returns the next connection's transport, round-robin.
-func (s *Sender) conn() http.RoundTripper {
+func (s *Sender) conn() push.Transport {
 	return s.conns[(s.next.Add(1)-1)%uint64(len(s.conns))]
 }
 
@@ -250,6 +249,6 @@ func (s *Sender) conn() http.RoundTripper {
 // pushes would open new connections. Calling Close twice is harmless.
 func (s *Sender) Close() {
 	for _, c := range s.conns {
-		c.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+		c.CloseIdleConnections()
 	}
 }

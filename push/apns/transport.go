@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"net/http"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -38,7 +37,7 @@ const (
 // single dial. Its connections coalesce the frames of concurrent pushes
 // into as few TLS records and writes as the network allows
 // (push.CoalesceWrites).
-func newTransport(roots *x509.CertPool, cert tls.Certificate, h2c bool) http.RoundTripper {
+func newTransport(roots *x509.CertPool, cert tls.Certificate, h2c bool) push.Transport {
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: tcpKeepAlive}
 	tlsConf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if len(cert.Certificate) > 0 {

@@ -141,7 +141,7 @@ func parseEndpoint(endpoint string) (string, error) {
 type Sender struct {
 	client *messaging.Client
 	// sends carries the sends (see newSendTransport).
-	sends transport
+	sends push.Transport
 	// deadlines gives each send its context with the configured timeout.
 	deadlines push.Deadlines
 }

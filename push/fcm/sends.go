@@ -35,17 +35,10 @@ type sendTransport struct {
 	noH2 atomic.Bool
 }
 
-// transport is what a Sender sends through: a RoundTripper whose idle
-// connections Close closes.
-type transport interface {
-	http.RoundTripper
-	CloseIdleConnections()
-}
-
 // newSendTransport returns the transport of the sends to endpoint: base
 // itself for an http:// endpoint or when a proxy is configured for it,
 // else a sendTransport.
-func newSendTransport(endpoint string, roots *x509.CertPool, base *http.Transport) transport {
+func newSendTransport(endpoint string, roots *x509.CertPool, base *http.Transport) push.Transport {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Scheme != "https" {
 		return base
